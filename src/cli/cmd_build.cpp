@@ -1,0 +1,51 @@
+// livegraft build --source DIR --diff FIX.diff --target BINARY -o OUT.o
+#include <iostream>
+#include <memory>
+
+#include "builder/project_build.h"
+#include "builder/report.h"
+#include "cli/output.h"
+
+namespace lg::cli {
+
+void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto opts = std::make_shared<builder::ProjectBuildOptions>();
+  auto json = std::make_shared<bool>(false);
+  auto build_cmd = std::make_shared<std::string>();
+  auto work = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("build", "Build a patch object from a source tree and a fix (kpatch-build for user space)");
+  cmd->add_option("--source", opts->source_dir, "The source tree the running binary was built from")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--diff", opts->diff_path, "The fix, a unified diff applied with patch -p1")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--target", opts->target_path, "The running program's binary (/proc/PID/exe works)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-o,--output", opts->output_path, "Patch object to write")->required();
+  cmd->add_option("--name", opts->patch_name, "Patch name (default: the output file's name)");
+  cmd->add_option("--build-command", *build_cmd, "The project's build command (default: make)");
+  cmd->add_option("--work-dir", *work, "Work directory (default: a new one under $TMPDIR)");
+  cmd->add_flag("--keep-work-dir", opts->keep_work_dir, "Keep the work directory on success too");
+  cmd->add_flag("--json", *json, "Print one JSON document on stdout");
+  cmd->callback([opts, json, build_cmd, work, &global, &exit_code] {
+    if (*json) global.json = true;
+    if (!build_cmd->empty()) opts->build_command = *build_cmd;
+    if (!work->empty()) opts->work_dir = *work;
+    opts->progress = [](const std::string& line) { std::cerr << "livegraft build: " << line << "\n"; };
+    auto r = builder::build_project_patch(*opts);
+    if (!r) {
+      exit_code = report_error(global, r.error());
+      return;
+    }
+    nlohmann::json j;
+    j["output"] = opts->output_path;
+    j["changed_files"] = r->changed_files;
+    j["functions"] = nlohmann::json::array();
+    for (const auto& f : r->functions)
+      j["functions"].push_back({{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}});
+    j["warnings"] = r->warnings;
+    if (global.json) return print_json_ok(j);
+    for (const auto& f : r->functions)
+      std::cout << builder::to_string(f.status) << " " << f.name << (f.sympos ? fmt::format(" (sympos {})", f.sympos) : "") << "\n";
+    for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
+    std::cout << "wrote " << opts->output_path << "\n";
+  });
+}
+
+}  // namespace lg::cli

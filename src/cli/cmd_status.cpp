@@ -1,0 +1,41 @@
+// livegraft status PID
+#include <iostream>
+
+#include "cli/output.h"
+#include "cli/pid_option.h"
+#include "controller/operations.h"
+
+namespace lg::cli {
+
+void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto pid = std::make_shared<int>(0);
+  auto* cmd = app.add_subcommand("status", "Show the patches applied to a running process");
+  add_pid_option(cmd, *pid);
+  cmd->callback([pid, &global, &exit_code] {
+    auto result = patch_status(*pid);
+    if (!result) {
+      exit_code = report_error(global, result.error());
+      return;
+    }
+    const auto& s = *result;
+    if (global.json) return print_json_ok(s);
+    if (!s.value("agent", false)) {
+      std::cout << fmt::format("process {}: no livegraft agent, no patches\n", *pid);
+      return;
+    }
+    std::cout << fmt::format("process {}: agent running", *pid);
+    if (s.contains("disabled") && s["disabled"].is_string())
+      std::cout << fmt::format(", DISABLED: {}", s["disabled"].get<std::string>());
+    std::cout << "\n";
+    if (s["patches"].empty()) std::cout << "  no patches\n";
+    for (const auto& p : s["patches"]) {
+      std::cout << fmt::format("  patch '{}' [{}] from {}\n", p.value("name", "?"), p.value("state", "?"),
+                               p.value("path", "?"));
+      for (const auto& f : p.value("funcs", nlohmann::json::array()))
+        std::cout << fmt::format("    {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"),
+                                 f.value("old_addr", uint64_t{0}), f.value("new_addr", uint64_t{0}));
+    }
+  });
+}
+
+}  // namespace lg::cli

@@ -1,0 +1,26 @@
+// Printing results and errors: for people on stdout/stderr, or one JSON document on stdout.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/result.h"
+
+namespace lg::cli {
+
+// Maps an error kind to the documented exit code.
+int exit_code_for(const Error& error);
+
+// Prints [error] ("livegraft: error: ..." + hint on stderr, or {"ok":false,...} on stdout with
+// --json; [details] is merged into the JSON) and returns its exit code.
+int report_error(const GlobalOptions& global, const Error& error, const nlohmann::json& details = nullptr);
+
+// Prints {"ok":true, ...result} with --json; otherwise calls nothing (the command prints text).
+void print_json_ok(const nlohmann::json& result);
+
+// A progress printer for slow steps (stderr, only with -v).
+std::function<void(const std::string&)> progress_printer(const GlobalOptions& global);
+
+}  // namespace lg::cli

@@ -1,0 +1,168 @@
+#include "controller/apply_plan.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "common/hex.h"
+#include "x86/patchability.h"
+
+namespace lg {
+
+namespace {
+
+// Reads target memory without ptrace-attaching (process_vm_readv needs the same permission as
+// ptrace; failures say so).
+Result<std::vector<uint8_t>> peek(pid_t pid, RemoteAddr addr, size_t len) {
+  std::vector<uint8_t> out(len);
+  iovec local{out.data(), len};
+  iovec remote{reinterpret_cast<void*>(addr.value), len};
+  ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (n < 0) {
+    if (errno == EPERM || errno == EACCES)
+      return Error(ErrorKind::permission, fmt::format("may not read the memory of process {}: {}", pid, std::strerror(errno)),
+                   errno, "run livegraft as the process's owner or as root");
+    if (errno == ESRCH) return make_error(ErrorKind::not_found, "process {} exited", pid);
+    return make_errno_error(ErrorKind::io, "reading {} bytes at {} in process {}", len, addr, pid);
+  }
+  if (static_cast<size_t>(n) != len)
+    return make_error(ErrorKind::io, "short read of {} bytes at {} in process {}", len, addr, pid);
+  return out;
+}
+
+bool is_piece_of(const std::string& piece, const std::string& func) {
+  if (piece.size() <= func.size() || piece.compare(0, func.size(), func) != 0) return false;
+  std::string_view rest(piece.c_str() + func.size());
+  return rest.rfind(".cold", 0) == 0 || rest.rfind(".part.", 0) == 0;
+}
+
+Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& f,
+                              const std::vector<RemoteAddr>& redirected) {
+  const ElfFile& elf = *target.elf;
+  LG_TRY(auto sym, elf.find_symbol(f.old_name, f.old_sympos));
+  if (sym.type == STT_GNU_IFUNC)
+    return make_error(ErrorKind::unsupported, "'{}' in {} is an IFUNC resolver: patch the implementation it selects instead",
+                      f.old_name, target.path);
+  if (sym.type != STT_FUNC)
+    return make_error(ErrorKind::bad_patch, "'{}' in {} is not a function (symbol type {})", f.old_name, target.path,
+                      sym.type);
+  if (sym.size == 0)
+    return make_error(ErrorKind::unsupported, "'{}' in {} has no size in the symbol table: cannot check it is patchable",
+                      f.old_name, target.path);
+  LG_TRY(auto file_bytes, elf.read_vaddr(sym.value, sym.size));
+  PlannedFunc p;
+  p.old_name = f.old_name;
+  p.old_sympos = f.old_sympos;
+  p.addr = target.runtime(sym.value);
+  p.size = sym.size;
+  LG_TRY(auto site, x86::check_patchable(file_bytes, p.addr.value, f.old_name));
+  p.jump_addr = RemoteAddr(site.jump_addr);
+  size_t off = site.jump_addr - p.addr.value;
+  p.orig_bytes.assign(file_bytes.begin() + static_cast<long>(off), file_bytes.begin() + static_cast<long>(off + 5));
+
+  LG_TRY(auto mem, peek(pid, p.addr, sym.size));
+  if (mem != file_bytes) {
+    bool ours = std::find(redirected.begin(), redirected.end(), p.jump_addr) != redirected.end();
+    bool rest_equal = ours && std::equal(mem.begin(), mem.begin() + static_cast<long>(off), file_bytes.begin()) &&
+                      std::equal(mem.begin() + static_cast<long>(off + 5), mem.end(),
+                                 file_bytes.begin() + static_cast<long>(off + 5));
+    if (!rest_equal)
+      return Error(ErrorKind::mismatch,
+                   fmt::format("the code of '{}' in process {} differs from {}: the running program is not the file "
+                               "on disk, or another tool changed it",
+                               f.old_name, pid, target.path),
+                   0, "rebuild the patch against the binary the process runs");
+  }
+  for (const auto& s : elf.symbols())
+    if (s.defined() && s.type == STT_FUNC && s.size && is_piece_of(s.name, f.old_name))
+      p.extra_ranges.push_back({target.runtime(s.value), target.runtime(s.value + s.size)});
+  return p;
+}
+
+}  // namespace
+
+std::vector<RemoteRange> ApplyPlan::original_ranges() const {
+  std::vector<RemoteRange> r;
+  for (const auto& f : funcs) {
+    r.push_back({f.addr, f.addr + static_cast<int64_t>(f.size)});
+    r.insert(r.end(), f.extra_ranges.begin(), f.extra_ranges.end());
+  }
+  return r;
+}
+
+nlohmann::json ApplyPlan::load_request(const std::string& absolute_path) const {
+  nlohmann::json funcs_j = nlohmann::json::array();
+  for (const auto& f : funcs)
+    funcs_j.push_back({{"old_name", f.old_name},
+                       {"old_sympos", f.old_sympos},
+                       {"old_addr", f.addr.value},
+                       {"jump_addr", f.jump_addr.value},
+                       {"orig_bytes", to_hex(f.orig_bytes)}});
+  return {{"op", "load"},
+          {"path", absolute_path},
+          {"object", {{"name", object_name}, {"lo", object_range.lo.value}, {"hi", object_range.hi.value}}},
+          {"funcs", funcs_j},
+          {"symbols", symbols},
+          {"dlsym", dlsym}};
+}
+
+Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected) {
+  ApplyPlan plan;
+  LG_TRY(plan.patch, read_patch_object(patch_path));
+  if (plan.patch.objects.size() != 1)
+    return make_error(ErrorKind::unsupported, "{}: a patch must target exactly one object in layout version 1",
+                      patch_path);
+  const PatchTargetObject& obj = plan.patch.objects[0];
+
+  LG_TRY(auto image, ProcessImage::read(pid));
+  LoadedObject* target = nullptr;
+  if (obj.name) {
+    LG_TRY(target, image.find(*obj.name));
+  } else {
+    LG_TRY(target, image.main_executable());
+  }
+  LG_TRY_VOID(image.open(*target));
+  plan.object_name = obj.name.value_or("");
+  plan.object_path = target->path;
+  plan.object_range = target->range;
+  plan.build_id = target->elf->build_id().value_or("");
+  if (obj.build_id && *obj.build_id != plan.build_id)
+    return Error(ErrorKind::mismatch,
+                 fmt::format("build-id mismatch: patch '{}' is for build-id {}, but process {} runs {} with build-id {}",
+                             plan.patch.name, *obj.build_id, pid, target->path,
+                             plan.build_id.empty() ? "(none)" : plan.build_id),
+                 0, "build the patch against the exact binary the process runs");
+
+  std::set<std::string> seen;
+  for (const auto& f : obj.funcs) {
+    if (!seen.insert(fmt::format("{}#{}", f.old_name, f.old_sympos)).second)
+      return make_error(ErrorKind::bad_patch, "{}: function '{}' is replaced twice in one patch", patch_path, f.old_name);
+    auto p = plan_func(pid, *target, f, redirected);
+    if (!p) return std::move(p).error().context(fmt::format("patch '{}'", plan.patch.name));
+    plan.funcs.push_back(std::move(*p));
+  }
+
+  for (const auto& u : plan.patch.undefined) {
+    LG_TRY(auto r, image.lookup_in(*target, u.name));
+    if (!r) {
+      LG_TRY(r, image.lookup_global(u.name));
+    }
+    if (!r) {
+      if (u.weak) {
+        plan.symbols[u.name] = 0;
+        continue;
+      }
+      return Error(ErrorKind::not_found,
+                   fmt::format("patch '{}' needs symbol '{}', which neither {} nor any library of process {} defines",
+                               plan.patch.name, u.name, target->path, pid),
+                   0, "check the spelling (C++ names are mangled) or that the target is built with a symbol table");
+    }
+    if (r->ifunc) plan.dlsym.push_back(u.name);
+    else plan.symbols[u.name] = r->addr.value;
+  }
+  return plan;
+}
+
+}  // namespace lg

@@ -1,0 +1,51 @@
+// ApplyPlan: everything checked and resolved about applying a patch object to a process, before
+// the process is touched: the target object (and its build-id), every replaced function (its
+// address, size, the 5 bytes the jump replaces, patchability) and every import of the patch.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/remote.h"
+#include "common/result.h"
+#include "controller/process_image.h"
+#include "elf/patch_object.h"
+
+namespace lg {
+
+struct PlannedFunc {
+  std::string old_name;
+  uint64_t old_sympos = 0;
+  RemoteAddr addr;         // the original function
+  uint64_t size = 0;
+  RemoteAddr jump_addr;    // after endbr64
+  std::vector<uint8_t> orig_bytes;  // the 5 bytes at jump_addr in the file
+  std::vector<RemoteRange> extra_ranges;  // its .cold/.part pieces
+};
+
+struct ApplyPlan {
+  PatchObject patch;
+  std::string object_name;  // "" for the main executable
+  std::string object_path;
+  RemoteRange object_range;
+  std::string build_id;
+  std::vector<PlannedFunc> funcs;
+  nlohmann::json symbols = nlohmann::json::object();  // name -> address
+  std::vector<std::string> dlsym;                     // IFUNC imports
+
+  // The original code no thread may be running for the switch (functions and their pieces).
+  std::vector<RemoteRange> original_ranges() const;
+  nlohmann::json load_request(const std::string& absolute_path) const;
+};
+
+// Reads the patch and checks it against process [pid] without any ptrace: target object
+// mapped, build-id equal, every function found (sympos), patchable, and its code in memory
+// equal to the file (or already redirected by livegraft: [redirected] are jump addresses the
+// agent reports), every import resolvable. Errors name what is wrong.
+Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected);
+
+}  // namespace lg

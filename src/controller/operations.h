@@ -1,0 +1,34 @@
+// The controller's operations: what `livegraft apply|revert|status|inject` do, returning a JSON
+// report (the CLI prints it for people or as is with --json).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "controller/transition.h"
+
+namespace lg {
+
+struct OperationOptions {
+  std::chrono::milliseconds timeout{10000};     // how long the switch may keep retrying
+  std::string agent_path;                       // empty: find it next to the livegraft binary
+  std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
+  std::vector<Blocker>* blockers = nullptr;     // filled when a transition gives up
+};
+
+// The agent library to inject: [configured], else $LIVEGRAFT_AGENT, else next to this binary.
+Result<std::string> find_agent_library(const std::string& configured);
+
+Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options);
+Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options);
+Result<nlohmann::json> patch_status(pid_t pid);
+Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options);
+
+}  // namespace lg

@@ -1,0 +1,133 @@
+#include "controller/transition.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "common/hex.h"
+
+namespace lg {
+
+using Clock = std::chrono::steady_clock;
+
+Result<std::vector<MemoryWrite>> writes_from_json(const nlohmann::json& writes) {
+  std::vector<MemoryWrite> out;
+  if (!writes.is_array()) return make_error(ErrorKind::agent, "agent reply: 'writes' is not an array");
+  for (const auto& w : writes) {
+    auto old_b = from_hex(w.value("old", std::string("x")));
+    auto new_b = from_hex(w.value("new", std::string("x")));
+    if (!w.contains("addr") || !old_b || !new_b || old_b->size() != new_b->size() || old_b->empty())
+      return make_error(ErrorKind::agent, "agent reply: malformed write {}", w.dump());
+    out.push_back({RemoteAddr(w["addr"].get<uint64_t>()), std::move(*old_b), std::move(*new_b)});
+  }
+  return out;
+}
+
+Result<std::vector<RemoteRange>> ranges_from_json(const nlohmann::json& ranges) {
+  std::vector<RemoteRange> out;
+  if (!ranges.is_array()) return make_error(ErrorKind::agent, "agent reply: ranges are not an array");
+  for (const auto& r : ranges) {
+    if (!r.is_array() || r.size() != 2) return make_error(ErrorKind::agent, "agent reply: malformed range {}", r.dump());
+    out.push_back({RemoteAddr(r[0].get<uint64_t>()), RemoteAddr(r[1].get<uint64_t>())});
+  }
+  return out;
+}
+
+Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<RemoteRange>& check) {
+  std::vector<Blocker> blockers;
+  auto describe = [&](const StackTrace& t) {
+    std::vector<std::string> lines;
+    for (const auto& f : t.frames) lines.push_back(unwinder_.symbolize(f.pc));
+    if (!t.complete) lines.push_back(fmt::format("?? ({})", t.stop_reason));
+    return lines;
+  };
+  for (pid_t tid : process_.threads()) {
+    auto regs = process_.get_regs(tid);
+    if (!regs) {
+      if (regs.error().kind == ErrorKind::thread_died) continue;  // it exited: nothing to check
+      return regs.error();
+    }
+    LG_TRY(auto trace, unwinder_.unwind(*regs));
+    if (!trace.complete) {
+      blockers.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", trace.stop_reason), describe(trace)});
+      continue;
+    }
+    for (size_t i = 0; i < trace.frames.size(); ++i) {
+      // A return address points after the call: the caller is at pc-1 (not for the first
+      // frame or a frame interrupted by a signal, whose pc is exact).
+      RemoteAddr pc = trace.frames[i].pc;
+      bool exact = i == 0 || trace.frames[i - 1].signal_frame;
+      RemoteAddr at = exact ? pc : pc - 1;
+      auto hit = std::find_if(check.begin(), check.end(), [&](const RemoteRange& r) { return r.contains(at); });
+      if (hit != check.end()) {
+        blockers.push_back({tid, fmt::format("{} is on its stack", unwinder_.symbolize(at)), describe(trace)});
+        break;
+      }
+    }
+  }
+  return blockers;
+}
+
+Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
+  // Verify every old value first, so that a mismatch writes nothing.
+  for (const auto& w : writes) {
+    std::vector<uint8_t> cur(w.old_bytes.size());
+    LG_TRY_VOID(process_.read_memory(w.addr, cur));
+    if (cur != w.old_bytes)
+      return make_error(ErrorKind::mismatch, "bytes at {} are {}, expected {}: something else changed this code", w.addr,
+                        to_hex(cur), to_hex(w.old_bytes));
+  }
+  for (size_t i = 0; i < writes.size(); ++i) {
+    auto r = process_.write_memory(writes[i].addr, writes[i].new_bytes);
+    if (!r) {
+      for (size_t j = i; j-- > 0;) (void)process_.write_memory(writes[j].addr, writes[j].old_bytes);
+      return std::move(r).error().context("writing code");
+    }
+  }
+  return {};
+}
+
+Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check, const std::vector<MemoryWrite>& writes,
+                                          const TransitionOptions& options) {
+  TransitionStats stats;
+  auto start = Clock::now();
+  auto deadline = start + options.timeout;
+  auto backoff = std::chrono::milliseconds(1);
+  for (;;) {
+    ++stats.attempts;
+    auto stop_start = Clock::now();
+    LG_TRY_VOID(process_.stop_all(std::chrono::milliseconds(5000)));
+    auto blockers = find_blockers(check);
+    Result<void> done;
+    bool switched = false;
+    if (blockers && blockers->empty()) {
+      done = perform(writes);
+      switched = done.ok();
+    }
+    auto resumed = process_.resume_all();
+    auto stop_end = Clock::now();
+    if (!blockers) return std::move(blockers).error();
+    if (!done) return std::move(done).error();
+    if (!resumed) return std::move(resumed).error();
+    if (switched) {
+      stats.threads = process_.threads().size();
+      stats.stopped = std::chrono::duration_cast<std::chrono::microseconds>(stop_end - stop_start);
+      stats.total = std::chrono::duration_cast<std::chrono::microseconds>(stop_end - start);
+      blockers_.clear();
+      return stats;
+    }
+    blockers_ = std::move(*blockers);
+    if (Clock::now() + backoff > deadline) {
+      std::string who;
+      for (const auto& b : blockers_) who += fmt::format("{}{}", who.empty() ? "" : ", ", b.tid);
+      return Error(ErrorKind::unsafe,
+                   fmt::format("gave up after {} attempts in {} ms: thread{} {} kept an affected function on the stack",
+                               stats.attempts, options.timeout.count(), blockers_.size() > 1 ? "s" : "", who),
+                   0, "retry later, or raise --timeout; nothing was changed");
+    }
+    if (options.on_retry) options.on_retry(stats.attempts, blockers_);
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace lg

@@ -1,0 +1,71 @@
+// The stop-the-world consistency model (kpatch's): stop every thread, unwind every stack
+// reliably, and only if no thread is running — or returns into — an affected range, perform the
+// code/slot writes, then resume. Otherwise resume and retry with backoff until the timeout.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/remote.h"
+#include "common/result.h"
+#include "process/process.h"
+#include "unwind/unwinder.h"
+
+namespace lg {
+
+struct MemoryWrite {
+  RemoteAddr addr;
+  std::vector<uint8_t> old_bytes, new_bytes;
+};
+Result<std::vector<MemoryWrite>> writes_from_json(const nlohmann::json& writes);
+Result<std::vector<RemoteRange>> ranges_from_json(const nlohmann::json& ranges);
+
+// A thread that kept the switch from happening: its id, why, and its symbolized stack.
+struct Blocker {
+  pid_t tid = 0;
+  std::string reason;
+  std::vector<std::string> stack;
+};
+
+struct TransitionOptions {
+  std::chrono::milliseconds timeout{10000};
+  std::function<void(int attempt, const std::vector<Blocker>&)> on_retry;  // progress
+};
+
+struct TransitionStats {
+  int attempts = 0;
+  size_t threads = 0;
+  std::chrono::microseconds stopped{0};   // the stop of the successful attempt
+  std::chrono::microseconds total{0};
+};
+
+// The error of a failed transition keeps the last blockers for reporting.
+struct TransitionFailure {
+  Error error;
+  std::vector<Blocker> blockers;
+};
+
+class StopTheWorld {
+ public:
+  StopTheWorld(Process& process, Unwinder& unwinder) : process_(process), unwinder_(unwinder) {}
+
+  // Runs the switch. On success every write was verified and performed while all threads were
+  // stopped. On failure nothing was written (a write failing half-way is rolled back).
+  Result<TransitionStats> run(const std::vector<RemoteRange>& check, const std::vector<MemoryWrite>& writes,
+                              const TransitionOptions& options);
+  const std::vector<Blocker>& blockers() const { return blockers_; }
+
+ private:
+  Result<std::vector<Blocker>> find_blockers(const std::vector<RemoteRange>& check);
+  Result<void> perform(const std::vector<MemoryWrite>& writes);
+
+  Process& process_;
+  Unwinder& unwinder_;
+  std::vector<Blocker> blockers_;
+};
+
+}  // namespace lg
