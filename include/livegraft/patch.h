@@ -27,6 +27,7 @@
 #ifndef LIVEGRAFT_PATCH_H
 #define LIVEGRAFT_PATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus

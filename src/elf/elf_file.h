@@ -70,7 +70,8 @@ class ElfFile {
   // The bytes of a section (empty for SHT_NOBITS). Error when out of the file's bounds.
   Result<std::span<const uint8_t>> section_data(size_t index) const;
 
-  // The full symbol table: .symtab when present, otherwise .dynsym.
+  // The full symbol table: .symtab when present, otherwise .dynsym. Entry 0 is the null
+  // symbol, so symbols()[i].index == i (what a relocation's r_sym indexes).
   const std::vector<ElfSymbol>& symbols() const { return symbols_; }
   // .dynsym only (exported/imported dynamic symbols).
   const std::vector<ElfSymbol>& dynamic_symbols() const { return dynsyms_; }
