@@ -85,13 +85,43 @@ class Process {
   Result<uint64_t> remote_call(pid_t tid, RemoteAddr fn, std::span<const RemoteArg> args,
                                std::chrono::milliseconds timeout);
 
-  // Detaches everything now (the destructor does this too).
+  // Services the ptrace stops of threads that should be running, without blocking: a thread
+  // that cloned is resumed (and its new thread seized and resumed), a signal is delivered, an
+  // exited thread is dropped. While we hold a process, every clone and every signal stops the
+  // thread concerned until this runs (stop_all, resume_all and remote_call run it too), so a
+  // controller that keeps a Process across a long wait must call it now and then.
+  // Error thread_died when the whole process has exited.
+  Result<void> poll_events();
+
+  // Detaches everything now (the destructor does this too): stops every thread (so none is
+  // lost in a stop we have not collected), re-raises signals that arrived while we held it, and
+  // PTRACE_DETACHes. Best effort: a thread that does not stop within 5 s stays traced until the
+  // controller exits (the kernel detaches it then).
   void detach_all();
+
+  // Every ptrace request must come from the thread that seized (ptrace is per tracer thread).
+  pid_t tracer_tid() const { return tracer_tid_; }
+
+  struct ThreadInfo;  // private state of one thread (process.cpp)
 
  private:
   explicit Process(pid_t pid);
-  struct ThreadInfo;
+  enum class StopGoal;
+  Result<void> check_tracer_thread() const;
+  Result<ThreadInfo*> stopped_thread(pid_t tid) const;
+  ThreadInfo* find_thread(pid_t tid) const;
+  ThreadInfo& add_thread(pid_t tid, bool stop_wanted);
+  // One WNOHANG pass over the threads that are not in a collected stop; true if any reported.
+  Result<bool> poll_pass(pid_t only_tid = 0);
+  void handle_status(ThreadInfo& t, int status);
+  Result<void> wait_stopped(const std::vector<pid_t>& tids, std::chrono::milliseconds timeout);
+  Result<void> resume_one(ThreadInfo& t);
+  void drop_if_gone(ThreadInfo& t);
+
   pid_t pid_;
+  pid_t tracer_tid_ = 0;
+  bool process_exited_ = false;
+  bool stopping_all_ = false;
   UniqueFd mem_fd_;
   std::map<pid_t, std::unique_ptr<ThreadInfo>> threads_;
 };

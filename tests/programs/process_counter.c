@@ -1,6 +1,8 @@
 // Target for lg_process tests: N worker threads (argv[1], default 8) count in a loop; the main
 // thread prints "tick T value V" every 5 ms (V is g_value, which tests overwrite) and "usr1"
-// whenever SIGUSR1 arrives. Prints "addr value 0x..." first.
+// whenever SIGUSR1 arrives. Prints "addr value 0x..." first. With argv[2] == "idle" the workers
+// block in pause() instead (for many threads on few cores); with "leader-exits" the main
+// thread calls pthread_exit once the workers run and worker 0 prints the ticks.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 volatile long g_value = 1;
 volatile long g_counters[4096];
 static volatile sig_atomic_t g_usr1;
+static int g_leader_exits;
 
 static void on_usr1(int sig) {
   (void)sig;
@@ -19,8 +22,22 @@ static void on_usr1(int sig) {
   write(1, "usr1\n", 5);
 }
 
+static void* idle_worker(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
+static void print_ticks(void) {
+  for (long tick = 0;; ++tick) {
+    printf("tick %ld value %ld\n", tick, g_value);
+    usleep(5000);
+  }
+}
+
 static void* worker(void* arg) {
   long i = (long)arg;
+  if (i == 0 && g_leader_exits) print_ticks();
   for (;;) {
     g_counters[i]++;
     if ((g_counters[i] & 1023) == 0) usleep(100);
@@ -31,6 +48,8 @@ static void* worker(void* arg) {
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   int n = argc > 1 ? atoi(argv[1]) : 8;
+  int idle = argc > 2 && strcmp(argv[2], "idle") == 0;
+  g_leader_exits = argc > 2 && strcmp(argv[2], "leader-exits") == 0;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_usr1;
@@ -41,15 +60,13 @@ int main(int argc, char** argv) {
   pthread_attr_setstacksize(&attr, 64 * 1024);
   for (long i = 0; i < n && i < 4096; ++i) {
     pthread_t t;
-    if (pthread_create(&t, &attr, worker, (void*)i) != 0) {
+    if (pthread_create(&t, &attr, idle ? idle_worker : worker, (void*)i) != 0) {
       printf("pthread_create failed\n");
       return 1;
     }
   }
   printf("addr value %p counters %p\n", (void*)&g_value, (void*)g_counters);
   printf("started %d\n", n);
-  for (long tick = 0;; ++tick) {
-    printf("tick %ld value %ld\n", tick, g_value);
-    usleep(5000);
-  }
+  if (g_leader_exits) pthread_exit(NULL);
+  print_ticks();
 }

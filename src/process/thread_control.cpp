@@ -1,0 +1,376 @@
+// Stopping and resuming seized threads: the waitpid state machine.
+//
+// ptrace(2) corner cases handled here (numbers are referred to below):
+//  1. A seized thread reports every stop to waitpid(tid, __WALL): PTRACE_EVENT_STOP
+//     (status >> 16) with SIGTRAP after PTRACE_INTERRUPT or as a new thread's first stop, with
+//     SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU for a group-stop; PTRACE_EVENT_CLONE in a thread that
+//     created another; a signal-delivery-stop (no event) for every signal it is about to get.
+//  2. A thread in a stop stays stopped until we restart it. Clone events and signals therefore
+//     stall a "running" thread until we look at it: poll_events() services them.
+//  3. A signal-delivery-stop may arrive before the interrupt stop we asked for. We suppress the
+//     signal (PTRACE_CONT 0), keep it, and raise it again just before the thread resumes: the
+//     signal argument of PTRACE_CONT is ignored in event stops, so injection there is useless.
+//  4. A group-stopped thread is resumed with PTRACE_LISTEN, which keeps it stopped (as the
+//     process's owner asked with SIGSTOP) while letting it report the SIGCONT later.
+//  5. A traced thread's exit is reported as WIFEXITED/WIFSIGNALED for its tid. A multi-threaded
+//     leader that exited is reported only when every other thread is gone: a zombie leader
+//     never stops, so threads found zombie ('Z' in /proc/PID/task/TID/stat) are dropped.
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/proc_maps.h"
+#include "process/process_internal.h"
+
+namespace lg {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool is_stopping_signal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+
+// A synchronous fault raised by the kernel (not sent by someone), or abort() in the thread.
+bool is_crash(const siginfo_t& info, pid_t pid) {
+  switch (info.si_signo) {
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGILL:
+    case SIGFPE:
+    case SIGTRAP:
+      return info.si_code > 0;  // SI_KERNEL or a fault code; user-sent signals have si_code <= 0
+    case SIGABRT:
+      return info.si_code <= 0 && info.si_pid == pid;  // abort() raises SIGABRT at itself
+    default:
+      return false;
+  }
+}
+
+// The thread's blocked-signal mask from /proc/PID/task/TID/status (SigBlk), 0 if unreadable.
+uint64_t blocked_signals(pid_t pid, pid_t tid) {
+  auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  if (!text) return 0;
+  auto pos = text->find("\nSigBlk:");
+  if (pos == std::string::npos) return 0;
+  return std::strtoull(text->c_str() + pos + 8, nullptr, 16);
+}
+
+}  // namespace
+
+void Process::handle_status(ThreadInfo& t, int status) {
+  const pid_t tid = t.tid;
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {  // 5.
+    if (tid == pid_) process_exited_ = true;
+    threads_.erase(tid);
+    return;
+  }
+  if (!WIFSTOPPED(status)) return;
+  if (t.foreign) {
+    ptrace_req(PTRACE_DETACH, tid, 0, 0);
+    threads_.erase(tid);
+    return;
+  }
+  const int sig = WSTOPSIG(status);
+  const int event = status >> 16;
+  const bool abort_call = t.want == ThreadWant::call && t.call_abort;
+  // Restart a stop we do not keep; re-ask for the interrupt stop if we still want one.
+  auto pass_on = [&](int inject) {
+    ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(inject));
+    if (t.want == ThreadWant::stop || abort_call) ptrace_req(PTRACE_INTERRUPT, tid);
+  };
+
+  if (event == PTRACE_EVENT_CLONE) {
+    unsigned long child = 0;
+    if (ptrace_req(PTRACE_GETEVENTMSG, tid, 0, reinterpret_cast<uint64_t>(&child)) == 0 && child > 0) {
+      ThreadInfo& c = add_thread(static_cast<pid_t>(child), stopping_all_);
+      c.foreign = ::access(fmt::format("/proc/{}/task/{}", pid_, child).c_str(), F_OK) != 0;
+    }
+    // Never keep a thread in its clone event stop: a remote call from there would have its
+    // result overwritten by clone's return value, so let clone finish first.
+    pass_on(0);
+    return;
+  }
+  if (t.want == ThreadWant::call) {
+    Registers regs{};
+    if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0 &&
+        static_cast<int64_t>(regs.orig_rax) >= 0 && regs.rax == kERestartRestartBlock)
+      t.call_clobbered_restart_block = true;
+  }
+  if (event == PTRACE_EVENT_STOP) {
+    const bool group = is_stopping_signal(sig);
+    if (t.want == ThreadWant::stop || abort_call) {
+      t.stopped = true;
+      t.kind = group ? StopKind::group : StopKind::trap;
+      t.group_signal = group ? sig : 0;
+      if (abort_call) t.call_outcome = CallOutcome::interrupted;
+      return;
+    }
+    if (group && t.want == ThreadWant::run) {
+      ptrace_req(PTRACE_LISTEN, tid);  // 4.
+      return;
+    }
+    pass_on(0);  // a new thread's first stop, a SIGCONT notification, a stale interrupt
+    return;
+  }
+  if (event != 0) {  // an event we did not ask for
+    pass_on(0);
+    return;
+  }
+
+  // Signal-delivery-stop.
+  siginfo_t info{};
+  if (ptrace_req(PTRACE_GETSIGINFO, tid, 0, reinterpret_cast<uint64_t>(&info)) != 0) {
+    info = siginfo_t{};
+    info.si_signo = sig;
+  }
+  switch (t.want) {
+    case ThreadWant::run:
+      ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(sig));  // delivered as the kernel meant to
+      return;
+    case ThreadWant::stop:
+      t.pending_signals.push_back(info);  // 3.
+      pass_on(0);
+      return;
+    case ThreadWant::call: {
+      Registers regs{};
+      bool have_regs = ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
+      if (sig == SIGSEGV && have_regs && regs.rip == 0) {
+        // The called function returned to our null return address.
+        t.stopped = true;
+        t.kind = StopKind::signal;
+        t.call_outcome = CallOutcome::returned;
+        return;
+      }
+      if (is_crash(info, pid_)) {
+        t.stopped = true;
+        t.kind = StopKind::signal;
+        t.call_outcome = CallOutcome::crashed;
+        t.call_signal = sig;
+        t.call_fault_pc = have_regs ? regs.rip : 0;
+        return;
+      }
+      t.pending_signals.push_back(info);
+      pass_on(0);
+      return;
+    }
+  }
+}
+
+Result<bool> Process::poll_pass(pid_t only_tid) {
+  std::vector<pid_t> tids;
+  for (const auto& [tid, t] : threads_) {
+    if (t->stopped) continue;
+    if (only_tid > 0 && tid != only_tid) continue;
+    if (only_tid < 0 && t->want == ThreadWant::run) continue;  // -1: only threads we wait for
+    tids.push_back(tid);
+  }
+  bool progressed = false;
+  for (pid_t tid : tids) {
+    ThreadInfo* t = find_thread(tid);
+    if (!t || t->stopped) continue;
+    int status = 0;
+    pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+    if (r == 0) continue;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECHILD) {  // no longer our tracee (gone through exec, reaped elsewhere)
+        threads_.erase(tid);
+        progressed = true;
+        continue;
+      }
+      return make_errno_error(ErrorKind::io, "waitpid for thread {}", tid);
+    }
+    handle_status(*t, status);
+    progressed = true;
+  }
+  return progressed;
+}
+
+void Process::drop_if_gone(ThreadInfo& t) {
+  char st = thread_state_letter(pid_, t.tid);
+  if (st == 0 || st == 'Z' || st == 'X') {
+    int status = 0;
+    // Reap it if the kernel has it for us; a zombie leader is reported only later (5.).
+    if (::waitpid(t.tid, &status, WNOHANG | __WALL) == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)) &&
+        t.tid == pid_)
+      process_exited_ = true;
+    threads_.erase(t.tid);
+  }
+}
+
+Result<void> Process::wait_stopped(const std::vector<pid_t>& tids, std::chrono::milliseconds timeout) {
+  const auto start = Clock::now();
+  const auto deadline = start + timeout;
+  auto last_progress = start;
+  PollBackoff backoff;
+  for (unsigned pass = 0;; ++pass) {
+    std::vector<ThreadInfo*> waiting;
+    auto consider = [&](ThreadInfo* t) {
+      if (t && t->want == ThreadWant::stop && !t->stopped) waiting.push_back(t);
+    };
+    if (tids.empty()) {
+      for (auto& [tid, t] : threads_) consider(t.get());
+    } else {
+      for (pid_t tid : tids) consider(find_thread(tid));
+    }
+    if (waiting.empty()) return ok_result();
+    if (threads_.empty() || process_exited_)
+      return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+
+    auto now = Clock::now();
+    if (now - last_progress > std::chrono::milliseconds(50)) {
+      for (ThreadInfo* t : waiting) drop_if_gone(*t);  // 5.
+      last_progress = now;
+      continue;
+    }
+    if (now >= deadline) {
+      std::string which;
+      for (size_t i = 0; i < waiting.size() && i < 8; ++i) {
+        char st = thread_state_letter(pid_, waiting[i]->tid);
+        which += fmt::format("{}{} (state {})", i ? ", " : "", waiting[i]->tid, st ? st : '?');
+      }
+      if (waiting.size() > 8) which += fmt::format(" and {} more", waiting.size() - 8);
+      return make_error(ErrorKind::timeout, "timed out after {} ms waiting for threads of process {} to stop: {}",
+                        timeout.count(), pid_, which);
+    }
+    // Mostly poll the threads we wait for; everyone else now and then (2.).
+    LG_TRY(bool progressed, poll_pass(pass % 8 == 0 ? 0 : -1));
+    if (progressed) {
+      backoff.progressed();
+      last_progress = Clock::now();
+    } else {
+      backoff.idle();
+    }
+  }
+}
+
+Result<void> Process::stop_all(std::chrono::milliseconds timeout) {
+  LG_TRY_VOID(check_tracer_thread());
+  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  stopping_all_ = true;  // threads born meanwhile must end up stopped too
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{stopping_all_};
+  // Interrupt everyone first, then collect: the stops happen in parallel.
+  for (auto& [tid, t] : threads_) {
+    if (t->stopped) {
+      t->want = ThreadWant::stop;
+      continue;
+    }
+    t->want = ThreadWant::stop;
+    ptrace_req(PTRACE_INTERRUPT, tid);  // ESRCH: it is exiting; waitpid will tell
+  }
+  LG_TRY_VOID(wait_stopped({}, timeout));
+  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  return ok_result();
+}
+
+Result<void> Process::stop_thread(pid_t tid, std::chrono::milliseconds timeout) {
+  LG_TRY_VOID(check_tracer_thread());
+  ThreadInfo* t = find_thread(tid);
+  if (!t) return make_error(ErrorKind::thread_died, "thread {} of process {} is gone", tid, pid_);
+  if (t->stopped) {
+    t->want = ThreadWant::stop;
+    return ok_result();
+  }
+  t->want = ThreadWant::stop;
+  ptrace_req(PTRACE_INTERRUPT, tid);
+  LG_TRY_VOID(wait_stopped({tid}, timeout));
+  if (!find_thread(tid)) return make_error(ErrorKind::thread_died, "thread {} of process {} exited", tid, pid_);
+  return ok_result();
+}
+
+bool Process::is_stopped(pid_t tid) const {
+  ThreadInfo* t = find_thread(tid);
+  return t && t->stopped;
+}
+
+Result<void> Process::resume_one(ThreadInfo& t) {
+  const pid_t tid = t.tid;
+  // 3. Raise the suppressed signals again. rt_tgsigqueueinfo keeps the siginfo of queued
+  // signals (sigqueue, timers); the kernel refuses it for kernel- and kill()-sent ones, which
+  // get a plain tgkill.
+  uint64_t blocked = t.pending_signals.empty() ? 0 : blocked_signals(pid_, tid);
+  uint64_t expected = 0;  // signals that will stop the thread right after it resumes
+  for (const siginfo_t& info : t.pending_signals) {
+    if (!(info.si_code < 0 && info.si_code != SI_TKILL &&
+          ::syscall(SYS_rt_tgsigqueueinfo, pid_, tid, info.si_signo, &info) == 0))
+      ::syscall(SYS_tgkill, pid_, tid, info.si_signo);
+    if (info.si_signo >= 1 && info.si_signo <= 64 && !(blocked & (1ull << (info.si_signo - 1))))
+      expected |= 1ull << (info.si_signo - 1);
+  }
+  t.pending_signals.clear();
+  t.want = ThreadWant::run;
+  t.stopped = false;
+  const bool group = t.kind == StopKind::group;
+  if (ptrace_req(group ? PTRACE_LISTEN : PTRACE_CONT, tid, 0, 0) != 0 && errno != ESRCH)
+    return make_errno_error(ErrorKind::io, "resuming thread {} of process {}", tid, pid_);
+  if (group || expected == 0) return ok_result();
+  // The re-raised, unblocked signals stop the thread before it reaches user space (2.); pass
+  // them on now so the thread does not sit in a signal-delivery-stop until the next poll.
+  int count = __builtin_popcountll(expected);
+  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  PollBackoff backoff;
+  while (count > 0 && Clock::now() < deadline) {
+    ThreadInfo* cur = find_thread(tid);
+    if (!cur || cur->stopped) break;
+    int status = 0;
+    pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+    if (r == tid) {
+      if (WIFSTOPPED(status) && (status >> 16) == 0) --count;
+      handle_status(*cur, status);
+      backoff.progressed();
+    } else if (r < 0 && errno != EINTR) {
+      break;
+    } else {
+      backoff.idle();
+    }
+  }
+  return ok_result();
+}
+
+Result<void> Process::resume_thread(pid_t tid) {
+  LG_TRY_VOID(check_tracer_thread());
+  ThreadInfo* t = find_thread(tid);
+  if (!t) return make_error(ErrorKind::thread_died, "thread {} of process {} is gone", tid, pid_);
+  if (!t->stopped) {
+    t->want = ThreadWant::run;
+    return ok_result();
+  }
+  return resume_one(*t);
+}
+
+Result<void> Process::resume_all() {
+  LG_TRY_VOID(check_tracer_thread());
+  for (pid_t tid : threads()) {
+    ThreadInfo* t = find_thread(tid);
+    if (!t) continue;
+    if (!t->stopped) {
+      t->want = ThreadWant::run;
+      continue;
+    }
+    LG_TRY_VOID(resume_one(*t));
+  }
+  return poll_events();
+}
+
+Result<void> Process::poll_events() {
+  LG_TRY_VOID(check_tracer_thread());
+  // A few passes: a pass can restart threads that report again right away.
+  for (int i = 0; i < 4; ++i) {
+    LG_TRY(bool progressed, poll_pass(0));
+    if (!progressed) break;
+  }
+  if (threads_.empty() || process_exited_)
+    return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  return ok_result();
+}
+
+}  // namespace lg

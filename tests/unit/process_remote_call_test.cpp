@@ -1,0 +1,208 @@
+// Process::remote_call on real targets, one test per hazard.
+#include <gtest/gtest.h>
+#include <sys/syscall.h>
+
+#include <thread>
+
+#include "process/process.h"
+#include "process/test_support.h"
+
+namespace lg {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TargetProcess;
+
+constexpr uint64_t kERestartSys = static_cast<uint64_t>(-512);
+
+TEST(ProcessRemoteCall, GetpidAndStrlenOfAStringArgument) {
+  std::string exe = testing::build_program("process_counter");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe, {"2"}));
+  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  RemoteAddr getpid_fn = testing::libc_function_in(target.pid(), "getpid");
+  RemoteAddr strlen_fn = testing::libc_function_in(target.pid(), "strlen");
+  ASSERT_FALSE(getpid_fn.is_null());
+
+  for (pid_t tid : p.threads()) {
+    ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+    auto before = p.get_regs(tid);
+    ASSERT_TRUE(before.ok());
+    auto r = p.remote_call(tid, getpid_fn, {}, 5s);
+    ASSERT_TRUE(r.ok()) << r.error().describe();
+    EXPECT_EQ(*r, static_cast<uint64_t>(target.pid()));
+    RemoteArg args[] = {RemoteArg::string("livegraft!")};
+    auto len = p.remote_call(tid, strlen_fn, args, 5s);
+    ASSERT_TRUE(len.ok()) << len.error().describe();
+    EXPECT_EQ(*len, 10u);
+    // Every register is back.
+    auto after = p.get_regs(tid);
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(0, std::memcmp(&*before, &*after, sizeof(Registers)));
+    ASSERT_TRUE(p.resume_thread(tid).ok());
+  }
+  seized->reset();
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+}
+
+TEST(ProcessRemoteCall, SyscallRestartBlockedReadStillGetsItsData) {
+  std::string exe = testing::build_program("process_blocked_read");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe));
+  ASSERT_FALSE(target.wait_prefix("ready").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  const pid_t tid = target.pid();
+
+  // Wait until the thread is in read(): stopped there, orig_rax is SYS_read and rax says the
+  // kernel will restart it.
+  Registers regs{};
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+    regs = *p.get_regs(tid);
+    if (regs.orig_rax == SYS_read) break;
+    ASSERT_TRUE(p.resume_thread(tid).ok());
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_EQ(regs.orig_rax, static_cast<uint64_t>(SYS_read));
+  EXPECT_EQ(regs.rax, kERestartSys);
+
+  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "getpid"), {}, 5s);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(*r, static_cast<uint64_t>(target.pid()));
+  ASSERT_TRUE(p.resume_thread(tid).ok());
+  seized->reset();
+
+  ASSERT_TRUE(target.write_stdin("hello\n"));
+  std::string line = target.wait_line([](const std::string& l) { return l.rfind("got", 0) == 0 || l.rfind("error", 0) == 0; });
+  EXPECT_EQ(line, "got 6 hello");
+}
+
+TEST(ProcessRemoteCall, RedZoneOfTheInterruptedFunctionSurvives) {
+  std::string exe = testing::build_program("process_redzone");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe));
+  std::string range = target.wait_prefix("range ");
+  ASSERT_FALSE(range.empty());
+  char* end = nullptr;
+  uint64_t lo = std::strtoull(range.c_str() + 6, &end, 16);
+  uint64_t hi = std::strtoull(end, nullptr, 16);
+  ASSERT_FALSE(target.wait_prefix("alive").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  const pid_t tid = target.pid();
+  RemoteAddr getpid_fn = testing::libc_function_in(target.pid(), "getpid");
+  RemoteAddr strlen_fn = testing::libc_function_in(target.pid(), "strlen");
+
+  int calls_inside_loop = 0;
+  for (int i = 0; i < 200 && calls_inside_loop < 10; ++i) {
+    ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+    auto regs = p.get_regs(tid);
+    ASSERT_TRUE(regs.ok());
+    if (regs->rip >= lo && regs->rip < hi) {
+      ++calls_inside_loop;
+      ASSERT_TRUE(p.remote_call(tid, getpid_fn, {}, 5s).ok());
+      RemoteArg args[] = {RemoteArg::string(std::string(300, 'x'))};  // bytes on the stack too
+      auto len = p.remote_call(tid, strlen_fn, args, 5s);
+      ASSERT_TRUE(len.ok());
+      EXPECT_EQ(*len, 300u);
+    }
+    ASSERT_TRUE(p.resume_thread(tid).ok());
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_GT(calls_inside_loop, 0) << "never caught the thread inside its red-zone loop";
+  seized->reset();
+  target.drain();
+  std::string next = target.wait_line([](const std::string& l) { return l == "clobbered" || l.rfind("alive", 0) == 0; });
+  EXPECT_EQ(next.rfind("alive", 0), 0u) << next;
+  for (const auto& l : target.lines()) EXPECT_NE(l, "clobbered");
+}
+
+TEST(ProcessRemoteCall, SignalRaisedDuringTheCallIsDeliveredAfterwards) {
+  std::string exe = testing::build_program("process_counter");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe, {"1"}));
+  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  const pid_t tid = target.pid();
+  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+  RemoteArg args[] = {RemoteArg::of(SIGUSR1)};
+  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "raise"), args, 5s);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(*r, 0u);
+  ASSERT_TRUE(p.resume_thread(tid).ok());
+  seized->reset();
+  EXPECT_FALSE(target.wait_prefix("usr1").empty());
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+}
+
+TEST(ProcessRemoteCall, CrashInTheCalledFunctionIsAnErrorAndTheTargetLives) {
+  std::string exe = testing::build_program("process_counter");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe, {"1"}));
+  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  const pid_t tid = target.pid();
+  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+  auto before = *p.get_regs(tid);
+  RemoteArg args[] = {RemoteArg::of(8)};  // strlen((char*)8): a fault inside libc
+  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "strlen"), args, 5s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("SEGV"), std::string::npos) << r.error().message;
+  auto after = *p.get_regs(tid);
+  EXPECT_EQ(0, std::memcmp(&before, &after, sizeof(Registers)));
+  ASSERT_TRUE(p.resume_thread(tid).ok());
+  seized->reset();
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+}
+
+TEST(ProcessRemoteCall, TimeoutInterruptsRestoresAndKeepsSyscallRestartSane) {
+  std::string exe = testing::build_program("process_counter");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe, {"1"}));
+  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  Process& p = **seized;
+  const pid_t tid = target.pid();
+  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+  auto before = *p.get_regs(tid);
+  RemoteArg args[] = {RemoteArg::of(1000)};  // sleep(1000)
+  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "sleep"), args, 100ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::timeout) << r.error().describe();
+  EXPECT_TRUE(p.is_stopped(tid));
+  auto after = *p.get_regs(tid);
+  // The interrupted sleep() overwrote the thread's restart_block: a usleep the main thread was
+  // in is re-issued (-ERESTARTNOINTR) rather than restarted through it (it would sleep 1000 s).
+  if (before.rax == static_cast<uint64_t>(-516) && static_cast<int64_t>(before.orig_rax) >= 0) {
+    EXPECT_EQ(after.rax, static_cast<uint64_t>(-513));
+    after.rax = before.rax;
+  }
+  EXPECT_EQ(0, std::memcmp(&before, &after, sizeof(Registers)));
+  ASSERT_TRUE(p.resume_thread(tid).ok());
+  seized->reset();
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+}
+
+}  // namespace
+}  // namespace lg
