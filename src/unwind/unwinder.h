@@ -21,16 +21,22 @@ namespace lg {
 
 struct Frame {
   RemoteAddr pc;          // for frames after the first: the return address
-  RemoteAddr cfa;         // canonical frame address of this frame (0 if unknown)
+  RemoteAddr cfa;         // canonical frame address of this frame (its caller's rsp before the call)
   bool signal_frame = false;  // this frame was interrupted by a signal (its pc is exact)
+  // An address inside the instruction being executed: pc for the first frame and for frames
+  // interrupted by a signal, pc - 1 (inside the call) for return addresses. Use it to decide
+  // which function a frame is in: a call as a function's last instruction returns past its end.
+  RemoteAddr lookup_pc;
+  bool signal_trampoline = false;  // this frame is the kernel's signal frame (__restore_rt)
 };
 
 struct StackTrace {
   std::vector<Frame> frames;
-  bool complete = false;      // reached the outermost frame (return address undefined in CFI)
+  bool complete = false;      // reached the outermost frame (return address undefined in CFI, or 0)
   std::string stop_reason;    // when !complete: why the walk stopped
 };
 
+// Not thread-safe: use one Unwinder per controller thread (or serialize calls).
 class Unwinder {
  public:
   // Reads /proc/PID/maps; ELF files and their CFI are opened lazily and cached (per file, by
@@ -39,17 +45,28 @@ class Unwinder {
   ~Unwinder();
 
   // Re-reads /proc/PID/maps (after the agent loaded something). Keeps caches of unchanged files.
+  // unwind() does this by itself, once per walk, when a pc lies in no known executable file
+  // mapping; call it after code was *replaced* at an address (dlclose + dlopen), which a walk
+  // cannot notice.
   Result<void> refresh();
 
   // Code the agent loaded (a patch's sections): [lo,hi) holds code whose CFI is the .eh_frame
   // at [eh_frame, eh_frame+eh_frame_size) in the target's memory, already relocated.
+  // The bytes are read now; a region whose CFI cannot be read or parsed is still registered, and a
+  // walk reaching it stops (complete == false) with that reason. Regions take precedence over
+  // /proc/PID/maps; registering the same [code.lo] again replaces the region.
   void add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t eh_frame_size, std::string name);
+  // Forgets the region starting at [code_lo] (the agent unloaded that patch). No-op if unknown.
+  void remove_code_region(RemoteAddr code_lo);
 
   // Unwinds from [regs] (a thread stopped by the caller). Never throws; an error only for I/O
   // failures (process gone). An unexplained frame gives complete == false and stop_reason.
   Result<StackTrace> unwind(const user_regs_struct& regs, size_t max_frames = 512);
 
-  // "func+0x12 (libfoo.so.1)" or "0x7f... (no symbol)"; uses .symtab/.dynsym of the mapping.
+  // "func+0x12 (libfoo.so.1)"; "0x7f... (libfoo.so.1+0x1234)" when no function symbol covers
+  // the pc (the link-time address, for offline symbolization); "0x7f... (no symbol)" outside any
+  // file mapping; "region+0x40" in a code region. Uses .symtab/.dynsym of the mapped file, or the
+  // separate debug file /usr/lib/debug/.build-id/xx/yyyy.debug of a stripped one.
   std::string symbolize(RemoteAddr pc);
 
  private:
