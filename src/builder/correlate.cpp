@@ -1,0 +1,130 @@
+#include "builder/correlate.h"
+
+#include <elf.h>
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+
+#include "builder/names.h"
+#include "builder/resolve.h"
+
+namespace lg::builder {
+
+bool is_static_local(const Object& obj, const Symbol& sym) {
+  if (!sym.defined() || !sym.is_local() || !sym.is_object() || !has_numeric_suffix(sym.name)) return false;
+  return !is_content_keyed(obj, sym);
+}
+
+namespace {
+
+bool correlatable(const Object& obj, const Symbol& s) {
+  if (!s.defined() || s.index == 0 || s.is_section() || s.type == STT_FILE) return false;
+  if (!s.is_function() && !s.is_object()) return false;
+  if (s.shndx >= SHN_LORESERVE) return false;  // SHN_ABS/SHN_COMMON
+  if (is_static_local(obj, s) || is_content_keyed(obj, s)) return false;
+  return true;
+}
+
+void link(Symbol& a, Symbol& b) {
+  a.twin = &b;
+  b.twin = &a;
+}
+
+void attach_cold_children(Object& obj) {
+  std::map<std::string, Symbol*> functions;
+  for (Symbol& s : obj.symbols)
+    if (s.defined() && s.is_function() && !is_cold_child(s.name)) functions[s.name] = &s;
+  for (Symbol& s : obj.symbols) {
+    if (!s.defined() || !s.is_function() || !is_cold_child(s.name)) continue;
+    auto it = functions.find(cold_parent_name(s.name));
+    if (it == functions.end()) continue;
+    s.parent = it->second;
+    it->second->children.push_back(&s);
+  }
+}
+
+// The static locals that function `f` (and its cold children) references.
+std::vector<Symbol*> static_locals_used(Object& obj, const Symbol& f) {
+  std::vector<Symbol*> out;
+  std::set<size_t> seen;
+  auto scan = [&](const Symbol& fn) {
+    const Section* sec = obj.section_of(fn);
+    if (!sec) return;
+    for (const Relocation& r : sec->relocations) {
+      if (r.offset < fn.value || r.offset >= fn.value + fn.size) continue;
+      RelocTarget t = resolve_target(obj, r);
+      if (t.kind != TargetKind::symbol || !t.symbol) continue;
+      Symbol& s = obj.symbols[t.symbol->index];
+      if (is_static_local(obj, s) && seen.insert(s.index).second) out.push_back(&s);
+    }
+  };
+  scan(f);
+  for (const Symbol* c : f.children) scan(*c);
+  return out;
+}
+
+}  // namespace
+
+void correlate(Object& orig, Object& patched, Diagnostics& diag) {
+  for (Symbol& s : patched.symbols) s.in_patched = true;
+  attach_cold_children(orig);
+  attach_cold_children(patched);
+
+  // Exact names first.
+  std::map<std::string, Symbol*> by_name;
+  for (Symbol& s : orig.symbols)
+    if (correlatable(orig, s)) by_name.emplace(s.name, &s);
+  for (Symbol& s : patched.symbols) {
+    if (!correlatable(patched, s)) continue;
+    auto it = by_name.find(s.name);
+    if (it != by_name.end() && !it->second->twin && it->second->is_function() == s.is_function()) link(*it->second, s);
+  }
+  // Then canonical names, where unique on both sides among the uncorrelated.
+  std::map<std::string, std::vector<Symbol*>> orig_canon, patched_canon;
+  for (Symbol& s : orig.symbols)
+    if (correlatable(orig, s) && !s.twin) orig_canon[canonical_name(s.name)].push_back(&s);
+  for (Symbol& s : patched.symbols)
+    if (correlatable(patched, s) && !s.twin) patched_canon[canonical_name(s.name)].push_back(&s);
+  for (auto& [name, ps] : patched_canon) {
+    auto it = orig_canon.find(name);
+    if (it == orig_canon.end()) continue;
+    if (ps.size() == 1 && it->second.size() == 1 && ps[0]->is_function() == it->second[0]->is_function()) {
+      link(*it->second[0], *ps[0]);
+    } else {
+      diag.warnings.push_back(fmt::format(
+          "{} symbols named like {} in the original and {} in the patched object: not correlated, "
+          "treated as new", it->second.size(), name, ps.size()));
+    }
+  }
+
+  // Function-scope statics, through the functions that use them.
+  std::map<size_t, std::string> used_by;  // orig static local -> a function that references it
+  for (Symbol& f : orig.symbols) {
+    if (!f.defined() || !f.is_function() || !f.twin || f.parent) continue;
+    auto mine = static_locals_used(orig, f);
+    if (mine.empty()) continue;
+    auto theirs = static_locals_used(patched, *f.twin);
+    for (Symbol* x : mine) {
+      used_by.emplace(x->index, f.name);
+      if (x->twin) continue;
+      for (Symbol* y : theirs) {
+        if (y->twin || canonical_name(y->name) != canonical_name(x->name)) continue;
+        link(*x, *y);
+        break;
+      }
+    }
+  }
+  for (auto& [index, fname] : used_by) {
+    const Symbol& x = orig.symbols[index];
+    if (!x.twin)
+      diag.refusals.push_back(fmt::format(
+          "reference to static local variable {} in {} was removed: the patched code would lose the "
+          "link to the live variable (keep a reference to it in {})", x.name, fname, fname));
+  }
+  for (Symbol& y : patched.symbols)
+    if (is_static_local(patched, y) && !y.twin)
+      diag.warnings.push_back(fmt::format("static local {} has no counterpart in the original: assuming it is new", y.name));
+}
+
+}  // namespace lg::builder

@@ -1,0 +1,86 @@
+#include "builder/diff.h"
+
+#include <fmt/format.h>
+
+#include "builder/compare.h"
+#include "builder/correlate.h"
+#include "builder/load.h"
+#include "builder/verify.h"
+
+namespace lg::builder {
+
+bool DiffResult::nothing_to_patch() const {
+  for (const FunctionChange& f : functions)
+    if (f.status == Status::changed) return false;
+  return true;
+}
+
+namespace {
+
+Error refused(const std::string& patched_path, const Diagnostics& diag) {
+  std::string msg = fmt::format("{}: cannot be live patched:", patched_path);
+  for (const std::string& r : diag.refusals) msg += "\n  - " + r;
+  return Error(ErrorKind::unsupported, msg);
+}
+
+void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics& diag) {
+  const Object& orig = *r.orig;
+  for (FunctionChange& fc : r.functions) {
+    if (fc.status != Status::changed) continue;
+    auto where = locate(target, fc.name, orig.source_file, fc.local);
+    if (!where.ok()) {
+      diag.refusals.push_back(fmt::format("changed function {}: {}", fc.name, where.error().message));
+      continue;
+    }
+    fc.sympos = where->sympos;
+    for (const Symbol& f : orig.symbols) {
+      if (f.name != fc.name || !f.is_function() || !f.defined()) continue;
+      auto v = verify_function(orig, f, target, *where->symbol);
+      if (!v.ok()) diag.refusals.push_back(v.error().message);
+    }
+  }
+  for (const auto& [name, ext] : r.inclusion.externals) {
+    if (!ext.local_in_original) continue;
+    auto where = locate(target, name, orig.source_file, true);
+    if (!where.ok()) {
+      diag.refusals.push_back(fmt::format("{} (used by {}) must stay bound to the running program's copy: {}",
+                                          name, ext.first_user, where.error().message));
+    } else if (where->count > 1) {
+      // The loader resolves undefined symbols by name; it cannot choose between several locals.
+      diag.refusals.push_back(fmt::format(
+          "{} (used by {}) is a static symbol with {} definitions in {}: the loader cannot tell which one the "
+          "patch means (v1 limitation; patch the functions that use it in a separate patch or rename it)",
+          name, ext.first_user, where->count, target.path));
+    }
+  }
+}
+
+}  // namespace
+
+Result<DiffResult> diff_objects(const DiffOptions& options) {
+  DiffResult r;
+  LG_TRY(Object orig, load_object(options.orig_path));
+  LG_TRY(Object patched, load_object(options.patched_path));
+  r.orig = std::make_unique<Object>(std::move(orig));
+  r.patched = std::make_unique<Object>(std::move(patched));
+
+  Diagnostics diag;
+  correlate(*r.orig, *r.patched, diag);
+  compare(*r.orig, *r.patched, diag);
+  r.inclusion = include(*r.orig, *r.patched, diag);
+
+  for (const Symbol* s : r.inclusion.replaced)
+    r.functions.push_back({s->twin->name, Status::changed, 0, s->twin->is_local()});
+  for (const Symbol* s : r.inclusion.added_functions) r.functions.push_back({s->name, Status::added, 0, s->is_local()});
+  for (const Symbol& s : r.patched->symbols)
+    if (s.line_only) r.line_only.push_back(s.twin ? s.twin->name : s.name);
+  for (const Symbol* s : r.inclusion.added_data) r.new_data.push_back(s->name);
+  for (const auto& [name, ext] : r.inclusion.externals) r.externals.push_back(name);
+
+  if (options.target) check_against_target(r, *options.target, diag);
+  r.warnings = diag.warnings;
+  if (!diag.ok()) return refused(options.patched_path, diag);
+  return r;
+}
+
+}  // namespace lg::builder

@@ -1,0 +1,52 @@
+// The object diff: ORIG.o and PATCHED.o (one translation unit, compiled with
+// -ffunction-sections -fdata-sections) in, the functions to replace and what the patch
+// needs out. Runs the passes load -> correlate -> compare -> include; emit.h writes the object.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "builder/diagnostics.h"
+#include "builder/include.h"
+#include "builder/object.h"
+#include "builder/target.h"
+#include "common/result.h"
+
+namespace lg::builder {
+
+struct FunctionChange {
+  std::string name;       // the original's (target's) name
+  Status status = Status::changed;
+  uint64_t sympos = 0;    // old_sympos: 0 = unique name in the target (or no target given)
+  bool local = false;     // a static function
+};
+
+struct DiffResult {
+  std::vector<FunctionChange> functions;  // CHANGED then NEW, in symbol-table order
+  std::vector<std::string> line_only;     // functions that differ only in __LINE__ values
+  std::vector<std::string> new_data;      // NEW variables the patch defines
+  std::vector<std::string> externals;     // names the loader resolves in the target
+  std::vector<std::string> warnings;
+
+  // For emit: the loaded objects (heap-allocated so the passes' pointers stay valid).
+  std::unique_ptr<Object> orig, patched;
+  Inclusion inclusion;
+
+  bool nothing_to_patch() const;
+};
+
+struct DiffOptions {
+  std::string orig_path, patched_path;
+  // The running program's binary, when known: enables old_sympos, checks that every name left
+  // to the loader exists and is unambiguous, and that the original object's changed functions
+  // have the same code in the target (a rebuild with other flags is refused, not patched).
+  const TargetBinary* target = nullptr;
+};
+
+// Errors: any refusal (ErrorKind::unsupported; the message lists every refused symbol and why),
+// I/O or malformed input (not_found, bad_patch), a target mismatch (ErrorKind::mismatch).
+Result<DiffResult> diff_objects(const DiffOptions& options);
+
+}  // namespace lg::builder

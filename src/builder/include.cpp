@@ -1,0 +1,195 @@
+#include "builder/include.h"
+
+#include <elf.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+
+#include "builder/resolve.h"
+
+namespace lg::builder {
+
+bool loader_supports(uint32_t type) {
+  switch (type) {
+    case R_X86_64_NONE: case R_X86_64_64: case R_X86_64_PC32: case R_X86_64_PLT32: case R_X86_64_32:
+    case R_X86_64_32S: case R_X86_64_GOTPCREL: case R_X86_64_GOTPCRELX: case R_X86_64_REX_GOTPCRELX:
+    case R_X86_64_PC64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string relocation_type_name(uint32_t type) {
+  switch (type) {
+    case R_X86_64_NONE: return "R_X86_64_NONE";
+    case R_X86_64_64: return "R_X86_64_64";
+    case R_X86_64_PC32: return "R_X86_64_PC32";
+    case R_X86_64_PLT32: return "R_X86_64_PLT32";
+    case R_X86_64_32: return "R_X86_64_32";
+    case R_X86_64_32S: return "R_X86_64_32S";
+    case R_X86_64_GOTPCREL: return "R_X86_64_GOTPCREL";
+    case R_X86_64_GOTPCRELX: return "R_X86_64_GOTPCRELX";
+    case R_X86_64_REX_GOTPCRELX: return "R_X86_64_REX_GOTPCRELX";
+    case R_X86_64_PC64: return "R_X86_64_PC64";
+    case R_X86_64_TLSGD: return "R_X86_64_TLSGD";
+    case R_X86_64_TLSLD: return "R_X86_64_TLSLD";
+    case R_X86_64_DTPOFF32: return "R_X86_64_DTPOFF32";
+    case R_X86_64_GOTTPOFF: return "R_X86_64_GOTTPOFF";
+    case R_X86_64_TPOFF32: return "R_X86_64_TPOFF32";
+    default: return fmt::format("relocation type {}", type);
+  }
+}
+
+namespace {
+
+bool is_tls_relocation(uint32_t type) {
+  return type == R_X86_64_TLSGD || type == R_X86_64_TLSLD || type == R_X86_64_DTPOFF32 ||
+         type == R_X86_64_DTPOFF64 || type == R_X86_64_GOTTPOFF || type == R_X86_64_TPOFF32 ||
+         type == R_X86_64_TPOFF64 || type == R_X86_64_GOTPC32_TLSDESC || type == R_X86_64_TLSDESC_CALL;
+}
+
+class Includer {
+ public:
+  Includer(Object& patched, Diagnostics& diag) : obj_(patched), diag_(diag) {}
+
+  void add_section(size_t index) {
+    if (index == 0 || !sections_.insert(index).second) return;
+    queue_.push_back(index);
+  }
+
+  void run(Inclusion& out) {
+    while (!queue_.empty()) {
+      size_t index = queue_.front();
+      queue_.pop_front();
+      Section& sec = obj_.sections[index];
+      for (Symbol& s : obj_.symbols) {
+        if (s.shndx != index || s.is_section() || s.index == 0) continue;
+        s.included = true;
+        for (Symbol* child : s.children) add_section(child->shndx);
+      }
+      for (const Relocation& r : sec.relocations) follow(sec, r, out);
+    }
+    out.sections.assign(sections_.begin(), sections_.end());
+  }
+
+  void follow(const Section& context, const Relocation& r, Inclusion& out) { follow_(context, r, out); }
+
+ private:
+  std::string user_of(const Section& sec, uint64_t offset) const {
+    for (const Symbol& s : obj_.symbols)
+      if (s.shndx == sec.index && (s.is_function() || s.is_object()) && offset >= s.value && offset < s.value + std::max<uint64_t>(s.size, 1))
+        return s.name;
+    return sec.name;
+  }
+
+  void follow_(const Section& sec, const Relocation& r, Inclusion& out) {
+    const Symbol& raw = obj_.symbols[r.symbol];
+    if (is_tls_relocation(r.type) || raw.type == STT_TLS) {
+      diag_.refusals.push_back(fmt::format(
+          "{} references thread-local variable {} ({}): patch code cannot access thread-local storage in v1",
+          user_of(sec, r.offset), raw.name, relocation_type_name(r.type)));
+      return;
+    }
+    if (!loader_supports(r.type)) {
+      diag_.refusals.push_back(fmt::format("{} uses {} against {}, which the agent's loader does not apply",
+                                           user_of(sec, r.offset), relocation_type_name(r.type), raw.name));
+      return;
+    }
+    RelocTarget t = resolve_target(obj_, r);
+    if (t.kind == TargetKind::content) {
+      add_section(t.section);
+      return;
+    }
+    const Symbol& s = *t.symbol;
+    if (!s.defined()) {
+      note_external(s.name, STT_NOTYPE, false, user_of(sec, r.offset), out);
+      return;
+    }
+    if (s.shndx >= SHN_LORESERVE) {
+      diag_.refusals.push_back(fmt::format("{} references {} in a special section index ({:#x})",
+                                           user_of(sec, r.offset), s.name, s.shndx));
+      return;
+    }
+    bool copy = s.status != Status::same || s.parent != nullptr || !s.twin || s.is_section();
+    if (s.is_section() || (!s.is_function() && !s.is_object())) {
+      // A label inside some section (not a function or object): copy the section it is in.
+      copy = true;
+    }
+    if (copy) {
+      add_section(s.shndx);
+      return;
+    }
+    const Symbol& original = *s.twin;
+    note_external(original.name, original.type, original.is_local(), user_of(sec, r.offset), out);
+  }
+
+  void note_external(const std::string& name, uint8_t type, bool local, const std::string& user, Inclusion& out) {
+    auto [it, inserted] = out.externals.emplace(name, ExternalRef{name, type, local, user});
+    if (!inserted && local) it->second.local_in_original = true;
+  }
+
+  Object& obj_;
+  Diagnostics& diag_;
+  std::set<size_t> sections_;
+  std::deque<size_t> queue_;
+};
+
+}  // namespace
+
+Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
+  (void)orig;
+  Inclusion out;
+  Includer inc(patched, diag);
+  for (Symbol& s : patched.symbols) {
+    if (!s.defined() || s.index == 0 || s.parent) continue;
+    if (s.is_function() && s.status == Status::changed) {
+      if (s.type == STT_GNU_IFUNC) {
+        diag.refusals.push_back(fmt::format("{} is an IFUNC resolver: not supported", s.name));
+        continue;
+      }
+      out.replaced.push_back(&s);
+      inc.add_section(s.shndx);
+    } else if (s.is_function() && s.status == Status::added) {
+      out.added_functions.push_back(&s);
+      inc.add_section(s.shndx);
+    } else if (s.is_object() && s.status == Status::added && !s.is_local()) {
+      inc.add_section(s.shndx);  // a new global variable, whether used yet or not
+    }
+  }
+  // Sharing a section with other functions means the object lacks -ffunction-sections: copying
+  // the section would also copy (and shadow) the functions around the changed one.
+  for (const Symbol* f : out.replaced) {
+    size_t n = 0;
+    for (const Symbol& s : patched.symbols)
+      if (s.shndx == f->shndx && s.is_function()) ++n;
+    if (n > 1)
+      diag.refusals.push_back(fmt::format(
+          "{} shares section {} with {} other functions: compile with -ffunction-sections -fdata-sections",
+          f->name, patched.sections[f->shndx].name, n - 1));
+  }
+  inc.run(out);
+  // Unwind info of the copied code, and what it needs (C++ LSDAs, the personality routine).
+  std::set<size_t> text;
+  for (size_t i : out.sections)
+    if (patched.sections[i].is_text()) text.insert(i);
+  auto eh = eh_frame_subset(patched, text);
+  if (!eh.ok()) {
+    diag.refusals.push_back(eh.error().message);
+  } else {
+    out.eh_frame = std::move(eh.value());
+    const Section* eh_section = nullptr;
+    for (const Section& sec : patched.sections)
+      if (sec.name == ".eh_frame") eh_section = &sec;
+    for (const Relocation& r : out.eh_frame.relocations) inc.follow(*eh_section, r, out);
+    inc.run(out);
+  }
+  for (const Symbol& s : patched.symbols)
+    if (s.included && s.is_object() && s.status == Status::added && !is_content_keyed(patched, s))
+      out.added_data.push_back(&s);
+  return out;
+}
+
+}  // namespace lg::builder

@@ -1,0 +1,32 @@
+#include "builder/report.h"
+
+#include <fmt/format.h>
+
+namespace lg::builder {
+
+std::string format_text(const DiffResult& r) {
+  std::string out;
+  for (const FunctionChange& f : r.functions) {
+    out += fmt::format("{} {}", to_string(f.status), f.name);
+    if (f.sympos) out += fmt::format(" (sympos {})", f.sympos);
+    out += '\n';
+  }
+  for (const std::string& d : r.new_data) out += fmt::format("NEW DATA {}\n", d);
+  for (const std::string& l : r.line_only) out += fmt::format("LINE-ONLY {}\n", l);
+  for (const std::string& w : r.warnings) out += fmt::format("warning: {}\n", w);
+  return out;
+}
+
+nlohmann::json to_json(const DiffResult& r) {
+  nlohmann::json j;
+  j["functions"] = nlohmann::json::array();
+  for (const FunctionChange& f : r.functions)
+    j["functions"].push_back({{"name", f.name}, {"status", to_string(f.status)}, {"sympos", f.sympos}, {"local", f.local}});
+  j["new_data"] = r.new_data;
+  j["line_only"] = r.line_only;
+  j["externals"] = r.externals;
+  j["warnings"] = r.warnings;
+  return j;
+}
+
+}  // namespace lg::builder

@@ -1,0 +1,41 @@
+// What a relocation really points at. GCC and gas emit many relocations against section symbols
+// (".text.helper - 4", ".bss.count.0 - 8") or against string labels (".LC3 - 4"); comparing two
+// builds needs the real target: the function/object symbol that covers the address, or, for
+// anonymous read-only data (string literals, vector constants, __func__, switch tables), its
+// content. Content keys make a new string literal elsewhere in the file not shift every other
+// function's string references.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "builder/object.h"
+
+namespace lg::builder {
+
+enum class TargetKind {
+  symbol,    // a named function/object/undefined symbol; compared by (correlated) name
+  content,   // anonymous read-only data; compared by bytes; copied whole into the patch
+};
+
+struct RelocTarget {
+  TargetKind kind = TargetKind::symbol;
+  const Symbol* symbol = nullptr;  // symbol: the target; content: the symbol relocated against
+  size_t section = 0;              // content: the section holding the data
+  int64_t addend = 0;              // symbol: relative to the symbol; content: the raw addend
+  std::string key;                 // content: "str:...", "const:...", "data:..."
+};
+
+// True for PC-relative relocation types whose addend includes "-4" for the displacement.
+bool is_pc_relative(uint32_t type);
+
+RelocTarget resolve_target(const Object& obj, const Relocation& rel);
+
+// The name a symbol target compares under: the original's name for a correlated symbol of the
+// patched object, the symbol's own name otherwise.
+std::string compare_name(const Symbol& sym);
+
+// True when a defined object is anonymous read-only data that is compared by content.
+bool is_content_keyed(const Object& obj, const Symbol& sym);
+
+}  // namespace lg::builder

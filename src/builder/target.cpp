@@ -1,0 +1,146 @@
+#include "builder/target.h"
+
+#include <gelf.h>
+#include <libelf.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "common/hex.h"
+#include "common/scope_guard.h"
+
+namespace lg::builder {
+
+namespace {
+
+std::string base_name(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> TargetBinary::read(uint64_t vaddr, uint64_t len) const {
+  for (const Load& l : loads) {
+    if (vaddr >= l.vaddr && vaddr + len <= l.vaddr + l.filesz) {
+      uint64_t off = l.offset + (vaddr - l.vaddr);
+      if (off + len > bytes.size()) break;
+      return std::vector<uint8_t>(bytes.begin() + off, bytes.begin() + off + len);
+    }
+  }
+  return make_error(ErrorKind::bad_patch, "{}: address {:#x}+{} is not in the file image", path, vaddr, len);
+}
+
+Result<TargetBinary> load_target(const std::string& path) {
+  TargetBinary t;
+  t.path = path;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return make_errno_error(ErrorKind::not_found, "open target {}", path);
+    t.bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  if (elf_version(EV_CURRENT) == EV_NONE) return make_error(ErrorKind::internal, "libelf initialisation failed");
+  Elf* elf = elf_memory(reinterpret_cast<char*>(t.bytes.data()), t.bytes.size());
+  if (!elf) return make_error(ErrorKind::bad_patch, "{}: not an ELF file: {}", path, elf_errmsg(-1));
+  ScopeGuard end([&] { elf_end(elf); });
+  GElf_Ehdr eh;
+  if (!gelf_getehdr(elf, &eh) || eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
+    return make_error(ErrorKind::bad_patch, "{}: not an ELF64 x86-64 file", path);
+  if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
+    return make_error(ErrorKind::invalid_argument, "{}: the target must be an executable or shared library", path);
+
+  size_t nph = 0;
+  elf_getphdrnum(elf, &nph);
+  for (size_t i = 0; i < nph; ++i) {
+    GElf_Phdr ph;
+    if (!gelf_getphdr(elf, static_cast<int>(i), &ph)) continue;
+    if (ph.p_type == PT_LOAD) t.loads.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz});
+  }
+
+  size_t shstrndx = 0;
+  elf_getshdrstrndx(elf, &shstrndx);
+  Elf_Scn* symtab = nullptr;
+  Elf_Scn* dynsym = nullptr;
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (sh.sh_type == SHT_NOTE && d) {
+      size_t off = 0, name_off, desc_off;
+      GElf_Nhdr nh;
+      while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+            std::string_view(static_cast<const char*>(d->d_buf) + name_off, 3) == "GNU")
+          t.build_id = to_hex(std::span<const uint8_t>(static_cast<const uint8_t*>(d->d_buf) + desc_off, nh.n_descsz));
+      }
+    } else if (sh.sh_type == SHT_SYMTAB) {
+      symtab = scn;
+    } else if (sh.sh_type == SHT_DYNSYM) {
+      dynsym = scn;
+    } else if (sh.sh_type == SHT_DYNAMIC && d) {
+      for (size_t i = 0; i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
+        GElf_Dyn dyn;
+        if (gelf_getdyn(d, static_cast<int>(i), &dyn) && dyn.d_tag == DT_SONAME) {
+          const char* s = elf_strptr(elf, sh.sh_link, dyn.d_un.d_val);
+          if (s) t.soname = s;
+        }
+      }
+    }
+  }
+  Elf_Scn* table = symtab ? symtab : dynsym;
+  t.has_symtab = symtab != nullptr;
+  if (table) {
+    GElf_Shdr sh;
+    gelf_getshdr(table, &sh);
+    Elf_Data* d = elf_getdata(table, nullptr);
+    std::string file;
+    for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
+      GElf_Sym s;
+      if (!gelf_getsym(d, static_cast<int>(i), &s)) continue;
+      const char* n = elf_strptr(elf, sh.sh_link, s.st_name);
+      std::string name = n ? n : "";
+      uint8_t type = GELF_ST_TYPE(s.st_info), bind = GELF_ST_BIND(s.st_info);
+      if (type == STT_FILE) {
+        file = base_name(name);
+        continue;
+      }
+      if (s.st_shndx == SHN_UNDEF || type == STT_SECTION) continue;
+      t.symbols.push_back({name, type, bind, s.st_value, s.st_size, bind == STB_LOCAL ? file : std::string()});
+    }
+  }
+  return t;
+}
+
+Result<Located> locate(const TargetBinary& target, const std::string& name, const std::string& source_file,
+                       bool local) {
+  Located out;
+  std::vector<size_t> all;
+  for (size_t i = 0; i < target.symbols.size(); ++i)
+    if (target.symbols[i].name == name) all.push_back(i);
+  out.count = all.size();
+  if (all.empty())
+    return make_error(ErrorKind::not_found, "{} is not in the symbol table of {}{}", name, target.path,
+                      target.has_symtab ? " (was it built from the same source?)" : " (the binary has no .symtab: use an unstripped build or its debug file)");
+  if (all.size() == 1) {
+    out.symbol = &target.symbols[all[0]];
+    return out;
+  }
+  std::string file = base_name(source_file);
+  size_t pick = 0, matches = 0;
+  for (size_t k = 0; k < all.size(); ++k) {
+    const TargetSymbol& s = target.symbols[all[k]];
+    bool match = local ? (s.bind == STB_LOCAL && s.file == file) : s.bind != STB_LOCAL;
+    if (match) {
+      pick = k;
+      ++matches;
+    }
+  }
+  if (matches != 1)
+    return make_error(ErrorKind::unsupported, "{} has {} definitions in {} and {} of them belong to {}: cannot tell which one is meant",
+                      name, all.size(), target.path, matches, local ? file : std::string("the global scope"));
+  out.symbol = &target.symbols[all[pick]];
+  out.sympos = pick + 1;
+  return out;
+}
+
+}  // namespace lg::builder

@@ -1,0 +1,52 @@
+// The running program's binary (the patch target): its GNU build-id, soname, full symbol table
+// (locals included, with the source file each local belongs to) and code bytes. Used to bind
+// the patch to the target, to compute old_sympos for duplicate local names, to check that every
+// reference the patch leaves to the loader can be resolved, and to verify that the rebuilt
+// original matches the code that is running.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace lg::builder {
+
+struct TargetSymbol {
+  std::string name;
+  uint8_t type = 0, bind = 0;
+  uint64_t value = 0, size = 0;
+  std::string file;  // the STT_FILE that precedes a local symbol in .symtab ("a.c"), "" for globals
+};
+
+struct TargetBinary {
+  std::string path;
+  std::optional<std::string> build_id;  // lower-case hex
+  std::optional<std::string> soname;    // DT_SONAME (libraries); nullopt for executables
+  bool has_symtab = false;
+  std::vector<TargetSymbol> symbols;    // defined symbols, .symtab order (or .dynsym)
+
+  struct Load { uint64_t vaddr, offset, filesz; };
+  std::vector<Load> loads;
+  std::vector<uint8_t> bytes;  // the whole file
+
+  // Bytes at a virtual address, from the PT_LOAD that holds them.
+  Result<std::vector<uint8_t>> read(uint64_t vaddr, uint64_t len) const;
+};
+
+Result<TargetBinary> load_target(const std::string& path);
+
+struct Located {
+  const TargetSymbol* symbol = nullptr;
+  uint64_t sympos = 0;  // 0 when the name is unique, else 1-based position among same-named
+  size_t count = 0;     // definitions of that name
+};
+
+// Finds the definition of `name` that belongs to `source_file` (the original object's STT_FILE)
+// when several exist. Errors: not found (a stripped binary or another build), or ambiguous.
+Result<Located> locate(const TargetBinary& target, const std::string& name, const std::string& source_file,
+                       bool local);
+
+}  // namespace lg::builder

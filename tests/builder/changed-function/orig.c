@@ -1,0 +1,2 @@
+int compute(int x) { return x * 2; }
+int other(int y) { return y + 1; }

@@ -1,0 +1,5 @@
+struct Counter { int base; int add(int x); };
+int Counter::add(int x) { return base + x; }
+template <class T> T twice(T x) { return x * 2; }
+template int twice<int>(int);
+int untouched(int x) { return x + 5; }

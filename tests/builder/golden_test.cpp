@@ -1,0 +1,195 @@
+// Golden tests of the object diff. Each case directory holds:
+//   orig.c | orig.cpp        the original translation unit
+//   patched.c | patched.cpp  the same file with the fix
+//   other*.c | other*.cpp    optional: more translation units of the target binary
+//   flags.txt                optional: extra compiler flags (one line)
+//   target-flags.txt         optional: the target's copy of the original is compiled with these
+//                            flags instead (a target that does not match the rebuild)
+//   expected.txt             the expected changes, one per line, exactly as `livegraft diff`
+//                            prints them ("CHANGED f", "CHANGED f (sympos 2)", "NEW g",
+//                            "NEW DATA x", "LINE-ONLY h"); lines "EXTERNAL name" must be among
+//                            the names left to the loader; an empty file = nothing to patch
+//   expected-error.txt       instead: a substring of the refusal
+// The case is compiled with `-O2 -fPIC -ffunction-sections -fdata-sections -c`; the original
+// objects are linked into a shared library that serves as the target binary (so old_sympos,
+// the name checks and the code verification run too). A non-empty result is emitted, read back
+// with the controller's patch reader, and relinked with `ld -r` to check the ELF is sound.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "builder/diff.h"
+#include "builder/emit.h"
+#include "builder/report.h"
+#include "builder/target.h"
+#ifdef LG_HAVE_PATCH_READER
+#include "elf/patch_object.h"
+#endif
+
+namespace fs = std::filesystem;
+using namespace lg::builder;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  while (!s.empty() && (s.front() == ' ')) s.erase(s.begin());
+  return s;
+}
+
+int run(const std::string& cmd, std::string* output = nullptr) {
+  std::string full = cmd + " 2>&1";
+  FILE* p = popen(full.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  std::string out;
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+fs::path find_source(const fs::path& dir, const std::string& stem) {
+  for (const char* ext : {".c", ".cpp"})
+    if (fs::exists(dir / (stem + ext))) return dir / (stem + ext);
+  return {};
+}
+
+std::string compiler_for(const fs::path& src) { return src.extension() == ".cpp" ? "g++" : "gcc"; }
+
+std::vector<std::string> case_names() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(LG_BUILDER_CASES))
+    if (e.is_directory() && !find_source(e.path(), "orig").empty()) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+class Golden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Golden, DiffMatchesExpectation) {
+  const fs::path dir = fs::path(LG_BUILDER_CASES) / GetParam();
+  const fs::path work = fs::path(LG_BINARY_DIR) / "builder-golden" / GetParam();
+  fs::remove_all(work);
+  fs::create_directories(work);
+  std::string flags = "-O2 -fPIC -ffunction-sections -fdata-sections";
+  if (fs::exists(dir / "flags.txt")) flags += " " + trim(slurp(dir / "flags.txt"));
+
+  std::string out;
+  auto compile = [&](const fs::path& src, const fs::path& obj) {
+    std::string cmd = compiler_for(src) + " " + flags + " -c " + src.string() + " -o " + obj.string();
+    ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
+  };
+  fs::path orig_src = find_source(dir, "orig"), patched_src = find_source(dir, "patched");
+  ASSERT_FALSE(patched_src.empty()) << "case " << GetParam() << " has no patched.c/.cpp";
+  // Both versions are compiled from one path, as in a real tree (__FILE__ must not differ).
+  fs::create_directories(work / "src");
+  fs::path unit = work / "src" / ("unit" + orig_src.extension().string());
+  fs::copy_file(orig_src, unit);
+  compile(unit, work / "orig.o");
+  fs::path target_orig = work / "orig.o";
+  if (fs::exists(dir / "target-flags.txt")) {
+    // The running binary was built with other flags than the rebuild: must be detected.
+    target_orig = work / "target-orig.o";
+    std::string cmd = compiler_for(unit) + " -fPIC " + trim(slurp(dir / "target-flags.txt")) + " -c " + unit.string() +
+                      " -o " + target_orig.string();
+    ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
+  }
+  fs::copy_file(patched_src, unit, fs::copy_options::overwrite_existing);
+  compile(unit, work / "patched.o");
+  if (HasFatalFailure()) return;
+
+  // Other translation units come first, so that a duplicate static name in the original gets
+  // sympos 2.
+  std::string link = "g++ -shared -o " + (work / "target.so").string();
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename();
+    if (!name.starts_with("other")) continue;
+    fs::path obj = work / (e.path().stem().string() + ".o");
+    compile(e.path(), obj);
+    link += " " + obj.string();
+  }
+  if (HasFatalFailure()) return;
+  link += " " + target_orig.string();
+  ASSERT_EQ(run(link, &out), 0) << link << "\n" << out;
+  auto target = load_target((work / "target.so").string());
+  ASSERT_TRUE(target.ok()) << target.error().describe();
+
+  DiffOptions opts{(work / "orig.o").string(), (work / "patched.o").string(), &target.value()};
+  auto result = diff_objects(opts);
+
+  if (fs::exists(dir / "expected-error.txt")) {
+    std::string want = trim(slurp(dir / "expected-error.txt"));
+    ASSERT_FALSE(result.ok()) << "expected a refusal containing '" << want << "', got:\n" << format_text(*result);
+    EXPECT_NE(result.error().message.find(want), std::string::npos)
+        << "refusal does not contain '" << want << "':\n" << result.error().message;
+    return;
+  }
+  ASSERT_TRUE(result.ok()) << result.error().describe();
+  std::set<std::string> got, want, want_externals;
+  std::istringstream text(format_text(*result));
+  for (std::string line; std::getline(text, line);)
+    if (!line.starts_with("warning: ")) got.insert(line);
+  std::istringstream expected(slurp(dir / "expected.txt"));
+  for (std::string line; std::getline(expected, line);) {
+    line = trim(line);
+    if (line.empty() || line.starts_with("#")) continue;
+    if (line.starts_with("EXTERNAL ")) want_externals.insert(line.substr(9));
+    else want.insert(line);
+  }
+  EXPECT_EQ(got, want) << "full output:\n" << format_text(*result);
+  for (const std::string& e : want_externals)
+    EXPECT_TRUE(std::count(result->externals.begin(), result->externals.end(), e))
+        << e << " should be left to the loader (resolved in the target)";
+
+  if (result->nothing_to_patch()) {
+    PatchMetadata meta{"empty", std::nullopt, target->build_id};
+    EXPECT_FALSE(emit_patch_object({&*result}, meta, (work / "out.o").string()).ok());
+    return;
+  }
+  PatchMetadata meta{"golden-" + GetParam(), std::nullopt, target->build_id};
+  std::replace(meta.name.begin(), meta.name.end(), '_', '-');
+  auto emitted = emit_patch_object({&*result}, meta, (work / "out.o").string());
+  ASSERT_TRUE(emitted.ok()) << emitted.error().describe();
+  ASSERT_EQ(run("readelf -W -a " + (work / "out.o").string(), &out), 0) << out;
+  EXPECT_EQ(out.find("Warning"), std::string::npos) << out;
+  ASSERT_EQ(run("ld -r -o " + (work / "relinked.o").string() + " " + (work / "out.o").string(), &out), 0) << out;
+#ifdef LG_HAVE_PATCH_READER
+  auto patch = lg::read_patch_object((work / "out.o").string());
+  ASSERT_TRUE(patch.ok()) << patch.error().describe();
+  EXPECT_EQ(patch->name, meta.name);
+  ASSERT_EQ(patch->objects.size(), 1u);
+  EXPECT_EQ(patch->objects[0].build_id, target->build_id);
+  std::set<std::string> replaced;
+  for (const FunctionChange& f : result->functions)
+    if (f.status == Status::changed) replaced.insert(f.name);
+  std::set<std::string> in_patch;
+  for (const auto& f : patch->objects[0].funcs) {
+    in_patch.insert(f.old_name);
+    EXPECT_EQ(f.new_symbol, f.old_name) << "new_func should be the replacement named like the original";
+    EXPECT_GT(f.new_size, 0u);
+  }
+  EXPECT_EQ(in_patch, replaced);
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Builder, Golden, ::testing::ValuesIn(case_names()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+}  // namespace

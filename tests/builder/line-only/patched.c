@@ -1,0 +1,7 @@
+#include <assert.h>
+#include <stdio.h>
+
+/* A comment that moves
+   every line below. */
+int checked(int x) { assert(x > 0); return x * 2; }
+void where(void) { printf("at line %d\n", __LINE__); }

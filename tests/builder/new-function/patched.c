@@ -1,0 +1,2 @@
+__attribute__((noinline)) int validate(int x) { return x < 0 ? 0 : x; }
+int compute(int x) { return validate(x) * 2; }

@@ -1,0 +1,3 @@
+#include <stdio.h>
+void greet(const char *n) { printf("hello %s\n", n); }
+void bye(void) { puts("bye"); }

@@ -1,0 +1,2 @@
+__thread int depth;
+int compute(int x) { depth++; return x * 2; }
