@@ -125,7 +125,12 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
                    0, "retry later, or raise --timeout; nothing was changed");
     }
     if (options.on_retry) options.on_retry(stats.attempts, blockers_);
-    std::this_thread::sleep_for(backoff);
+    // Wait with the threads running; keep collecting their ptrace events (clone, signals) so
+    // that none of them stays stopped by us while we wait.
+    for (auto until = Clock::now() + backoff; Clock::now() < until;) {
+      if (auto polled = process_.poll_events(); !polled) return std::move(polled).error();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
   }
 }
