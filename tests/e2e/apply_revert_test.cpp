@@ -11,11 +11,11 @@ TEST(ApplyRevert, BehaviourChangesAndComesBackTwiceInARow) {
   Target t(target_path("calc"));
   ASSERT_EQ(t.ask("c 5"), "51");
   for (int round = 0; round < 2; ++round) {
-    Run a = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
+    CliRun a = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
     ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
     EXPECT_NE(a.out.find("applied patch 'calc-fix'"), std::string::npos) << a.out;
     EXPECT_EQ(t.ask("c 5"), "52");
-    Run r = livegraft({"revert", std::to_string(t.pid()), "calc-fix"});
+    CliRun r = livegraft({"revert", std::to_string(t.pid()), "calc-fix"});
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
     EXPECT_EQ(t.ask("c 5"), "51");
   }
@@ -49,7 +49,7 @@ TEST(ApplyRevert, RecursionThroughThePatchedFunction) {
 TEST(ApplyRevert, Endbr64EntryIsKept) {
   Target t(target_path("calc_cet"));
   ASSERT_EQ(t.ask("c 5"), "51");
-  Run a = livegraft({"--json", "apply", std::to_string(t.pid()), patch_path("calc_fix")});
+  CliRun a = livegraft({"--json", "apply", std::to_string(t.pid()), patch_path("calc_fix")});
   ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
   EXPECT_EQ(t.ask("c 5"), "52");
   ASSERT_EQ(livegraft({"revert", std::to_string(t.pid()), "calc-fix"}).exit_code, 0);
@@ -58,19 +58,19 @@ TEST(ApplyRevert, Endbr64EntryIsKept) {
 
 TEST(ApplyRevert, StatusShowsAppliedPatchesAsTextAndJson) {
   Target t(target_path("calc"));
-  Run none = livegraft({"--json", "status", std::to_string(t.pid())});
+  CliRun none = livegraft({"--json", "status", std::to_string(t.pid())});
   ASSERT_EQ(none.exit_code, 0) << none.err;
   EXPECT_EQ(none.json["patches"].size(), 0u);
   ASSERT_EQ(livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")}).exit_code, 0);
   ASSERT_EQ(livegraft({"apply", std::to_string(t.pid()), patch_path("calc_depth")}).exit_code, 0);
-  Run s = livegraft({"--json", "status", std::to_string(t.pid())});
+  CliRun s = livegraft({"--json", "status", std::to_string(t.pid())});
   ASSERT_EQ(s.exit_code, 0) << s.err;
   ASSERT_TRUE(s.json.is_object()) << s.out;
   ASSERT_EQ(s.json["patches"].size(), 2u) << s.out;
   EXPECT_EQ(s.json["patches"][0]["name"], "calc-fix");
   EXPECT_EQ(s.json["patches"][0]["state"], "enabled");
   EXPECT_EQ(s.json["patches"][1]["name"], "calc-depth");
-  Run text = livegraft({"status", std::to_string(t.pid())});
+  CliRun text = livegraft({"status", std::to_string(t.pid())});
   EXPECT_NE(text.out.find("calc-depth"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("compute"), std::string::npos) << text.out;
   // Out of order: revert the first one, the second stays.
@@ -82,10 +82,10 @@ TEST(ApplyRevert, StatusShowsAppliedPatchesAsTextAndJson) {
 TEST(ApplyRevert, SamePatchTwiceIsRefusedAndUnknownRevertIsNotFound) {
   Target t(target_path("calc"));
   ASSERT_EQ(livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")}).exit_code, 0);
-  Run again = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
+  CliRun again = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.err.find("already applied"), std::string::npos) << again.err;
-  Run unknown = livegraft({"--json", "revert", std::to_string(t.pid()), "no-such-patch"});
+  CliRun unknown = livegraft({"--json", "revert", std::to_string(t.pid()), "no-such-patch"});
   EXPECT_EQ(unknown.exit_code, 3);
   EXPECT_EQ(unknown.json["kind"], "not_found") << unknown.out;
   EXPECT_EQ(t.ask("c 5"), "52");

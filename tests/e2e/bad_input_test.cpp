@@ -22,7 +22,7 @@ struct Case {
 
 void expect_refused_and_untouched(Target& t, const std::string& patch, int exit_code, const std::string& message) {
   std::string before = t.maps();
-  Run r = livegraft({"apply", std::to_string(t.pid()), patch});
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch});
   EXPECT_EQ(r.exit_code, exit_code) << r.err;
   EXPECT_NE(r.err.find(message), std::string::npos) << "stderr: " << r.err;
   EXPECT_EQ(t.maps(), before) << "the target's mappings changed";
@@ -60,7 +60,7 @@ TEST(BadInput, CorruptAndTruncatedPatchFiles) {
   for (size_t len : {size_t{0}, size_t{10}, size_t{64}, bytes.size() / 3, bytes.size() - 1}) {
     auto p = dir / ("trunc" + std::to_string(len) + ".o");
     std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<long>(len));
-    Run r = livegraft({"apply", std::to_string(t.pid()), p.string()});
+    CliRun r = livegraft({"apply", std::to_string(t.pid()), p.string()});
     EXPECT_EQ(r.exit_code, 6) << "length " << len << ": " << r.err;
     EXPECT_NE(r.err.find("livegraft: error:"), std::string::npos) << r.err;
   }
@@ -68,7 +68,7 @@ TEST(BadInput, CorruptAndTruncatedPatchFiles) {
   for (size_t i = 64; i < garbage.size(); i += 7) garbage[i] = static_cast<char>(garbage[i] ^ 0x5a);
   auto p = dir / "garbage.o";
   std::ofstream(p, std::ios::binary).write(garbage.data(), static_cast<long>(garbage.size()));
-  Run r = livegraft({"apply", std::to_string(t.pid()), p.string()});
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), p.string()});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << "livegraft crashed: " << r.err;
   EXPECT_EQ(t.maps(), before);
@@ -80,10 +80,10 @@ TEST(BadInput, PidThatDoesNotExist) {
   pid_t pid = fork();
   if (pid == 0) _exit(0);
   waitpid(pid, nullptr, 0);  // a pid that existed a moment ago and is gone now
-  Run r = livegraft({"apply", std::to_string(pid), patch_path("calc_fix")});
+  CliRun r = livegraft({"apply", std::to_string(pid), patch_path("calc_fix")});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("no process"), std::string::npos) << r.err;
-  Run s = livegraft({"--json", "status", std::to_string(pid)});
+  CliRun s = livegraft({"--json", "status", std::to_string(pid)});
   EXPECT_EQ(s.exit_code, 3);
   EXPECT_EQ(s.json["kind"], "not_found");
 }
@@ -92,7 +92,7 @@ TEST(BadInput, ProcessOwnedByAnotherUser) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the controller as another user";
   Target t(target_path("calc"));
   std::string before = t.maps();
-  Run r = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")}, 65534);
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")}, 65534);
   EXPECT_EQ(r.exit_code, 4) << r.err << r.out;
   EXPECT_NE(r.err.find("may not"), std::string::npos) << r.err;
   EXPECT_EQ(t.maps(), before);
@@ -115,7 +115,7 @@ TEST(BadInput, ProcessAlreadyTraced) {
   ASSERT_EQ(read(ready[0], &ok, 1), 1);
   ASSERT_EQ(ok, 'y');
   std::string before = t.maps();
-  Run r = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("calc_fix")});
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("already traced"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(tracer)), std::string::npos) << r.err;

@@ -10,7 +10,7 @@ TEST(CxxException, ThrownInPatchCodeCaughtByUnpatchedCaller) {
   Target t(target_path("thrower"));
   ASSERT_EQ(t.ask("p 17"), "value 17");
   ASSERT_EQ(t.ask("p -1"), "caught negative or empty: -1");
-  Run a = livegraft({"apply", std::to_string(t.pid()), patch_path("thrower_fix")});
+  CliRun a = livegraft({"apply", std::to_string(t.pid()), patch_path("thrower_fix")});
   ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
   EXPECT_EQ(t.ask("p 17"), "value 23");  // base 16 now
   EXPECT_EQ(t.ask("p -1"), "caught patched parser refuses -1");

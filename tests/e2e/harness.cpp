@@ -111,7 +111,7 @@ int Target::quit() {
   return -1;
 }
 
-Run livegraft(const std::vector<std::string>& args, int as_uid) {
+CliRun livegraft(const std::vector<std::string>& args, int as_uid) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   std::string exe = livegraft_path();
@@ -131,7 +131,7 @@ Run livegraft(const std::vector<std::string>& args, int as_uid) {
   }
   close(out_pipe[1]);
   close(err_pipe[1]);
-  Run run;
+  CliRun run;
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);

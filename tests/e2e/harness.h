@@ -48,13 +48,13 @@ class Target {
   int status_ = 0;
 };
 
-struct Run {
+struct CliRun {
   int exit_code = -1;
   std::string out, err;
   nlohmann::json json;  // parsed stdout when it is JSON, else null
 };
 
 // Runs `livegraft ARGS...` to completion (with a generous timeout), optionally as [uid].
-Run livegraft(const std::vector<std::string>& args, int as_uid = -1);
+CliRun livegraft(const std::vector<std::string>& args, int as_uid = -1);
 
 }  // namespace lg::e2e

@@ -23,10 +23,10 @@ TEST(Threads, SixtyFourThreadsInATightLoopSurviveFiveHundredApplyRevertCycles) {
   const std::string pid = std::to_string(t.pid());
   long before = std::stol(t.ask("n"));
   for (int i = 0; i < 500; ++i) {
-    Run a = livegraft({"apply", pid, patch_path("compute_plus2")});
+    CliRun a = livegraft({"apply", pid, patch_path("compute_plus2")});
     ASSERT_EQ(a.exit_code, 0) << "cycle " << i << ": " << a.err;
     if (i % 100 == 0) EXPECT_EQ(t.ask("c"), "12");
-    Run r = livegraft({"revert", pid, "compute-plus2"});
+    CliRun r = livegraft({"revert", pid, "compute-plus2"});
     ASSERT_EQ(r.exit_code, 0) << "cycle " << i << ": " << r.err;
     if (i % 100 == 0) EXPECT_EQ(t.ask("c"), "11");
     ASSERT_TRUE(t.alive()) << "target died in cycle " << i;
@@ -44,7 +44,7 @@ TEST(Threads, ThreadSleepingInsideTheFunctionDelaysApplyUntilItReturns) {
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
   ASSERT_EQ(t.ask("b"), "started");
   auto start = std::chrono::steady_clock::now();
-  Run a = livegraft({"--json", "apply", "--timeout", "30", pid, patch_path("sleeper_fix")});
+  CliRun a = livegraft({"--json", "apply", "--timeout", "30", pid, patch_path("sleeper_fix")});
   auto waited = std::chrono::steady_clock::now() - start;
   ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
   EXPECT_GT(a.json["transition"]["attempts"].get<int>(), 1) << "apply did not have to wait";
@@ -60,18 +60,18 @@ TEST(Threads, ShortTimeoutFailsNamingTheBlockedThreadAndLeavesTargetUnchanged) {
   ASSERT_EQ(t.ask("b"), "started");
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::string maps_before = t.maps();
-  Run a = livegraft({"apply", "--timeout", "0.3", pid, patch_path("sleeper_fix")});
+  CliRun a = livegraft({"apply", "--timeout", "0.3", pid, patch_path("sleeper_fix")});
   EXPECT_EQ(a.exit_code, 5) << a.err;
   EXPECT_NE(a.err.find("compute"), std::string::npos) << a.err;        // the stack names it
   EXPECT_NE(a.err.find("thread "), std::string::npos) << a.err;
-  Run j = livegraft({"--json", "apply", "--timeout", "0.3", pid, patch_path("sleeper_fix")});
+  CliRun j = livegraft({"--json", "apply", "--timeout", "0.3", pid, patch_path("sleeper_fix")});
   EXPECT_EQ(j.exit_code, 5);
   ASSERT_TRUE(j.json.is_object()) << j.out;
   ASSERT_GE(j.json["blockers"].size(), 1u) << j.out;
   EXPECT_GT(j.json["blockers"][0]["tid"].get<int>(), t.pid());
   EXPECT_EQ(t.maps(), maps_before);
   EXPECT_EQ(t.ask("c"), "1");
-  Run s = livegraft({"--json", "status", pid});
+  CliRun s = livegraft({"--json", "status", pid});
   EXPECT_EQ(s.json["patches"].size(), 0u) << s.out;
   EXPECT_EQ(t.read_line(std::chrono::seconds(10)), "done 1");
 }
@@ -80,7 +80,7 @@ TEST(Threads, TwoHundredThreads) {
   Target t(target_path("idle_threads"), {"200"});
   ASSERT_EQ(thread_count(t.pid()), 201);
   const std::string pid = std::to_string(t.pid());
-  Run a = livegraft({"--json", "apply", pid, patch_path("compute_plus2")});
+  CliRun a = livegraft({"--json", "apply", pid, patch_path("compute_plus2")});
   ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
   EXPECT_GE(a.json["transition"]["threads"].get<int>(), 201);
   EXPECT_EQ(t.ask("c"), "12");

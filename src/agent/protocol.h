@@ -1,0 +1,38 @@
+// The agent's request handler: docs/agent-protocol.md, one JSON object per line. Thread-safe
+// (requests are serialized); never throws: an internal failure disables the agent instead.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/registry.h"
+
+namespace lg::agent {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr size_t kMaxRequestLine = 1 << 20;
+
+class Agent {
+ public:
+  // One request line (without its '\n') in, one response line (without '\n') out.
+  std::string handle_line(std::string_view line) noexcept;
+  nlohmann::json handle(const nlohmann::json& request) noexcept;
+  // An error response, as sent for a malformed request or a refused peer.
+  static nlohmann::json error_response(const Error& e);
+
+  // For tests and the start-up code; callers must not race with handle().
+  Registry& registry() { return registry_; }
+  void disable(std::string reason);
+
+ private:
+  nlohmann::json dispatch(const nlohmann::json& request);
+  nlohmann::json status_json() const;
+
+  std::mutex mu_;
+  Registry registry_;
+};
+
+}  // namespace lg::agent

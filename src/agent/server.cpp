@@ -1,0 +1,119 @@
+#include "agent/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace lg::agent {
+
+std::string socket_dir(uid_t uid) { return fmt::format("/tmp/livegraft-{}", uid); }
+
+std::string socket_path(uid_t uid, pid_t pid) { return fmt::format("{}/agent-{}.sock", socket_dir(uid), pid); }
+
+Result<void> prepare_socket_dir(const std::string& dir, uid_t uid) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return make_errno_error(ErrorKind::io, "mkdir {}", dir);
+  struct stat st{};
+  if (::lstat(dir.c_str(), &st) != 0) return make_errno_error(ErrorKind::io, "stat {}", dir);
+  if (!S_ISDIR(st.st_mode)) return make_error(ErrorKind::permission, "{} is not a directory (a symlink?); refusing to use it", dir);
+  if (st.st_uid != uid) return make_error(ErrorKind::permission, "{} is owned by uid {}, not {}; refusing to use it", dir, st.st_uid, uid);
+  if (st.st_mode & 077)
+    return make_error(ErrorKind::permission, "{} has mode {:o}, accessible to group or others; refusing to use it", dir, st.st_mode & 07777);
+  return ok_result();
+}
+
+Result<UniqueFd> listen_on(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return make_error(ErrorKind::invalid_argument, "socket path {} is too long", path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return make_errno_error(ErrorKind::io, "socket");
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // 1. Our pid is in the name, so whatever is there belongs to a dead process that had our
+    //    pid (or to an earlier agent of this very process, which never serves twice).
+    if (!S_ISSOCK(st.st_mode)) return make_error(ErrorKind::permission, "{} exists and is not a socket; refusing to replace it", path);
+    if (::unlink(path.c_str()) != 0) return make_errno_error(ErrorKind::io, "unlink stale socket {}", path);
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return make_errno_error(ErrorKind::io, "bind {}", path);
+  if (::listen(fd.get(), 8) != 0) return make_errno_error(ErrorKind::io, "listen {}", path);
+  return fd;
+}
+
+bool peer_allowed(uid_t peer_uid, uid_t real_uid, uid_t effective_uid) {
+  return peer_uid == 0 || peer_uid == real_uid || peer_uid == effective_uid;
+}
+
+namespace {
+
+bool send_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool send_line(int fd, const nlohmann::json& j) { return send_all(fd, j.dump() + "\n"); }
+
+}  // namespace
+
+void serve_connection(int fd, Agent& agent) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    send_line(fd, Agent::error_response(make_errno_error(ErrorKind::permission, "SO_PEERCRED")));
+    return;
+  }
+  if (!peer_allowed(cred.uid, ::getuid(), ::geteuid())) {
+    send_line(fd, Agent::error_response(make_error(ErrorKind::permission, "uid {} may not control process {} (owned by uid {}); run as that user or root",
+                                                   cred.uid, ::getpid(), ::getuid())));
+    return;
+  }
+  std::string buf;
+  char chunk[65536];
+  for (;;) {
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.empty()) continue;
+      if (!send_all(fd, agent.handle_line(line) + "\n")) return;
+    }
+    if (buf.size() > kMaxRequestLine) {
+      send_line(fd, Agent::error_response(make_error(ErrorKind::invalid_argument, "request longer than {} bytes", kMaxRequestLine)));
+      return;
+    }
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+void serve_forever(int listen_fd, Agent& agent) {
+  for (;;) {
+    int c = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        if (errno != EINTR && errno != ECONNABORTED) ::usleep(100000);  // out of resources: do not spin
+        continue;
+      }
+      return;
+    }
+    UniqueFd conn(c);
+    try {
+      serve_connection(conn.get(), agent);
+    } catch (...) {
+      agent.disable("internal error while serving a connection");
+    }
+  }
+}
+
+}  // namespace lg::agent
