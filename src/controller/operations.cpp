@@ -41,9 +41,10 @@ Result<void> check_process(pid_t pid) {
 Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
   LG_TRY(auto trace, unwinder.unwind(regs));
   if (!trace.complete) return false;
+  // The allocator's and the loader's locks are the ones dlopen takes; a frame in them means
+  // this thread may hold one (stdio and other locks are not taken by dlopen of the agent).
   static const char* const kUnsafe[] = {"malloc", "free", "calloc", "realloc", "_int_", "memalign", "__libc_malloc",
-                                        "__libc_free", "_dl_", "dl_", "__dl", "pthread_mutex_lock", "__lll_lock",
-                                        "fork", "__libc_fork", "_IO_", "tcache"};
+                                        "__libc_free", "_dl_", "dl_", "__dl", "fork", "__libc_fork", "tcache"};
   for (const auto& f : trace.frames) {
     std::string where = unwinder.symbolize(f.pc);
     if (where.find("ld-linux") != std::string::npos) return false;

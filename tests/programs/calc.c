@@ -5,7 +5,7 @@
 static int calls;                       /* static state a patch must keep using */
 static int scale = 10;                  /* "m N" changes it, so it stays a real variable */
 
-__attribute__((noinline)) static int bump(int by) {   /* a static function a patch calls */
+__attribute__((noipa)) static int bump(int by) {   /* a static function a patch calls (noipa: no .constprop clone) */
   calls += by;
   return calls;
 }
