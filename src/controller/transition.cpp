@@ -67,6 +67,21 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
   return blockers;
 }
 
+Result<void> StopTheWorld::nudge(const std::vector<Blocker>& blockers) {
+  std::vector<pid_t> resumed;
+  for (const auto& b : blockers) {
+    auto r = process_.resume_thread(b.tid);
+    if (r) resumed.push_back(b.tid);
+    else if (r.error().kind != ErrorKind::thread_died) return std::move(r).error();
+  }
+  std::this_thread::sleep_for(std::chrono::microseconds(200));
+  for (pid_t tid : resumed) {
+    auto r = process_.stop_thread(tid, std::chrono::milliseconds(5000));
+    if (!r && r.error().kind != ErrorKind::thread_died) return std::move(r).error();
+  }
+  return {};
+}
+
 Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
   // Verify every old value first, so that a mismatch writes nothing.
   for (const auto& w : writes) {
@@ -97,6 +112,15 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
     auto stop_start = Clock::now();
     LG_TRY_VOID(process_.stop_all(std::chrono::milliseconds(5000)));
     auto blockers = find_blockers(check);
+    // Threads caught inside a short affected function usually leave it within microseconds:
+    // let only them run for a moment while every other thread stays stopped, then look again.
+    for (int round = 0; round < options.nudge_rounds && blockers && !blockers->empty(); ++round) {
+      if (auto n = nudge(*blockers); !n) {
+        (void)process_.resume_all();
+        return std::move(n).error();
+      }
+      blockers = find_blockers(check);
+    }
     Result<void> done;
     bool switched = false;
     if (blockers && blockers->empty()) {

@@ -33,6 +33,9 @@ struct Blocker {
 
 struct TransitionOptions {
   std::chrono::milliseconds timeout{10000};
+  // Per attempt: how many times the blocking threads alone are let run briefly (the others
+  // stay stopped) before the attempt gives up and everyone resumes.
+  int nudge_rounds = 10;
   std::function<void(int attempt, const std::vector<Blocker>&)> on_retry;  // progress
 };
 
@@ -62,6 +65,7 @@ class StopTheWorld {
  private:
   Result<std::vector<Blocker>> find_blockers(const std::vector<RemoteRange>& check);
   Result<void> perform(const std::vector<MemoryWrite>& writes);
+  Result<void> nudge(const std::vector<Blocker>& blockers);
 
   Process& process_;
   Unwinder& unwinder_;
