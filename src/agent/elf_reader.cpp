@@ -94,7 +94,11 @@ Result<RelObject> RelObject::parse(std::span<const uint8_t> data, std::string la
       if (!in_bounds(i * 4, 4, xindex.size())) return bad(fmt::format("symbol {} needs an extended section index that is missing", i));
       shndx = read_at<uint32_t>(xindex, i * 4);
     } else if (shndx >= SHN_LORESERVE) {
-      o.sym_shndx_[i] = shndx;  // SHN_ABS, SHN_COMMON
+      // Only SHN_ABS and SHN_COMMON have a meaning the loader knows; anything else in the
+      // reserved range (SHN_X86_64_LCOMMON from -mcmodel=large, ...) would index nothing.
+      if (shndx != SHN_ABS && shndx != SHN_COMMON)
+        return bad(fmt::format("symbol {} uses the reserved section index {:#x}, which the loader does not support", i, shndx));
+      o.sym_shndx_[i] = shndx;
       continue;
     }
     if (shndx != SHN_UNDEF && shndx >= shnum) return bad(fmt::format("symbol {} refers to section {} which does not exist", i, shndx));

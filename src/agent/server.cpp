@@ -43,8 +43,10 @@ Result<UniqueFd> listen_on(const std::string& path) {
   return fd;
 }
 
+// Like ptrace's rule: root, or a peer that is both the real and the effective owner. A setuid
+// program (real uid 1000, effective uid 0) is not controllable by uid 1000.
 bool peer_allowed(uid_t peer_uid, uid_t real_uid, uid_t effective_uid) {
-  return peer_uid == 0 || peer_uid == real_uid || peer_uid == effective_uid;
+  return peer_uid == 0 || (peer_uid == real_uid && peer_uid == effective_uid);
 }
 
 namespace {

@@ -97,15 +97,73 @@ Result<std::vector<CompileCommand>> read_compile_commands(const fs::path& json_p
 }
 
 // The compiler wrapper: records each compilation (cwd, argv; NUL-separated) and runs the real
-// compiler unchanged, so the original build is the project's own.
+// compiler unchanged, so the original build is the project's own. With LIVEGRAFT_RECORD_ONLY
+// set, a compile (-c) or link (-o) only creates its output file empty and runs nothing (the
+// record-only pass: every command of `make -B` without compiling the project); other
+// invocations (-E, --version, -dumpmachine, -print-*) still run, since a build may use their
+// output.
 void write_wrapper(const fs::path& path, const std::string& real, const fs::path& record_dir) {
   std::ofstream out(path);
   out << "#!/bin/sh\n"
       << "f=$(mktemp " << shell_quote((record_dir / "cmd.XXXXXX").string()) << ")\n"
       << "{ printf '%s\\0' \"$PWD\" " << shell_quote(real) << "; for a in \"$@\"; do printf '%s\\0' \"$a\"; done; } > \"$f\"\n"
+      << "if [ -n \"$LIVEGRAFT_RECORD_ONLY\" ]; then\n"
+      << "  c=; o=; p=; srcs=; fake=1\n"
+      << "  for a in \"$@\"; do\n"
+      << "    [ \"$p\" = -o ] && o=$a\n"
+      << "    case $a in -c) c=1 ;; -E|-S|-M|-MM|--version|-v|-dump*|-print-*|--print-*) fake= ;;\n"
+      << "      -o?*) o=${a#-o} ;; -*) ;; *.c|*.cc|*.cpp|*.cxx|*.C) srcs=\"$srcs $a\" ;; esac\n"
+      << "    p=$a\n"
+      << "  done\n"
+      << "  if [ -n \"$fake\" ] && { [ -n \"$c\" ] || [ -n \"$o\" ]; }; then\n"
+      << "    if [ -n \"$o\" ]; then : > \"$o\"; else for s in $srcs; do b=${s##*/}; : > \"${b%.*}.o\"; done; fi\n"
+      << "    exit 0\n"
+      << "  fi\n"
+      << "fi\n"
       << "exec " << shell_quote(real) << " \"$@\"\n";
   out.close();
   fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+}
+
+// The absolute path of `name` (a bare command name) in $PATH, skipping `skip`; empty if absent.
+std::string find_in_path(const std::string& name, const fs::path& skip) {
+  if (name.find('/') != std::string::npos) return fs::exists(name) ? name : std::string();
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    if (dir.empty() || fs::path(dir) == skip) continue;
+    fs::path candidate = fs::path(dir) / name;
+    if (access(candidate.c_str(), X_OK) == 0 && !fs::is_directory(candidate)) return candidate.string();
+  }
+  return {};
+}
+
+// Puts wrappers under `bin` for every compiler name a build may call (cc, gcc, g++, ... and
+// $CC/$CXX when they are one word), so that a Makefile that sets its own CC (`CC= gcc
+// -std=gnu99`) still goes through a wrapper and keeps its own flags. Returns the environment
+// prefix for the build command: PATH with `bin` first, CC and CXX pointing at wrappers.
+std::string install_wrappers(const fs::path& bin, const fs::path& record_dir) {
+  fs::create_directories(bin);
+  std::set<std::string> names = {"cc", "gcc", "c++", "g++", "clang", "clang++", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-g++"};
+  std::string cc = "cc", cxx = "c++";
+  for (auto [var, def] : {std::pair{"CC", &cc}, std::pair{"CXX", &cxx}}) {
+    const char* v = std::getenv(var);
+    if (v && *v && split_command(v).size() == 1) {
+      names.insert(fs::path(v).filename().string());
+      *def = fs::path(v).filename().string();
+      if (fs::path(v).is_absolute()) {
+        write_wrapper(bin / *def, v, record_dir);
+        names.erase(*def);
+      }
+    }
+  }
+  for (const std::string& n : names) {
+    std::string real = find_in_path(n, bin);
+    if (!real.empty()) write_wrapper(bin / n, real, record_dir);
+  }
+  const char* path = std::getenv("PATH");
+  return fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
+                     shell_quote((bin / cc).string()), shell_quote((bin / cxx).string()));
 }
 
 std::vector<CompileCommand> read_records(const fs::path& record_dir) {
@@ -222,21 +280,37 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       for (std::string& a : c.argv) rebase(a);
     }
     commands = std::move(*cc);
-  } else {
-    std::string build = options.build_command.value_or("make -B");
-    progress(fmt::format("building the original with `{}` (compiler wrapped to record commands)", build));
-    fs::create_directories(work / "bin");
+  }
+  // Without a compile_commands.json: the project's build command with the compilers wrapped.
+  // First a record-only pass (every command recorded, nothing compiled: fast); when it fails,
+  // records nothing, or a recorded command does not compile in the copy (a generated header
+  // the record-only pass left empty), the real build.
+  const std::string build = options.build_command.value_or("make -B");
+  std::string wrap_env;
+  auto record_build = [&](bool record_only) -> Result<std::vector<CompileCommand>> {
+    if (wrap_env.empty()) wrap_env = install_wrappers(work / "bin", work / "records");
+    std::error_code ec2;
+    fs::remove_all(work / "records", ec2);
     fs::create_directories(work / "records");
-    const char* cc_env = std::getenv("CC");
-    const char* cxx_env = std::getenv("CXX");
-    write_wrapper(work / "bin" / "cc", cc_env ? cc_env : "gcc", work / "records");
-    write_wrapper(work / "bin" / "c++", cxx_env ? cxx_env : "g++", work / "records");
-    std::string cmd = fmt::format("cd {} && CC={} CXX={} {} CC={} CXX={}", shell_quote(src.string()),
-                                  shell_quote((work / "bin" / "cc").string()), shell_quote((work / "bin" / "c++").string()),
-                                  build, shell_quote((work / "bin" / "cc").string()), shell_quote((work / "bin" / "c++").string()));
+    progress(fmt::format("{} the original with `{}` (compilers wrapped to record commands)",
+                         record_only ? "recording the commands that build" : "building", build));
+    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote(src.string()), record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "",
+                                  wrap_env, build);
     if (run_logged(cmd, log) != 0)
-      return fail(make_error(ErrorKind::io, "the original build (`{}`) failed", build));
-    commands = read_records(work / "records");
+      return make_error(ErrorKind::io, "the original build (`{}`) failed", build);
+    return read_records(work / "records");
+  };
+  bool record_only = false;
+  if (db.empty()) {
+    auto r = record_build(true);
+    if (r && !r->empty()) {
+      commands = std::move(*r);
+      record_only = true;
+    } else {
+      auto full = record_build(false);
+      if (!full) return fail(std::move(full).error());
+      commands = std::move(*full);
+    }
   }
   if (commands.empty())
     return fail(make_error(ErrorKind::not_found, "no compile commands found (no compile_commands.json, and the build compiled nothing through $CC/$CXX)"));
@@ -246,21 +320,37 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   if (touched.empty()) return fail(make_error(ErrorKind::invalid_argument, "{} changes no file", options.diff_path));
   bool header_changed = std::any_of(touched.begin(), touched.end(), [](auto& f) { return !is_source(f); });
   std::vector<const CompileCommand*> units;
-  for (const CompileCommand& c : commands) {
-    bool match = header_changed;  // a changed header may affect any unit: diff them all
-    for (const std::string& f : touched)
-      if (c.file == (src / f).lexically_normal().string()) match = true;
-    if (match && std::none_of(units.begin(), units.end(), [&](auto* u) { return u->file == c.file; })) units.push_back(&c);
-  }
+  auto select_units = [&] {
+    units.clear();
+    for (const CompileCommand& c : commands) {
+      bool match = header_changed;  // a changed header may affect any unit: diff them all
+      for (const std::string& f : touched)
+        if (c.file == (src / f).lexically_normal().string()) match = true;
+      if (match && std::none_of(units.begin(), units.end(), [&](auto* u) { return u->file == c.file; })) units.push_back(&c);
+    }
+  };
+  select_units();
   if (units.empty()) return fail(make_error(ErrorKind::not_found, "none of the files the fix changes is compiled by the build"));
 
   fs::create_directories(work / "orig");
   fs::create_directories(work / "patched");
   auto object_name = [&](size_t i, const CompileCommand& c) { return fmt::format("{}-{}.o", i, fs::path(c.file).stem().string()); };
-  for (size_t i = 0; i < units.size(); ++i) {
-    progress(fmt::format("compiling the original {}", fs::relative(units[i]->file, src).string()));
-    if (run_logged(object_command(*units[i], work / "orig" / object_name(i, *units[i])), log) != 0)
-      return fail(make_error(ErrorKind::io, "compiling the original {} failed", units[i]->file));
+  auto compile_originals = [&]() -> bool {
+    for (size_t i = 0; i < units.size(); ++i) {
+      progress(fmt::format("compiling the original {}", fs::relative(units[i]->file, src).string()));
+      if (run_logged(object_command(*units[i], work / "orig" / object_name(i, *units[i])), log) != 0) return false;
+    }
+    return true;
+  };
+  if (!compile_originals()) {
+    if (!record_only) return fail(make_error(ErrorKind::io, "compiling the original failed (see build.log)"));
+    progress("a recorded command did not compile after the record-only pass: running the real build");
+    auto full = record_build(false);
+    if (!full) return fail(std::move(full).error());
+    commands = std::move(*full);
+    select_units();
+    if (units.empty()) return fail(make_error(ErrorKind::not_found, "none of the files the fix changes is compiled by the build"));
+    if (!compile_originals()) return fail(make_error(ErrorKind::io, "compiling the original failed (see build.log)"));
   }
   progress(fmt::format("applying {}", options.diff_path));
   if (run_logged(fmt::format("cd {} && patch -p1 --batch --forward < {}", shell_quote(src.string()),

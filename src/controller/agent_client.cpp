@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -47,6 +48,18 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) return make_error(ErrorKind::internal, "socket path too long: {}", path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  // Only trust a socket in a directory that no one but the target's owner (or root) controls:
+  // otherwise another user could pose as the agent and dictate code writes.
+  auto dir = path.substr(0, path.rfind('/'));
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) {
+    LG_TRY(auto owner, process_real_uid(pid));
+    if (!S_ISDIR(st.st_mode) || (st.st_uid != owner && st.st_uid != 0) || (st.st_mode & 077) != 0)
+      return make_error(ErrorKind::permission,
+                        "refusing the agent socket directory {}: it must be a directory of uid {} (or root) with mode "
+                        "0700 (it is uid {}, mode {:o})",
+                        dir, owner, st.st_uid, st.st_mode & 07777);
+  }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return make_errno_error(ErrorKind::io, "socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
@@ -59,6 +72,14 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
                    "run livegraft as the process's owner or as root");
     return Error(ErrorKind::io, fmt::format("connect {}: {}", path, std::strerror(e)), e);
   }
+  // The listening end must belong to the target process itself.
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return make_errno_error(ErrorKind::io, "SO_PEERCRED on {}", path);
+  if (cred.pid != pid)
+    return make_error(ErrorKind::permission, "the socket {} is served by process {}, not by process {}: refusing it",
+                      path, cred.pid, pid);
   return AgentClient(pid, std::move(fd));
 }
 

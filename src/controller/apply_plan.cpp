@@ -146,6 +146,13 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
 
   for (const auto& u : plan.patch.undefined) {
     LG_TRY(auto r, image.lookup_in(*target, u.name));
+    if (r && !r->ifunc) {
+      plan.symbols[u.name] = r->addr.value;
+      continue;
+    }
+    // Not in the target object: a global of another object. The agent resolves it with dlsym,
+    // which follows the dynamic linker's rules (interposition such as a preloaded allocator,
+    // default symbol versions); here we only make sure it exists before touching anything.
     if (!r) {
       LG_TRY(r, image.lookup_global(u.name));
     }
@@ -159,8 +166,7 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
                                plan.patch.name, u.name, target->path, pid),
                    0, "check the spelling (C++ names are mangled) or that the target is built with a symbol table");
     }
-    if (r->ifunc) plan.dlsym.push_back(u.name);
-    else plan.symbols[u.name] = r->addr.value;
+    plan.dlsym.push_back(u.name);
   }
   return plan;
 }

@@ -195,8 +195,12 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
   LG_TRY(auto stats, switch_world(pid, now["patches"], check, writes, options));
-  abort_load.dismiss();
-  LG_TRY_VOID(agent.request({{"op", "commit"}, {"name", plan.patch.name}}));
+  abort_load.dismiss();  // the jumps are live: never unload the patch from here on
+  if (auto c = agent.request({{"op", "commit"}, {"name", plan.patch.name}}); !c)
+    return Error(ErrorKind::agent,
+                 fmt::format("patch '{}' is live in process {}, but the agent did not record it: {}", plan.patch.name,
+                             pid, c.error().message),
+                 0, "the new code runs; do not retry apply. `livegraft status` shows the agent's view");
 
   nlohmann::json funcs = nlohmann::json::array();
   for (const auto& f : loaded["patch"].value("funcs", nlohmann::json::array())) funcs.push_back(f);
@@ -239,8 +243,11 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
   }
   say(options, "switching back (stop-the-world)");
   LG_TRY(auto stats, switch_world(pid, status["patches"], check, writes, options));
-  cancel.dismiss();
-  LG_TRY_VOID(client->request({{"op", "finish_revert"}, {"name", patch_name}}));
+  cancel.dismiss();  // the original code is live again: never cancel from here on
+  if (auto f = client->request({{"op", "finish_revert"}, {"name", patch_name}}); !f)
+    return Error(ErrorKind::agent,
+                 fmt::format("patch '{}' no longer runs in process {}, but the agent could not unload it: {}",
+                             patch_name, pid, f.error().message));
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(stats)}};
 }
 

@@ -104,30 +104,23 @@ Result<LoadedObject*> ProcessImage::find(std::string_view name) {
 Result<std::optional<ResolvedSymbol>> ProcessImage::lookup_in(LoadedObject& object, std::string_view name) {
   LG_TRY_VOID(open(object));
   const ElfSymbol* found = nullptr;
-  int definitions = 0, globals = 0;
-  const ElfSymbol* global = nullptr;
+  int definitions = 0;
   auto scan = [&](const std::vector<ElfSymbol>& table) {
     for (const auto& s : table) {
       if (!s.defined() || s.name != name || s.type == STT_SECTION || s.type == STT_FILE) continue;
       if (s.shndx == SHN_ABS && s.value == 0) continue;
       ++definitions;
       found = &s;
-      if (s.bind != STB_LOCAL) {
-        ++globals;
-        global = &s;
-      }
     }
   };
   scan(object.elf->symbols());
   if (definitions == 0 && object.elf->has_symtab()) scan(object.elf->dynamic_symbols());
   if (definitions == 0) return std::optional<ResolvedSymbol>{};
-  if (definitions > 1) {
-    if (globals == 1) found = global;
-    else
-      return make_error(ErrorKind::unsupported,
-                        "symbol '{}' is defined {} times in {}: the patch cannot say which one it means", name,
-                        definitions, object.path);
-  }
+  if (definitions > 1)
+    return make_error(ErrorKind::unsupported,
+                      "symbol '{}' is defined {} times in {} (static symbols of several files, or a static and a "
+                      "global one): the patch cannot say which one it means",
+                      name, definitions, object.path);
   if (found->type == STT_TLS)
     return make_error(ErrorKind::unsupported, "symbol '{}' of {} is thread-local: not supported in patches", name,
                       object.path);

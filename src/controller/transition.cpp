@@ -52,11 +52,9 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
       continue;
     }
     for (size_t i = 0; i < trace.frames.size(); ++i) {
-      // A return address points after the call: the caller is at pc-1 (not for the first
-      // frame or a frame interrupted by a signal, whose pc is exact).
-      RemoteAddr pc = trace.frames[i].pc;
-      bool exact = i == 0 || trace.frames[i - 1].signal_frame;
-      RemoteAddr at = exact ? pc : pc - 1;
+        // lookup_pc is the exact pc for the first frame and for a frame a signal interrupted,
+      // and pc-1 for a return address (the call instruction, inside the caller).
+      RemoteAddr at = trace.frames[i].lookup_pc;
       auto hit = std::find_if(check.begin(), check.end(), [&](const RemoteRange& r) { return r.contains(at); });
       if (hit != check.end()) {
         blockers.push_back({tid, fmt::format("{} is on its stack", unwinder_.symbolize(at)), describe(trace)});
@@ -68,18 +66,13 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
 }
 
 Result<void> StopTheWorld::nudge(const std::vector<Blocker>& blockers) {
-  std::vector<pid_t> resumed;
   for (const auto& b : blockers) {
     auto r = process_.resume_thread(b.tid);
-    if (r) resumed.push_back(b.tid);
-    else if (r.error().kind != ErrorKind::thread_died) return std::move(r).error();
-  }
-  std::this_thread::sleep_for(std::chrono::microseconds(200));
-  for (pid_t tid : resumed) {
-    auto r = process_.stop_thread(tid, std::chrono::milliseconds(5000));
     if (!r && r.error().kind != ErrorKind::thread_died) return std::move(r).error();
   }
-  return {};
+  std::this_thread::sleep_for(std::chrono::microseconds(200));
+  // stop_all stops the nudged threads again, and also any thread they created meanwhile.
+  return process_.stop_all(std::chrono::milliseconds(5000));
 }
 
 Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
@@ -110,7 +103,10 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
   for (;;) {
     ++stats.attempts;
     auto stop_start = Clock::now();
-    LG_TRY_VOID(process_.stop_all(std::chrono::milliseconds(5000)));
+    if (auto stopped = process_.stop_all(std::chrono::milliseconds(5000)); !stopped) {
+      (void)process_.resume_all();  // never leave the threads that did stop frozen
+      return std::move(stopped).error();
+    }
     auto blockers = find_blockers(check);
     // Threads caught inside a short affected function usually leave it within microseconds:
     // let only them run for a moment while every other thread stays stopped, then look again.
@@ -129,9 +125,13 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
     }
     auto resumed = process_.resume_all();
     auto stop_end = Clock::now();
-    if (!blockers) return std::move(blockers).error();
-    if (!done) return std::move(done).error();
-    if (!resumed) return std::move(resumed).error();
+    // Once the writes are made the switch has happened, whatever fails after it: report success
+    // (a thread that could not be resumed is resumed by the detach that follows).
+    if (!switched) {
+      if (!blockers) return std::move(blockers).error();
+      if (!done) return std::move(done).error();
+      if (!resumed) return std::move(resumed).error();
+    }
     if (switched) {
       stats.threads = process_.threads().size();
       stats.stopped = std::chrono::duration_cast<std::chrono::microseconds>(stop_end - stop_start);

@@ -342,6 +342,9 @@ class PatchReader {
                  sec, root->size, size, version, sizeof(livegraft_patch));
     LG_TRY(out.flags, read_int<uint32_t>(rs, offsetof(livegraft_patch, flags), "livegraft_patch.flags"));
     if (out.flags & ~LIVEGRAFT_PATCH_REPLACE) return bad("unknown patch flags {:#x}", out.flags & ~LIVEGRAFT_PATCH_REPLACE);
+    if (out.flags & LIVEGRAFT_PATCH_REPLACE)
+      return Error(ErrorKind::unsupported,
+                   fmt::format("{}: cumulative (LIVEGRAFT_PATCH_REPLACE) patches are not supported yet", path_));
     LG_TRY(uint32_t nr_objects, read_int<uint32_t>(rs, offsetof(livegraft_patch, nr_objects), "livegraft_patch.nr_objects"));
     LG_TRY(auto name, read_string(rs, offsetof(livegraft_patch, name), "livegraft_patch.name"));
     if (!name) return bad("the patch has no name (livegraft_patch.name is NULL)");

@@ -21,7 +21,13 @@
 //  4. Signals that arrive during the call are suppressed and raised again when the thread
 //     resumes; a kernel-raised SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP elsewhere (or abort())
 //     means the called function crashed: registers are restored and the signal dropped.
+//  5. The called function (dlopen: memcpy, strlen) uses SSE/AVX registers, and the thread may
+//     have been stopped in the middle of vector code: its extended state (x87, SSE, AVX, MXCSR;
+//     PTRACE_GETREGSET NT_X86_XSTATE, see man ptrace and arch/x86/kernel/ptrace.c) is saved
+//     before the call and written back with the general registers.
+#include <elf.h>
 #include <signal.h>
+#include <sys/uio.h>
 #include <sys/ptrace.h>
 #include <sys/user.h>
 
@@ -38,6 +44,28 @@ constexpr uint64_t kTrapFlag = 1u << 8;
 
 }  // namespace
 
+namespace {
+
+// The x87/SSE/AVX state of a thread (NT_X86_XSTATE), empty when the kernel does not give it.
+using ExtendedState = std::vector<uint8_t>;
+
+ExtendedState save_extended_state(pid_t tid) {
+  ExtendedState buf(64 * 1024);
+  iovec iov{buf.data(), buf.size()};
+  if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0) return {};
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+void restore_extended_state(pid_t tid, const ExtendedState& state) {
+  if (state.empty()) return;
+  ExtendedState copy = state;
+  iovec iov{copy.data(), copy.size()};
+  (void)::ptrace(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov);
+}
+
+}  // namespace
+
 Result<uint64_t> Process::remote_call(pid_t tid, RemoteAddr fn, std::span<const RemoteArg> args,
                                       std::chrono::milliseconds timeout) {
   LG_TRY(ThreadInfo * t, stopped_thread(tid));
@@ -46,6 +74,7 @@ Result<uint64_t> Process::remote_call(pid_t tid, RemoteAddr fn, std::span<const 
   if (fn.is_null()) return make_error(ErrorKind::invalid_argument, "remote call of a null function");
 
   LG_TRY(const Registers saved, get_regs(tid));
+  const ExtendedState saved_ext = save_extended_state(tid);  // 5.
   Registers regs = saved;
   uint64_t sp = saved.rsp - kRedZone;  // 1.
   uint64_t values[6] = {};
@@ -137,6 +166,7 @@ Result<uint64_t> Process::remote_call(pid_t tid, RemoteAddr fn, std::span<const 
   if (t->call_clobbered_restart_block && saved.rax == kERestartRestartBlock &&
       static_cast<int64_t>(saved.orig_rax) >= 0)
     restore.rax = kERestartNoIntr;  // 3.
+  restore_extended_state(tid, saved_ext);
   LG_TRY_VOID(set_regs(tid, restore));
   if (t->kind == StopKind::signal) {
     // Leave the signal-delivery-stop (its signal suppressed) for an ordinary interrupt stop, so

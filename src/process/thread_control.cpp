@@ -134,7 +134,11 @@ void Process::handle_status(ThreadInfo& t, int status) {
       ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(sig));  // delivered as the kernel meant to
       return;
     case ThreadWant::stop:
-      t.pending_signals.push_back(info);  // 3.
+      // A fault the kernel raised (si_code > 0) for the instruction at rip recurs when that
+      // instruction runs again after the resume; raising it ourselves instead would deliver a
+      // user-sent copy without the fault address (JVM- or Go-style SIGSEGV handlers reject it).
+      if (!((sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) && info.si_code > 0))
+        t.pending_signals.push_back(info);  // 3.
       pass_on(0);
       return;
     case ThreadWant::call: {

@@ -260,6 +260,8 @@ TEST(SocketDirTest, RefusesDirectoriesOthersCouldUse) {
   EXPECT_TRUE(peer_allowed(0, 1000, 1000));
   EXPECT_TRUE(peer_allowed(1000, 1000, 1000));
   EXPECT_FALSE(peer_allowed(1001, 1000, 1000));
+  EXPECT_FALSE(peer_allowed(1000, 1000, 0));  // a setuid-root program run by uid 1000
+  EXPECT_FALSE(peer_allowed(0 + 1000, 0, 1000));
 }
 
 }  // namespace

@@ -152,13 +152,13 @@ int fixed_deposit(Account* self, int x) {
 static struct livegraft_func funcs[] = { LIVEGRAFT_FUNC_POS("_ZN7Account7depositEi", 1, fixed_deposit) };
 static struct livegraft_object objects[] = {
     LIVEGRAFT_OBJECT("libbank.so.1", "5f0c3e2a9b7d41e6a8c0f1b2d3e4f5a6b7c8d9e0", funcs) };
-LIVEGRAFT_PATCH("bank", LIVEGRAFT_PATCH_REPLACE, objects);
+LIVEGRAFT_PATCH("bank", 0, objects);
 )";
   for (const char* opt : {"-O0", "-O2"}) {
     auto r = read_patch_object(compile(fmt::format("bank{}.cpp", opt), src, fmt::format("-fPIC {} -std=c++20", opt)));
     ASSERT_TRUE(r.ok()) << opt << ": " << r.error().message;
     EXPECT_EQ(r->name, "bank");
-    EXPECT_EQ(r->flags, LIVEGRAFT_PATCH_REPLACE);
+    EXPECT_EQ(r->flags, 0u);
     ASSERT_EQ(r->objects.size(), 1u);
     EXPECT_EQ(r->objects[0].name.value_or(""), "libbank.so.1");
     EXPECT_EQ(r->objects[0].build_id.value_or(""), "5f0c3e2a9b7d41e6a8c0f1b2d3e4f5a6b7c8d9e0");
@@ -281,6 +281,16 @@ LIVEGRAFT_PATCH("two", 0, objects);
   EXPECT_EQ(e.kind, ErrorKind::unsupported);
   EXPECT_NE(e.message.find("2 target objects"), std::string::npos) << e.message;
   EXPECT_NE(e.message.find("one target object per patch"), std::string::npos) << e.message;
+}
+
+TEST_F(PatchObjectTest, CumulativeReplacePatchIsRefusedUntilSupported) {
+  std::string src = std::string(kRootlessC) + R"(
+static struct livegraft_object objects[] = { LIVEGRAFT_OBJECT(LIVEGRAFT_MAIN_EXECUTABLE, NULL, funcs) };
+LIVEGRAFT_PATCH("cumulative", LIVEGRAFT_PATCH_REPLACE, objects);
+)";
+  Error e = refusal(compile("cumulative.c", src));
+  EXPECT_EQ(e.kind, ErrorKind::unsupported);
+  EXPECT_NE(e.message.find("LIVEGRAFT_PATCH_REPLACE"), std::string::npos) << e.message;
 }
 
 TEST_F(PatchObjectTest, MetadataMistakesAreRefused) {
