@@ -1,7 +1,11 @@
 /* The live fix for server.c: guests (level 3) no longer get access. It keeps counting requests
- * in the server's own static counter and logs each refusal with libc's fprintf. */
+ * in the server's own static counter (a static variable of the running program).
+ *
+ * It deliberately calls nothing: check_access() in the server is a leaf, and GCC's -fipa-ra
+ * lets main() keep values in registers a leaf does not touch. A replacement that called
+ * fprintf() would clobber them; `livegraft apply` detects that and refuses such a fix (try it:
+ * examples/demo/fix_with_logging.c). */
 #include <livegraft/patch.h>
-#include <stdio.h>
 
 struct request {
   const char *user;
@@ -12,7 +16,6 @@ extern unsigned long requests_served;   /* static in the server: resolved from i
 
 static int check_access_fixed(const struct request *r) {
   requests_served++;
-  if (r->level > 2) fprintf(stderr, "  [patched] refusing %s\n", r->user);
   return r->level <= 2;
 }
 

@@ -125,6 +125,8 @@ void write_wrapper(const fs::path& path, const std::string& real, const fs::path
   fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
 }
 
+enum class RecordMode { record_only, build, build_overriding_cc };
+
 // The absolute path of `name` (a bare command name) in $PATH, skipping `skip`; empty if absent.
 std::string find_in_path(const std::string& name, const fs::path& skip) {
   if (name.find('/') != std::string::npos) return fs::exists(name) ? name : std::string();
@@ -140,9 +142,12 @@ std::string find_in_path(const std::string& name, const fs::path& skip) {
 
 // Puts wrappers under `bin` for every compiler name a build may call (cc, gcc, g++, ... and
 // $CC/$CXX when they are one word), so that a Makefile that sets its own CC (`CC= gcc
-// -std=gnu99`) still goes through a wrapper and keeps its own flags. Returns the environment
-// prefix for the build command: PATH with `bin` first, CC and CXX pointing at wrappers.
-std::string install_wrappers(const fs::path& bin, const fs::path& record_dir) {
+// -std=gnu99`) still goes through a wrapper and keeps its own flags.
+struct Wrappers {
+  std::string env;  // prefix for the build command: PATH with the wrappers first, CC and CXX
+  fs::path cc, cxx;
+};
+Wrappers install_wrappers(const fs::path& bin, const fs::path& record_dir) {
   fs::create_directories(bin);
   std::set<std::string> names = {"cc", "gcc", "c++", "g++", "clang", "clang++", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-g++"};
   std::string cc = "cc", cxx = "c++";
@@ -162,8 +167,10 @@ std::string install_wrappers(const fs::path& bin, const fs::path& record_dir) {
     if (!real.empty()) write_wrapper(bin / n, real, record_dir);
   }
   const char* path = std::getenv("PATH");
-  return fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
-                     shell_quote((bin / cc).string()), shell_quote((bin / cxx).string()));
+  Wrappers w{fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
+                         shell_quote((bin / cc).string()), shell_quote((bin / cxx).string())),
+             bin / cc, bin / cxx};
+  return w;
 }
 
 std::vector<CompileCommand> read_records(const fs::path& record_dir) {
@@ -286,28 +293,39 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   // records nothing, or a recorded command does not compile in the copy (a generated header
   // the record-only pass left empty), the real build.
   const std::string build = options.build_command.value_or("make -B");
-  std::string wrap_env;
-  auto record_build = [&](bool record_only) -> Result<std::vector<CompileCommand>> {
-    if (wrap_env.empty()) wrap_env = install_wrappers(work / "bin", work / "records");
+  std::optional<Wrappers> wrappers;
+  auto record_build = [&](RecordMode mode) -> Result<std::vector<CompileCommand>> {
+    if (!wrappers) wrappers = install_wrappers(work / "bin", work / "records");
     std::error_code ec2;
     fs::remove_all(work / "records", ec2);
     fs::create_directories(work / "records");
-    progress(fmt::format("{} the original with `{}` (compilers wrapped to record commands)",
-                         record_only ? "recording the commands that build" : "building", build));
-    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote(src.string()), record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "",
-                                  wrap_env, build);
+    progress(fmt::format("{} the original with `{}` (compilers wrapped to record commands{})",
+                         mode == RecordMode::record_only ? "recording the commands that build" : "building", build,
+                         mode == RecordMode::build_overriding_cc ? ", CC/CXX overridden on the make command line" : ""));
+    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote(src.string()),
+                                  mode == RecordMode::record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers->env, build);
+    // Last resort for a Makefile whose CC names a compiler by absolute path (not found through
+    // $PATH): the make command-line override, which replaces the Makefile's CC and its flags.
+    if (mode == RecordMode::build_overriding_cc)
+      cmd += fmt::format(" CC={} CXX={}", shell_quote(wrappers->cc.string()), shell_quote(wrappers->cxx.string()));
     if (run_logged(cmd, log) != 0)
       return make_error(ErrorKind::io, "the original build (`{}`) failed", build);
     return read_records(work / "records");
   };
+  // The real build, and when it compiled nothing through the wrappers, the CC override.
+  auto real_build = [&]() -> Result<std::vector<CompileCommand>> {
+    auto full = record_build(RecordMode::build);
+    if (full && full->empty()) full = record_build(RecordMode::build_overriding_cc);
+    return full;
+  };
   bool record_only = false;
   if (db.empty()) {
-    auto r = record_build(true);
+    auto r = record_build(RecordMode::record_only);
     if (r && !r->empty()) {
       commands = std::move(*r);
       record_only = true;
     } else {
-      auto full = record_build(false);
+      auto full = real_build();
       if (!full) return fail(std::move(full).error());
       commands = std::move(*full);
     }
@@ -345,7 +363,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   if (!compile_originals()) {
     if (!record_only) return fail(make_error(ErrorKind::io, "compiling the original failed (see build.log)"));
     progress("a recorded command did not compile after the record-only pass: running the real build");
-    auto full = record_build(false);
+    auto full = real_build();
     if (!full) return fail(std::move(full).error());
     commands = std::move(*full);
     select_units();

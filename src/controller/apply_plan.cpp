@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "common/hex.h"
+#include "elf/dwarf_producer.h"
 #include "x86/patchability.h"
+#include "x86/register_use.h"
 
 namespace lg {
 
@@ -81,6 +84,70 @@ Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& 
   return p;
 }
 
+// The functions of the target object with their code, decoded on demand by the register check.
+struct TargetCode {
+  struct Func {
+    const ElfSymbol* sym;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Func> funcs;
+  std::set<uint64_t> starts;
+};
+
+const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& cache) {
+  if (cache) return *cache;
+  cache.emplace();
+  for (const auto& s : target.elf->symbols()) {
+    if (!s.defined() || s.type != STT_FUNC || s.size == 0) continue;
+    auto bytes = target.elf->read_vaddr(s.value, s.size);
+    if (!bytes) continue;
+    cache->funcs.push_back({&s, std::move(*bytes)});
+    cache->starts.insert(s.value);
+  }
+  return *cache;
+}
+
+// GCC's -fipa-ra: callers of a function that clobbers few registers may keep values in the
+// others across the call. A replacement that clobbers more is refused unless every direct caller
+// is shown not to rely on them (src/x86/register_use.h).
+Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
+                                        std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
+                                        const std::string& name, std::optional<TargetCode>& cache) {
+  using namespace x86;
+  RegSet extra = clobbered_by(new_code, 0) & ~clobbered_by(old_code, old_sym.value) & ~RegSet{1};  // rax returns
+  if (extra == 0) return {};
+  // Only GCC at -O2 and above does this; its DW_AT_producer says how the code was built.
+  if (!producer_may_use_ipa_ra(producer_of(*target.elf, old_sym.value))) return {};
+  const TargetCode& code = target_code(target, cache);
+  auto known = [&](uint64_t a) { return code.starts.count(a) != 0; };
+  for (const auto& f : code.funcs) {
+    auto sites = call_sites(f.bytes, f.sym->value, old_sym.value);
+    if (sites.returns.empty() && !sites.tail_jumps) continue;
+    bool callers_assume_all = calls_unknown(f.bytes, f.sym->value, known);
+    auto refuse = [&](const std::string& why) {
+      return Error(ErrorKind::unsupported,
+                   fmt::format("the replacement of '{}' changes registers the original never touched ({}), and {}",
+                               name, describe(extra), why),
+                   0,
+                   "the target was built with GCC's -fipa-ra (default at -O2), which lets callers keep values in "
+                   "those registers across the call; make the replacement touch no more registers than the "
+                   "original (no calls), or rebuild the target with -fno-ipa-ra");
+    };
+    if (sites.tail_jumps && f.sym->value != old_sym.value && !callers_assume_all)
+      return refuse(fmt::format("'{}' jumps to it as a tail call", f.sym->name));
+    for (uint64_t ret : sites.returns) {
+      auto r = read_after_call(f.bytes, f.sym->value, ret, extra, callers_assume_all);
+      if (r.read)
+        return refuse(fmt::format("'{}' reads {} after calling it (at {}+{:#x})", f.sym->name, describe(r.read),
+                                  f.sym->name, r.at - f.sym->value));
+      if (r.unsure)
+        return refuse(fmt::format("livegraft cannot prove that '{}' does not rely on them after calling it (at {}+{:#x})",
+                                  f.sym->name, f.sym->name, r.at - f.sym->value));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::vector<RemoteRange> ApplyPlan::original_ranges() const {
@@ -135,12 +202,22 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
                              plan.build_id.empty() ? "(none)" : plan.build_id),
                  0, "build the patch against the exact binary the process runs");
 
+  LG_TRY(auto patch_elf, ElfFile::open(patch_path));
+  std::optional<TargetCode> target_code_cache;
   std::set<std::string> seen;
   for (const auto& f : obj.funcs) {
     if (!seen.insert(fmt::format("{}#{}", f.old_name, f.old_sympos)).second)
       return make_error(ErrorKind::bad_patch, "{}: function '{}' is replaced twice in one patch", patch_path, f.old_name);
     auto p = plan_func(pid, *target, f, redirected);
     if (!p) return std::move(p).error().context(fmt::format("patch '{}'", plan.patch.name));
+    LG_TRY(auto new_section, patch_elf.section_data(f.new_section));
+    if (f.new_offset + f.new_size > new_section.size())
+      return make_error(ErrorKind::bad_patch, "{}: the replacement of '{}' lies outside its section", patch_path, f.old_name);
+    LG_TRY(auto old_sym, target->elf->find_symbol(f.old_name, f.old_sympos));
+    LG_TRY(auto old_code, target->elf->read_vaddr(old_sym.value, old_sym.size));
+    auto regs = check_register_assumptions(*target, old_sym, old_code, new_section.subspan(f.new_offset, f.new_size),
+                                           f.old_name, target_code_cache);
+    if (!regs) return std::move(regs).error().context(fmt::format("patch '{}'", plan.patch.name));
     plan.funcs.push_back(std::move(*p));
   }
 

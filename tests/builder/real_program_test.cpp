@@ -121,9 +121,8 @@ TEST(BuilderRealProgram, Lua54Utf8CodesFixBuiltAppliedAndRevertedInRunningInterp
   ASSERT_EQ(run(quote(livegraft) + " build --source " + quote(lua_tree) + " --diff " + quote(cases / "fix.diff") +
                     " --target /proc/" + pid + "/exe --build-command 'make -B linux' -o " + quote(fix),
                 &out), 0) << out;
-  // iter_aux is inlined into its two callers: both are replaced.
-  EXPECT_NE(out.find("CHANGED iter_auxstrict"), std::string::npos) << out;
-  EXPECT_NE(out.find("CHANGED iter_auxlax"), std::string::npos) << out;
+  // gcc keeps iter_aux out of line (two callers, iter_auxstrict and iter_auxlax): one function.
+  EXPECT_NE(out.find("CHANGED iter_aux\n"), std::string::npos) << out;
 
   ASSERT_EQ(run(quote(livegraft) + " apply " + pid + " " + quote(fix) + " --agent " + quote(agent), &out), 0) << out;
   const std::string fixed = lua.request();

@@ -1,0 +1,57 @@
+// Which caller-saved registers a function really clobbers, and whether callers rely on the rest.
+//
+// GCC's -fipa-ra (on at -O2) lets a caller keep values in call-clobbered registers across a call
+// when it knows the callee (same object, body seen) does not touch them. A replacement that
+// clobbers more than the original breaks such callers (observed: a leaf check_access() replaced
+// by one calling fprintf: main kept a pointer in %rdx across the call and crashed). The
+// controller therefore compares what the original and the replacement clobber and, when the
+// replacement clobbers more, decodes every direct caller to prove none of them reads those
+// registers after the call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace lg::x86 {
+
+// Bit i (0..15): rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15 (encoding order);
+// bit 16 + i: xmm/ymm/zmm i (0..15).
+using RegSet = uint32_t;
+
+RegSet caller_saved();                 // SysV: rax rcx rdx rsi rdi r8-r11, xmm0-15
+std::string describe(RegSet regs);     // "rcx, rdx, xmm0"
+
+// The caller-saved registers a function may change, decoding [code] at [addr]. Any call,
+// a jump leaving the function, or an undecodable byte makes it "all caller-saved".
+RegSet clobbered_by(std::span<const uint8_t> code, uint64_t addr);
+
+// Direct calls (their return addresses) and direct tail jumps to [callee] inside the function
+// [code]@[addr].
+struct CallSites {
+  std::vector<uint64_t> returns;
+  bool tail_jumps = false;
+};
+CallSites call_sites(std::span<const uint8_t> code, uint64_t addr, uint64_t callee);
+
+// Whether the function [code]@[addr] may read a register of [watch] after the call that returns
+// to [return_addr], before writing it. Follows branches inside the function (bounded).
+// Reaching `ret` with registers still watched is safe only when [callers_assume_all] (the
+// function's own callers already treat every caller-saved register as clobbered, e.g. because
+// it calls something outside its object); otherwise it counts as a read.
+struct ReadAfterCall {
+  RegSet read = 0;      // registers that may be read (the hazard)
+  bool unsure = false;  // the analysis ran out of budget or left the function
+  uint64_t at = 0;      // address of the first offending instruction
+};
+ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint64_t return_addr, RegSet watch,
+                              bool callers_assume_all);
+
+// Whether the function calls something its compiler could not see into (an indirect call, or a
+// direct call to an address [is_known_function] rejects, such as a PLT stub): then its own
+// callers already treat every caller-saved register as clobbered.
+bool calls_unknown(std::span<const uint8_t> code, uint64_t addr, const std::function<bool(uint64_t)>& is_known_function);
+
+}  // namespace lg::x86
