@@ -16,6 +16,7 @@
 
 #include "builder/emit.h"
 #include "builder/target.h"
+#include "builder/verify.h"
 
 namespace fs = std::filesystem;
 
@@ -250,6 +251,14 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     const fs::path& work; const bool& success; bool keep;
     ~Cleanup() { if (success && !keep) { std::error_code ec; fs::remove_all(work, ec); } }
   } cleanup{work, success, options.keep_work_dir || options.work_dir.has_value()};
+  // Starts over with the real build (this work directory is dropped unless the caller chose it).
+  auto again_with_real_build = [&](const std::string& why) {
+    progress(why + ": starting again with the real build");
+    ProjectBuildOptions again = options;
+    again.record_only_pass = false;
+    success = true;  // this attempt's directory is not the one to keep
+    return build_project_patch(again);
+  };
   auto fail = [&](Error e) {
     e.hint = fmt::format("the work directory is kept: {} (build.log has the compiler output)", work.string());
     return e;
@@ -319,7 +328,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     return full;
   };
   bool record_only = false;
-  if (db.empty()) {
+  if (db.empty() && options.record_only_pass) {
     auto r = record_build(RecordMode::record_only);
     if (r && !r->empty()) {
       commands = std::move(*r);
@@ -329,6 +338,10 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       if (!full) return fail(std::move(full).error());
       commands = std::move(*full);
     }
+  } else if (db.empty()) {
+    auto full = real_build();
+    if (!full) return fail(std::move(full).error());
+    commands = std::move(*full);
   }
   if (commands.empty())
     return fail(make_error(ErrorKind::not_found, "no compile commands found (no compile_commands.json, and the build compiled nothing through $CC/$CXX)"));
@@ -383,6 +396,10 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       return fail(make_error(ErrorKind::io, "compiling the patched {} failed", rel));
     DiffOptions d{(work / "orig" / object_name(i, *units[i])).string(), (work / "patched" / object_name(i, *units[i])).string(), &*target};
     auto r = diff_objects(d);
+    // A record-only pass leaves generated files empty; an original compiled against such a
+    // file compiles but is not the code that runs: verification says so, the real build fixes it.
+    if (!r && record_only && r.error().message.find(kTargetBuiltDifferently) != std::string::npos)
+      return again_with_real_build(fmt::format("{}: the rebuilt original differs from the target after the record-only pass", rel));
     if (!r) return fail(std::move(r).error().context(rel));
     for (const auto& w : r->warnings) result.warnings.push_back(rel + ": " + w);
     if (r->functions.empty()) continue;

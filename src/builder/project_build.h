@@ -21,6 +21,10 @@ struct ProjectBuildOptions {
   std::optional<std::string> work_dir;    // empty: a fresh directory under $TMPDIR
   std::optional<std::string> build_command;  // empty: `make -B` (must rebuild every file: the copy may hold objects)
   bool keep_work_dir = false;
+  // Record the compile commands with a record-only pass of the build command first (nothing
+  // compiled; falls back to the real build when that pass cannot stand in for it). false: always
+  // the real build.
+  bool record_only_pass = true;
   std::function<void(const std::string&)> progress;  // one line per step (stderr in the CLI)
 };
 

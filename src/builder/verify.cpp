@@ -10,9 +10,8 @@ Result<void> verify_function(const Object& orig, const Symbol& f, const TargetBi
                              const TargetSymbol& in_target) {
   if (in_target.size != f.size)
     return make_error(ErrorKind::mismatch,
-                      "{} is {} bytes in {} but {} bytes in the rebuilt original: the target was built from other "
-                      "sources, flags or compiler",
-                      f.name, in_target.size, target.path, f.size);
+                      "{} is {} bytes in {} but {} bytes in the rebuilt original: {}", f.name, in_target.size,
+                      target.path, f.size, kTargetBuiltDifferently);
   const Section* sec = orig.section_of(f);
   if (!sec || sec->data.size() < f.value + f.size) return ok_result();
   LG_TRY(auto code, target.read(in_target.value, in_target.size));
@@ -32,9 +31,8 @@ Result<void> verify_function(const Object& orig, const Symbol& f, const TargetBi
   for (uint64_t k = 0; k < f.size; ++k) {
     if (skip[k] || mine[k] == code[k]) continue;
     return make_error(ErrorKind::mismatch,
-                      "{} in {} differs from the rebuilt original at offset {:#x} (target {:#04x}, rebuilt {:#04x}): "
-                      "the target was built from other sources, flags or compiler",
-                      f.name, target.path, k, code[k], mine[k]);
+                      "{} in {} differs from the rebuilt original at offset {:#x} (target {:#04x}, rebuilt {:#04x}): {}",
+                      f.name, target.path, k, code[k], mine[k], kTargetBuiltDifferently);
   }
   return ok_result();
 }

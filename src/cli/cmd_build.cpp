@@ -19,7 +19,7 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   cmd->add_option("--target", opts->target_path, "The running program's binary (/proc/PID/exe works)")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--output", opts->output_path, "Patch object to write")->required();
   cmd->add_option("--name", opts->patch_name, "Patch name (default: the output file's name)");
-  cmd->add_option("--build-command", *build_cmd, "The project's build command (default: make -B; must compile every file through $CC/$CXX)");
+  cmd->add_option("--build-command", *build_cmd, "The project's build command (default: make -B); its compilers are recorded through wrappers first in PATH");
   cmd->add_option("--work-dir", *work, "Work directory (default: a new one under $TMPDIR)");
   cmd->add_flag("--keep-work-dir", opts->keep_work_dir, "Keep the work directory on success too");
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");

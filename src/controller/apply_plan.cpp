@@ -116,11 +116,19 @@ Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& o
   using namespace x86;
   RegSet extra = clobbered_by(new_code, 0) & ~clobbered_by(old_code, old_sym.value) & ~RegSet{1};  // rax returns
   if (extra == 0) return {};
-  // Only GCC at -O2 and above does this; its DW_AT_producer says how the code was built.
-  if (!producer_may_use_ipa_ra(producer_of(*target.elf, old_sym.value))) return {};
+  // Only GCC at -O2 and above does this, and only for callers compiled in the same unit as the
+  // callee (or in one link-time-optimised unit); the DWARF of the target says which.
+  CompileUnits units(*target.elf);
+  auto producer = units.producer_of(old_sym.value);
+  if (!producer_may_use_ipa_ra(producer)) return {};
+  std::optional<uint64_t> unit = producer_is_lto(producer) ? std::nullopt : units.unit_of(old_sym.value);
   const TargetCode& code = target_code(target, cache);
   auto known = [&](uint64_t a) { return code.starts.count(a) != 0; };
   for (const auto& f : code.funcs) {
+    if (unit) {
+      auto caller_unit = units.unit_of(f.sym->value);
+      if (caller_unit && *caller_unit != *unit) continue;  // another translation unit: no IPA-RA
+    }
     auto sites = call_sites(f.bytes, f.sym->value, old_sym.value);
     if (sites.returns.empty() && !sites.tail_jumps) continue;
     bool callers_assume_all = calls_unknown(f.bytes, f.sym->value, known);

@@ -7,17 +7,31 @@
 
 namespace lg {
 
-std::optional<std::string> producer_of(const ElfFile& elf, uint64_t vaddr) {
-  Dwarf* dbg = dwarf_begin_elf(elf.raw(), DWARF_C_READ, nullptr);
-  if (!dbg) return std::nullopt;
-  std::optional<std::string> out;
+CompileUnits::CompileUnits(const ElfFile& elf) : dbg_(dwarf_begin_elf(elf.raw(), DWARF_C_READ, nullptr)) {}
+
+CompileUnits::~CompileUnits() {
+  if (dbg_) dwarf_end(dbg_);
+}
+
+std::optional<uint64_t> CompileUnits::unit_of(uint64_t vaddr) const {
+  if (!dbg_) return std::nullopt;
   Dwarf_Die cu;
-  if (dwarf_addrdie(dbg, vaddr, &cu) != nullptr) {
-    Dwarf_Attribute attr;
-    if (const char* p = dwarf_formstring(dwarf_attr(&cu, DW_AT_producer, &attr))) out = p;
-  }
-  dwarf_end(dbg);
-  return out;
+  if (dwarf_addrdie(dbg_, vaddr, &cu) == nullptr) return std::nullopt;
+  return dwarf_dieoffset(&cu);
+}
+
+std::optional<std::string> CompileUnits::producer_of(uint64_t vaddr) const {
+  if (!dbg_) return std::nullopt;
+  Dwarf_Die cu;
+  if (dwarf_addrdie(dbg_, vaddr, &cu) == nullptr) return std::nullopt;
+  Dwarf_Attribute attr;
+  const char* p = dwarf_formstring(dwarf_attr(&cu, DW_AT_producer, &attr));
+  if (!p) return std::nullopt;
+  return std::string(p);
+}
+
+bool producer_is_lto(const std::optional<std::string>& producer) {
+  return producer && producer->rfind("GNU GIMPLE", 0) == 0;
 }
 
 bool producer_may_use_ipa_ra(const std::optional<std::string>& producer) {

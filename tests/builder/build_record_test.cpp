@@ -56,3 +56,11 @@ TEST(BuilderRecord, BuildThatRunsAGeneratedProgramFallsBackToTheRealBuild) {
   EXPECT_NE(out.find("running the real build"), std::string::npos) << out;
   EXPECT_NE(out.find("CHANGED square"), std::string::npos) << out;
 }
+
+TEST(BuilderRecord, GeneratedHeaderLeftEmptyIsCaughtByVerificationAndRebuiltForReal) {
+  if (!fs::exists(fs::path(LG_BINARY_DIR) / "livegraft")) GTEST_SKIP() << "livegraft is not built";
+  std::string out;
+  ASSERT_EQ(build_patch("generated-config", &out), 0) << out;
+  EXPECT_NE(out.find("the rebuilt original differs from the target after the record-only pass"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
+}

@@ -25,9 +25,20 @@ TEST(DwarfProducer, ReadsTheProducerOfThisTestsOwnCode) {
   ASSERT_TRUE(elf.ok());
   auto sym = elf->find_symbol("lg_producer_probe");
   ASSERT_TRUE(sym.ok()) << sym.error().message;
-  auto producer = producer_of(*elf, sym->value);
+  CompileUnits units(*elf);
+  auto producer = units.producer_of(sym->value);
   if (!producer) GTEST_SKIP() << "this test was built without debug information";
   EXPECT_EQ(producer->rfind("GNU C++", 0), 0u) << *producer;
+  EXPECT_FALSE(producer_is_lto(producer));
+  // This function and the test body below share a unit; a libstdc++-free libc address has none.
+  auto here = units.unit_of(sym->value);
+  ASSERT_TRUE(here.has_value());
+  auto body = elf->find_symbol("_ZN2lg12_GLOBAL__N_142DwarfProducer_ReadsTheProducerOfThisTestsOwnCode_Test8TestBodyEv");
+  if (body.ok()) {
+    auto body_unit = units.unit_of(body->value);
+    ASSERT_TRUE(body_unit.has_value());
+    EXPECT_EQ(*body_unit, *here);
+  }
 }
 
 }  // namespace
