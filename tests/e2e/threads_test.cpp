@@ -25,10 +25,14 @@ TEST(Threads, SixtyFourThreadsInATightLoopSurviveFiveHundredApplyRevertCycles) {
   for (int i = 0; i < 500; ++i) {
     CliRun a = livegraft({"apply", pid, patch_path("compute_plus2")});
     ASSERT_EQ(a.exit_code, 0) << "cycle " << i << ": " << a.err;
-    if (i % 100 == 0) EXPECT_EQ(t.ask("c"), "12");
+    if (i % 100 == 0) {
+      EXPECT_EQ(t.ask("c"), "12");
+    }
     CliRun r = livegraft({"revert", pid, "compute-plus2"});
     ASSERT_EQ(r.exit_code, 0) << "cycle " << i << ": " << r.err;
-    if (i % 100 == 0) EXPECT_EQ(t.ask("c"), "11");
+    if (i % 100 == 0) {
+      EXPECT_EQ(t.ask("c"), "11");
+    }
     ASSERT_TRUE(t.alive()) << "target died in cycle " << i;
   }
   // Still alive, still calling, and never saw a result that was neither old nor new (it exits 3).
