@@ -204,4 +204,13 @@ json Agent::dispatch(const json& req) {
   throw RequestError{fmt::format("unknown op '{}'", op)};
 }
 
+void Agent::connection_closed() noexcept {
+  try {
+    std::lock_guard<std::mutex> lock(mu_);
+    (void)registry_.resolve_abandoned_transition();
+  } catch (...) {
+    registry_.disable("internal error while settling an abandoned transition");
+  }
+}
+
 }  // namespace lg::agent

@@ -22,6 +22,8 @@ class Agent {
   nlohmann::json handle(const nlohmann::json& request) noexcept;
   // An error response, as sent for a malformed request or a refused peer.
   static nlohmann::json error_response(const Error& e);
+  // The controller's connection ended: settle a transition it left open (Registry).
+  void connection_closed() noexcept;
 
   // For tests and the start-up code; callers must not race with handle().
   Registry& registry() { return registry_; }

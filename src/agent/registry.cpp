@@ -158,7 +158,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
   patch->object = std::move(obj);
   rollback.dismiss();
   if (loaded_name) *loaded_name = patch->name;
-  transition_ = Transition{TransitionKind::load, patch->name};
+  transition_ = Transition{TransitionKind::load, patch->name, plan.writes};
   patches_.push_back(std::move(patch));
   return plan;
 }
@@ -203,7 +203,7 @@ Result<Plan> Registry::prepare_revert(std::string_view name) {
     }
   }
   for (const auto& r : p->object->code_ranges()) plan.check.push_back(r);
-  transition_ = Transition{TransitionKind::revert, p->name};
+  transition_ = Transition{TransitionKind::revert, p->name, plan.writes};
   return plan;
 }
 
@@ -227,6 +227,37 @@ Result<void> Registry::cancel_revert(std::string_view name) {
   LG_TRY_VOID(find_in(name, TransitionKind::revert));
   transition_.reset();
   return ok_result();
+}
+
+std::optional<std::string> Registry::resolve_abandoned_transition() {
+  if (!transition_) return std::nullopt;
+  const Transition t = *transition_;
+  size_t done = 0;
+  for (const auto& w : t.writes) {
+    // The agent lives in the process it plans for: the bytes are its own memory (code pages are
+    // readable; slots are its own rw pages).
+    if (std::memcmp(reinterpret_cast<const void*>(w.addr), w.new_bytes.data(), w.new_bytes.size()) == 0) ++done;
+    else if (std::memcmp(reinterpret_cast<const void*>(w.addr), w.old_bytes.data(), w.old_bytes.size()) != 0) {
+      done = SIZE_MAX;  // neither: something else wrote there
+      break;
+    }
+  }
+  const bool load = t.kind == TransitionKind::load;
+  if (done == 0) {
+    auto r = load ? abort(t.patch) : cancel_revert(t.patch);
+    return fmt::format("the controller left the {} of '{}' before any code was written: {}",
+                       load ? "apply" : "revert", t.patch, r ? "undone" : r.error().message);
+  }
+  if (done == t.writes.size()) {
+    auto r = load ? commit(t.patch) : finish_revert(t.patch);
+    return fmt::format("the controller left the {} of '{}' after every write: {}", load ? "apply" : "revert",
+                       t.patch, r ? "completed" : r.error().message);
+  }
+  std::string reason = fmt::format(
+      "the controller left the {} of '{}' with its code writes only partly done (or overwritten by someone else)",
+      load ? "apply" : "revert", t.patch);
+  disable(reason);
+  return reason;
 }
 
 }  // namespace lg::agent

@@ -80,6 +80,7 @@ enum class TransitionKind { load, revert };
 struct Transition {
   TransitionKind kind;
   std::string patch;
+  std::vector<MemWrite> writes;  // what the controller was told to write
 };
 
 class Registry {
@@ -92,6 +93,11 @@ class Registry {
   Result<Plan> prepare_revert(std::string_view name);
   Result<void> finish_revert(std::string_view name);
   Result<void> cancel_revert(std::string_view name);
+  // The controller's connection closed with a transition still open (it was killed, or lost
+  // its connection). The agent's own memory says how far it got: no planned write done ->
+  // abort/cancel; every write done -> commit/finish; some -> disabled (a state only a person
+  // can sort out). Returns what it did, or nothing when no transition was open.
+  std::optional<std::string> resolve_abandoned_transition();
 
   const std::vector<std::unique_ptr<Patch>>& patches() const { return patches_; }
   const std::map<uint64_t, FuncEntry>& functions() const { return funcs_; }

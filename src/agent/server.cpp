@@ -115,6 +115,7 @@ void serve_forever(int listen_fd, Agent& agent) {
     } catch (...) {
       agent.disable("internal error while serving a connection");
     }
+    agent.connection_closed();  // a controller that died mid-transition leaves nothing open
   }
 }
 

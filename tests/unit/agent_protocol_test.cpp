@@ -213,6 +213,34 @@ TEST_F(ProtocolTest, OneTransitionAtATimeAndAbortLeavesNothing) {
   EXPECT_TRUE(call({{"op", "status"}})["functions"].empty());
 }
 
+TEST_F(ProtocolTest, AbandonedTransitionsAreSettledFromTheAgentsOwnMemory) {
+  auto v1 = compile("c1", patch_source("fix-c1", "return x + 1000;", "lg_host_other"));
+  json funcs = json::array({func_entry("lg_host_other", lg_host_other)});
+  // Controller gone before writing: the load is undone.
+  ASSERT_EQ(call(load_request(v1, funcs))["ok"], true);
+  agent_.connection_closed();
+  EXPECT_TRUE(call({{"op", "hello"}})["transition"].is_null());
+  EXPECT_TRUE(call({{"op", "status"}})["patches"].empty());
+  EXPECT_EQ(other_ptr(5), 4);
+  // Controller gone after writing: the apply is completed.
+  auto r = call(load_request(v1, funcs));
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  perform(r["writes"]);
+  agent_.connection_closed();
+  auto st = call({{"op", "status"}});
+  ASSERT_EQ(st["patches"].size(), 1u);
+  EXPECT_EQ(st["patches"][0]["state"], "enabled");
+  EXPECT_EQ(other_ptr(5), 1005);
+  // A revert abandoned after its writes is finished; nothing is left.
+  auto rv = op("prepare_revert", "fix-c1");
+  ASSERT_EQ(rv["ok"], true) << rv.dump();
+  perform(rv["writes"]);
+  agent_.connection_closed();
+  EXPECT_TRUE(call({{"op", "status"}})["patches"].empty());
+  EXPECT_EQ(other_ptr(5), 4);
+  EXPECT_TRUE(call({{"op", "hello"}})["disabled"].is_null());
+}
+
 TEST_F(ProtocolTest, RequestThatDoesNotMatchThePatchIsRefusedCleanly) {
   auto v1 = compile("c1", patch_source("fix-c1", "return 0;"));
   { auto warm = call(load_request(v1, json::array({func_entry("lg_host_target", lg_host_target)}))); op("abort", "fix-c1"); }
