@@ -44,8 +44,12 @@ void print_json_ok(const nlohmann::json& result) {
 }
 
 std::function<void(const std::string&)> progress_printer(const GlobalOptions& global) {
-  if (global.verbose <= 0) return {};
-  return [](const std::string& line) { std::cerr << "livegraft: " << line << std::endl; };
+  // Every step with -v; without it, only what makes a command slow (waiting for threads), so
+  // nobody stares at a silent terminal. --json keeps stderr quiet unless -v.
+  bool all = global.verbose > 0, slow_only = !global.json;
+  return [all, slow_only](const std::string& line) {
+    if (all || (slow_only && line.rfind("waiting", 0) == 0)) std::cerr << "livegraft: " << line << std::endl;
+  };
 }
 
 }  // namespace lg::cli

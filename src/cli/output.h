@@ -20,7 +20,7 @@ int report_error(const GlobalOptions& global, const Error& error, const nlohmann
 // Prints {"ok":true, ...result} with --json; otherwise calls nothing (the command prints text).
 void print_json_ok(const nlohmann::json& result);
 
-// A progress printer for slow steps (stderr, only with -v).
+// A progress printer (stderr): every step with -v, else only waits (not with --json).
 std::function<void(const std::string&)> progress_printer(const GlobalOptions& global);
 
 }  // namespace lg::cli
