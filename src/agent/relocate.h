@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/result.h"
+#include "x86/relocations.h"
 
 namespace lg::agent {
 
@@ -18,17 +19,11 @@ struct RelocInputs {
   uint64_t GOT = 0;          // run-time address of the GOT area (GOTPC*, GOTOFF64)
 };
 
-enum class RelocClass {
-  supported,
-  tls,      // thread-local storage: refused (a patch cannot add TLS to a running process)
-  unknown,  // anything else we do not implement
-};
-
-RelocClass classify_relocation(uint32_t type);
+using x86::classify_relocation;  // src/x86/relocations.h: the list the controller checks too
+using x86::RelocClass;
+using x86::relocation_name;
 // Whether the relocation refers to the symbol through a GOT slot.
 bool uses_got_slot(uint32_t type);
-// "R_X86_64_PC32", or "relocation type 42".
-const char* relocation_name(uint32_t type);
 // Writes the relocated value; fails with kind `unsupported` when the value does not fit the
 // field (the message says by how much) or the type is not supported. The caller adds context
 // (symbol, section, offset).

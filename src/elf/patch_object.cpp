@@ -1,4 +1,5 @@
 #include "elf/patch_object.h"
+#include "x86/relocations.h"
 
 #include <elf.h>
 
@@ -477,40 +478,8 @@ Result<PatchObject> read_patch_object(const std::string& path) {
   return PatchReader(*elf, path).read();
 }
 
-bool supported_relocation(uint32_t type) {
-  switch (type) {
-    case R_X86_64_NONE:
-    case R_X86_64_64:
-    case R_X86_64_PC32:
-    case R_X86_64_PLT32:
-    case R_X86_64_32:
-    case R_X86_64_32S:
-    case R_X86_64_GOTPCREL:
-    case R_X86_64_GOTPCRELX:
-    case R_X86_64_REX_GOTPCRELX:
-    case R_X86_64_PC64:
-      return true;
-    default:
-      return false;
-  }
-}
+bool supported_relocation(uint32_t type) { return x86::classify_relocation(type) == x86::RelocClass::supported; }
 
-const char* relocation_name(uint32_t type) {
-  static constexpr const char* names[] = {
-      "R_X86_64_NONE",          "R_X86_64_64",              "R_X86_64_PC32",        "R_X86_64_GOT32",
-      "R_X86_64_PLT32",         "R_X86_64_COPY",            "R_X86_64_GLOB_DAT",    "R_X86_64_JUMP_SLOT",
-      "R_X86_64_RELATIVE",      "R_X86_64_GOTPCREL",        "R_X86_64_32",          "R_X86_64_32S",
-      "R_X86_64_16",            "R_X86_64_PC16",            "R_X86_64_8",           "R_X86_64_PC8",
-      "R_X86_64_DTPMOD64",      "R_X86_64_DTPOFF64",        "R_X86_64_TPOFF64",     "R_X86_64_TLSGD",
-      "R_X86_64_TLSLD",         "R_X86_64_DTPOFF32",        "R_X86_64_GOTTPOFF",    "R_X86_64_TPOFF32",
-      "R_X86_64_PC64",          "R_X86_64_GOTOFF64",        "R_X86_64_GOTPC32",     "R_X86_64_GOT64",
-      "R_X86_64_GOTPCREL64",    "R_X86_64_GOTPC64",         "R_X86_64_GOTPLT64",    "R_X86_64_PLTOFF64",
-      "R_X86_64_SIZE32",        "R_X86_64_SIZE64",          "R_X86_64_GOTPC32_TLSDESC", "R_X86_64_TLSDESC_CALL",
-      "R_X86_64_TLSDESC",       "R_X86_64_IRELATIVE",       "R_X86_64_RELATIVE64",  "R_X86_64_39",
-      "R_X86_64_40",            "R_X86_64_GOTPCRELX",       "R_X86_64_REX_GOTPCRELX",
-  };
-  if (type < std::size(names)) return names[type];
-  return "R_X86_64_<unknown>";
-}
+const char* relocation_name(uint32_t type) { return x86::relocation_name(type); }
 
 }  // namespace lg

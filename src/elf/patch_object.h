@@ -56,11 +56,9 @@ struct PatchObject {
 //    SHT_GROUP-less COMDAT issues are fine; callbacks/states non-NULL (reserved in v1).
 Result<PatchObject> read_patch_object(const std::string& path);
 
-// The relocation types the agent's loader applies (R_X86_64_*): NONE, 64, PC32, PLT32, 32, 32S,
-// GOTPCREL, GOTPCRELX, REX_GOTPCRELX, PC64 (docs/patch-format.md). These are all that gcc/g++
-// -fPIC emit at -O0..-O3 for C and C++ (exceptions, static locals, -g included); GOTPC64,
-// GOTOFF64 and PLTOFF64 come only with -mcmodel=large and are refused. Only relocations that
-// apply to SHF_ALLOC sections are checked (debug info is never loaded).
+// The relocation types the agent's loader applies, from the list both share
+// (src/x86/relocations.h, docs/patch-format.md). Only relocations that apply to SHF_ALLOC
+// sections are checked (debug info is never loaded).
 bool supported_relocation(uint32_t type);
 const char* relocation_name(uint32_t type);
 

@@ -408,10 +408,11 @@ TEST_F(PatchObjectTest, RandomCorruptionNeverCrashes) {
 
 TEST(PatchRelocations, SupportedListAndNames) {
   for (uint32_t t : std::initializer_list<uint32_t>{R_X86_64_NONE, R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32, R_X86_64_32S,
-                     R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTPCRELX, R_X86_64_PC64})
+                     R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTPCRELX, R_X86_64_PC64,
+                     R_X86_64_GOTPC32, R_X86_64_GOTPC64, R_X86_64_GOTOFF64})
     EXPECT_TRUE(supported_relocation(t)) << relocation_name(t);
-  for (uint32_t t : std::initializer_list<uint32_t>{R_X86_64_TPOFF32, R_X86_64_GOTTPOFF, R_X86_64_TLSGD, R_X86_64_GOTPC64, R_X86_64_COPY,
-                     R_X86_64_IRELATIVE, R_X86_64_GOTOFF64, 200})
+  for (uint32_t t : std::initializer_list<uint32_t>{R_X86_64_TPOFF32, R_X86_64_GOTTPOFF, R_X86_64_TLSGD, R_X86_64_PLTOFF64,
+                     R_X86_64_COPY, R_X86_64_IRELATIVE, R_X86_64_GOT64, 200})
     EXPECT_FALSE(supported_relocation(t)) << relocation_name(t);
   EXPECT_STREQ(relocation_name(R_X86_64_PLT32), "R_X86_64_PLT32");
   EXPECT_STREQ(relocation_name(R_X86_64_REX_GOTPCRELX), "R_X86_64_REX_GOTPCRELX");
