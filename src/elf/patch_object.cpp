@@ -15,27 +15,6 @@ namespace lg {
 
 namespace {
 
-// Thread-local storage relocations (the agent cannot give a patch its own TLS block, nor bind
-// to the target's TLS through the static/dynamic TLS models; see docs/patch-format.md).
-bool is_tls_relocation(uint32_t type) {
-  switch (type) {
-    case R_X86_64_DTPMOD64:
-    case R_X86_64_DTPOFF64:
-    case R_X86_64_TPOFF64:
-    case R_X86_64_TLSGD:
-    case R_X86_64_TLSLD:
-    case R_X86_64_DTPOFF32:
-    case R_X86_64_GOTTPOFF:
-    case R_X86_64_TPOFF32:
-    case R_X86_64_GOTPC32_TLSDESC:
-    case R_X86_64_TLSDESC_CALL:
-    case R_X86_64_TLSDESC:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Bytes a relocation of this type writes (for overlap checks against plain integer fields).
 uint64_t relocation_width(uint32_t type) {
   switch (type) {
@@ -206,7 +185,9 @@ class PatchReader {
         if (rel.sym >= elf_.symbols().size())
           return bad("relocation #{} in {} ({} at {}) refers to symbol index {}, past the symbol table", i, rs.name,
                      relocation_name(rel.type), at, rel.sym);
-        if (is_tls_relocation(rel.type) || elf_.symbols()[rel.sym].type == STT_TLS)
+        // The agent cannot give a patch its own TLS block, nor bind to the target's TLS through
+        // the static/dynamic TLS models (docs/patch-format.md).
+        if (x86::classify_relocation(rel.type) == x86::RelocClass::tls || elf_.symbols()[rel.sym].type == STT_TLS)
           return unsupported("thread-local storage is not supported in patches (symbol {}, relocation {} at {})",
                              symbol_name(rel.sym), relocation_name(rel.type), at);
         if (!supported_relocation(rel.type))
