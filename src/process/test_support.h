@@ -178,9 +178,13 @@ inline uint64_t libc_base(pid_t pid) {
 }
 
 // The address of libc function [name] in process [pid] (same libc file as ours), from our own
-// dlsym (which also resolves IFUNCs for this machine) and both processes' libc bases.
+// dlsym (which also resolves IFUNCs for this machine) and both processes' libc bases. The
+// lookup asks libc's own handle: in a sanitizer build RTLD_DEFAULT finds the sanitizer's
+// interceptor in this executable instead.
 inline RemoteAddr libc_function_in(pid_t pid, const char* name) {
-  void* local = ::dlsym(RTLD_DEFAULT, name);
+  void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+  void* local = libc ? ::dlsym(libc, name) : nullptr;
+  if (libc) ::dlclose(libc);
   uint64_t ours = libc_base(::getpid()), theirs = libc_base(pid);
   if (!local || !ours || !theirs) return RemoteAddr();
   return RemoteAddr(theirs + (reinterpret_cast<uint64_t>(local) - ours));
