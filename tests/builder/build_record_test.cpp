@@ -8,20 +8,13 @@
 #include <filesystem>
 #include <string>
 
+#include "run_command.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-int run(const std::string& cmd, std::string* output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  std::string out;
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  if (output) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using lg::builder_test::run;
 
 // Copies projects/<name> to the build tree, builds it with its Makefile, runs `livegraft build`
 // against the built `prog`; returns the build's exit status and output.
