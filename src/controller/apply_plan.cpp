@@ -41,49 +41,6 @@ bool is_piece_of(const std::string& piece, const std::string& func) {
   return rest.rfind(".cold", 0) == 0 || rest.rfind(".part.", 0) == 0;
 }
 
-Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& f,
-                              const std::vector<RemoteAddr>& redirected) {
-  const ElfFile& elf = *target.elf;
-  LG_TRY(auto sym, elf.find_symbol(f.old_name, f.old_sympos));
-  if (sym.type == STT_GNU_IFUNC)
-    return make_error(ErrorKind::unsupported, "'{}' in {} is an IFUNC resolver: patch the implementation it selects instead",
-                      f.old_name, target.path);
-  if (sym.type != STT_FUNC)
-    return make_error(ErrorKind::bad_patch, "'{}' in {} is not a function (symbol type {})", f.old_name, target.path,
-                      sym.type);
-  if (sym.size == 0)
-    return make_error(ErrorKind::unsupported, "'{}' in {} has no size in the symbol table: cannot check it is patchable",
-                      f.old_name, target.path);
-  LG_TRY(auto file_bytes, elf.read_vaddr(sym.value, sym.size));
-  PlannedFunc p;
-  p.old_name = f.old_name;
-  p.old_sympos = f.old_sympos;
-  p.addr = target.runtime(sym.value);
-  p.size = sym.size;
-  LG_TRY(auto site, x86::check_patchable(file_bytes, p.addr.value, f.old_name));
-  p.jump_addr = RemoteAddr(site.jump_addr);
-  size_t off = site.jump_addr - p.addr.value;
-  p.orig_bytes.assign(file_bytes.begin() + static_cast<long>(off), file_bytes.begin() + static_cast<long>(off + 5));
-
-  LG_TRY(auto mem, peek(pid, p.addr, sym.size));
-  if (mem != file_bytes) {
-    bool ours = std::find(redirected.begin(), redirected.end(), p.jump_addr) != redirected.end();
-    bool rest_equal = ours && std::equal(mem.begin(), mem.begin() + static_cast<long>(off), file_bytes.begin()) &&
-                      std::equal(mem.begin() + static_cast<long>(off + 5), mem.end(),
-                                 file_bytes.begin() + static_cast<long>(off + 5));
-    if (!rest_equal)
-      return Error(ErrorKind::mismatch,
-                   fmt::format("the code of '{}' in process {} differs from {}: the running program is not the file "
-                               "on disk, or another tool changed it",
-                               f.old_name, pid, target.path),
-                   0, "rebuild the patch against the binary the process runs");
-  }
-  for (const auto& s : elf.symbols())
-    if (s.defined() && s.type == STT_FUNC && s.size && is_piece_of(s.name, f.old_name))
-      p.extra_ranges.push_back({target.runtime(s.value), target.runtime(s.value + s.size)});
-  return p;
-}
-
 // The functions of the target object with their code, decoded on demand by the register check.
 struct TargetCode {
   struct Func {
@@ -156,6 +113,51 @@ Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& o
   return {};
 }
 
+// Resolves, checks and plans one replaced function; [new_code] is the replacement's code.
+Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& f, std::span<const uint8_t> new_code,
+                              const std::vector<RemoteAddr>& redirected, std::optional<TargetCode>& code_cache) {
+  const ElfFile& elf = *target.elf;
+  LG_TRY(auto sym, elf.find_symbol(f.old_name, f.old_sympos));
+  if (sym.type == STT_GNU_IFUNC)
+    return make_error(ErrorKind::unsupported, "'{}' in {} is an IFUNC resolver: patch the implementation it selects instead",
+                      f.old_name, target.path);
+  if (sym.type != STT_FUNC)
+    return make_error(ErrorKind::bad_patch, "'{}' in {} is not a function (symbol type {})", f.old_name, target.path,
+                      sym.type);
+  if (sym.size == 0)
+    return make_error(ErrorKind::unsupported, "'{}' in {} has no size in the symbol table: cannot check it is patchable",
+                      f.old_name, target.path);
+  LG_TRY(auto file_bytes, elf.read_vaddr(sym.value, sym.size));
+  PlannedFunc p;
+  p.old_name = f.old_name;
+  p.old_sympos = f.old_sympos;
+  p.addr = target.runtime(sym.value);
+  p.size = sym.size;
+  LG_TRY(auto site, x86::check_patchable(file_bytes, p.addr.value, f.old_name));
+  LG_TRY_VOID(check_register_assumptions(target, sym, file_bytes, new_code, f.old_name, code_cache));
+  p.jump_addr = RemoteAddr(site.jump_addr);
+  size_t off = site.jump_addr - p.addr.value;
+  p.orig_bytes.assign(file_bytes.begin() + static_cast<long>(off), file_bytes.begin() + static_cast<long>(off + 5));
+
+  LG_TRY(auto mem, peek(pid, p.addr, sym.size));
+  if (mem != file_bytes) {
+    bool ours = std::find(redirected.begin(), redirected.end(), p.jump_addr) != redirected.end();
+    bool rest_equal = ours && std::equal(mem.begin(), mem.begin() + static_cast<long>(off), file_bytes.begin()) &&
+                      std::equal(mem.begin() + static_cast<long>(off + 5), mem.end(),
+                                 file_bytes.begin() + static_cast<long>(off + 5));
+    if (!rest_equal)
+      return Error(ErrorKind::mismatch,
+                   fmt::format("the code of '{}' in process {} differs from {}: the running program is not the file "
+                               "on disk, or another tool changed it",
+                               f.old_name, pid, target.path),
+                   0, "rebuild the patch against the binary the process runs");
+  }
+  for (const auto& s : elf.symbols())
+    if (s.defined() && s.type == STT_FUNC && s.size && is_piece_of(s.name, f.old_name))
+      p.extra_ranges.push_back({target.runtime(s.value), target.runtime(s.value + s.size)});
+  return p;
+}
+
 }  // namespace
 
 std::vector<RemoteRange> ApplyPlan::original_ranges() const {
@@ -216,16 +218,11 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
   for (const auto& f : obj.funcs) {
     if (!seen.insert(fmt::format("{}#{}", f.old_name, f.old_sympos)).second)
       return make_error(ErrorKind::bad_patch, "{}: function '{}' is replaced twice in one patch", patch_path, f.old_name);
-    auto p = plan_func(pid, *target, f, redirected);
-    if (!p) return std::move(p).error().context(fmt::format("patch '{}'", plan.patch.name));
     LG_TRY(auto new_section, patch_elf.section_data(f.new_section));
     if (f.new_offset + f.new_size > new_section.size())
       return make_error(ErrorKind::bad_patch, "{}: the replacement of '{}' lies outside its section", patch_path, f.old_name);
-    LG_TRY(auto old_sym, target->elf->find_symbol(f.old_name, f.old_sympos));
-    LG_TRY(auto old_code, target->elf->read_vaddr(old_sym.value, old_sym.size));
-    auto regs = check_register_assumptions(*target, old_sym, old_code, new_section.subspan(f.new_offset, f.new_size),
-                                           f.old_name, target_code_cache);
-    if (!regs) return std::move(regs).error().context(fmt::format("patch '{}'", plan.patch.name));
+    auto p = plan_func(pid, *target, f, new_section.subspan(f.new_offset, f.new_size), redirected, target_code_cache);
+    if (!p) return std::move(p).error().context(fmt::format("patch '{}'", plan.patch.name));
     plan.funcs.push_back(std::move(*p));
   }
 
