@@ -1,10 +1,12 @@
 // Start-up of liblivegraft-agent.so: a constructor that works both when the library is
 // preloaded and when it is dlopen'ed into a running process, the control thread, fork handling
 // and the exported C API. Nothing here may abort, exit or throw into the host.
+#include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@ std::atomic<bool> g_active{false};
 int g_listen_fd = -1;
 int g_lock_fd = -1;
 pid_t g_owner_pid = 0;
+uid_t g_socket_uid = 0;
 char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};
 
 // 1. One agent per process: the library may be loaded twice (preloaded, then dlopen'ed under
@@ -49,6 +52,42 @@ int take_instance_lock() {
   return fd;
 }
 
+// 2. A privileged process serves from the privileged uid's directory (socket_uid): a setuid
+//    program that dropped to its real uid but kept saved uid 0 cannot create files in
+//    /tmp/livegraft-0 as it is. For the few calls that create or remove the socket, this
+//    thread alone takes that uid as its effective uid with a raw setresuid (glibc's setresuid
+//    would change every thread of the host), with all signals blocked so no host handler runs
+//    with it, and gives it back — with the capability sets, which an effective uid leaving 0
+//    clears — on every path.
+class ScopedThreadEuid {
+ public:
+  explicit ScopedThreadEuid(uid_t uid) {
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_mask_);
+    old_euid_ = ::geteuid();
+    if (uid == old_euid_) return;
+    have_caps_ = ::syscall(SYS_capget, &cap_header_, caps_) == 0;
+    changed_ = ::syscall(SYS_setresuid, -1, uid, -1) == 0;
+  }
+  ~ScopedThreadEuid() {
+    if (changed_) {
+      ::syscall(SYS_setresuid, -1, old_euid_, -1);
+      if (have_caps_) ::syscall(SYS_capset, &cap_header_, caps_);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  ScopedThreadEuid(const ScopedThreadEuid&) = delete;
+  ScopedThreadEuid& operator=(const ScopedThreadEuid&) = delete;
+
+ private:
+  sigset_t old_mask_;
+  uid_t old_euid_ = 0;
+  bool changed_ = false, have_caps_ = false;
+  __user_cap_header_struct cap_header_{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps_[2]{};
+};
+
 void* control_thread(void*) {
   // Named by itself before serving, so that whoever got an answer also sees the name.
   ::pthread_setname_np(::pthread_self(), "livegraft-agent");
@@ -59,7 +98,7 @@ void* control_thread(void*) {
   return nullptr;
 }
 
-// 2. After fork() only the forking thread exists in the child: the control thread is gone.
+// 3. After fork() only the forking thread exists in the child: the control thread is gone.
 //    Mark the agent inactive and drop the parent's sockets (close is async-signal-safe), so the
 //    child neither pretends to serve nor removes the parent's socket at exit.
 void after_fork_in_child() {
@@ -73,15 +112,22 @@ void start() {
   g_lock_fd = take_instance_lock();
   if (g_lock_fd < 0) return;  // another copy of the agent serves this process
   g_agent = new Agent();
-  uid_t uid = ::getuid();
-  std::string dir = socket_dir(uid);
-  auto ok = prepare_socket_dir(dir, uid);
-  if (!ok) {
-    g_agent->disable("cannot serve: " + ok.error().describe());
-    return;
+  uid_t ruid, euid, suid;
+  ::getresuid(&ruid, &euid, &suid);
+  g_socket_uid = socket_uid(ruid, euid, suid);
+  std::string dir = socket_dir(g_socket_uid);
+  std::string path = socket_path(g_socket_uid, ::getpid());
+  Result<UniqueFd> fd = UniqueFd();
+  {
+    ScopedThreadEuid as_owner(g_socket_uid);
+    auto ok = prepare_socket_dir(dir, g_socket_uid);
+    if (!ok) {
+      g_agent->disable("cannot serve: " + ok.error().describe());
+      return;
+    }
+    remove_stale_sockets(dir, path);  // left by processes that were SIGKILLed or crashed
+    fd = listen_on(path);
   }
-  std::string path = socket_path(uid, ::getpid());
-  auto fd = listen_on(path);
   if (!fd) {
     g_agent->disable("cannot serve: " + fd.error().describe());
     return;
@@ -93,7 +139,7 @@ void start() {
   static bool atfork_registered = false;
   if (!atfork_registered) atfork_registered = ::pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;
 
-  // 3. The control thread must never receive the host's signals (a host that uses SIGALRM or
+  // 4. The control thread must never receive the host's signals (a host that uses SIGALRM or
   //    SIGUSR1 for itself would see them delivered to our thread): block all of them in it.
   //    The new thread inherits the mask of its creator, so set and restore ours around it.
   sigset_t all, old;
@@ -109,6 +155,7 @@ void start() {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) {
     g_active = false;
+    ScopedThreadEuid as_owner(g_socket_uid);
     ::unlink(g_socket_path);
     ::close(g_listen_fd);
     g_listen_fd = -1;
@@ -126,7 +173,10 @@ __attribute__((constructor)) void agent_init() {
 }
 
 __attribute__((destructor)) void agent_fini() {
-  if (g_active && ::getpid() == g_owner_pid && g_socket_path[0]) ::unlink(g_socket_path);
+  if (g_active && ::getpid() == g_owner_pid && g_socket_path[0]) {
+    ScopedThreadEuid as_owner(g_socket_uid);
+    ::unlink(g_socket_path);
+  }
 }
 
 }  // namespace

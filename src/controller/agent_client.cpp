@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "common/proc_maps.h"
@@ -24,17 +25,23 @@ ErrorKind kind_from_name(const std::string& name) {
   return ErrorKind::agent;
 }
 
-Result<uid_t> process_real_uid(pid_t pid) {
+// The uid whose /tmp/livegraft-<uid> directory the agent of [pid] serves from: as the agent's
+// socket_uid() (src/agent/server.cpp): 0 if any of the real/effective/saved uids is 0, else the
+// effective or saved uid that differs from the real one, else the real uid.
+Result<uid_t> process_socket_uid(pid_t pid) {
   LG_TRY(auto status, read_text_file(fmt::format("/proc/{}/status", pid)));
   auto pos = status.find("\nUid:");
-  if (pos == std::string::npos) return make_error(ErrorKind::io, "no Uid line in /proc/{}/status", pid);
-  return static_cast<uid_t>(std::strtoul(status.c_str() + pos + 5, nullptr, 10));
+  unsigned long r, e, s;
+  if (pos == std::string::npos || std::sscanf(status.c_str() + pos + 5, "%lu %lu %lu", &r, &e, &s) != 3)
+    return make_error(ErrorKind::io, "no Uid line in /proc/{}/status", pid);
+  if (r == 0 || e == 0 || s == 0) return 0;
+  return static_cast<uid_t>(e != r ? e : s);
 }
 
 }  // namespace
 
 Result<std::string> agent_socket_path(pid_t pid) {
-  auto uid = process_real_uid(pid);
+  auto uid = process_socket_uid(pid);
   if (!uid) {
     if (uid.error().err == ENOENT) return make_error(ErrorKind::not_found, "no process with pid {}", pid);
     return uid.error();
@@ -53,7 +60,7 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
   auto dir = path.substr(0, path.rfind('/'));
   struct stat st {};
   if (::lstat(dir.c_str(), &st) == 0) {
-    LG_TRY(auto owner, process_real_uid(pid));
+    LG_TRY(auto owner, process_socket_uid(pid));
     if (!S_ISDIR(st.st_mode) || (st.st_uid != owner && st.st_uid != 0) || (st.st_mode & 077) != 0)
       return make_error(ErrorKind::permission,
                         "refusing the agent socket directory {}: it must be a directory of uid {} (or root) with mode "

@@ -257,11 +257,134 @@ TEST(SocketDirTest, RefusesDirectoriesOthersCouldUse) {
   std::string link = dir.path() + "/link";
   ASSERT_EQ(::symlink(d.c_str(), link.c_str()), 0);
   EXPECT_FALSE(prepare_socket_dir(link, ::getuid()));
-  EXPECT_TRUE(peer_allowed(0, 1000, 1000));
-  EXPECT_TRUE(peer_allowed(1000, 1000, 1000));
-  EXPECT_FALSE(peer_allowed(1001, 1000, 1000));
-  EXPECT_FALSE(peer_allowed(1000, 1000, 0));  // a setuid-root program run by uid 1000
-  EXPECT_FALSE(peer_allowed(0 + 1000, 0, 1000));
+}
+
+// ---- The ptrace rule as a pure function (may_control).
+
+Credentials plain(uid_t uid, gid_t gid) {
+  Credentials c;
+  c.ruid = c.euid = c.suid = uid;
+  c.rgid = c.egid = c.sgid = gid;
+  return c;
+}
+
+PeerCredentials peer(uid_t uid, gid_t gid) {
+  PeerCredentials p;
+  p.pid = 4242;
+  p.uid = uid;
+  p.gid = gid;
+  return p;
+}
+
+PeerCredentials root_peer(uint64_t caps) {
+  PeerCredentials p = peer(0, 0);
+  p.caps_known = true;
+  p.cap_permitted = p.cap_effective = caps;
+  return p;
+}
+
+constexpr uint64_t kAllCaps = (uint64_t{1} << 41) - 1;
+constexpr uint64_t kCapSysPtraceBit = uint64_t{1} << 19;
+constexpr uint64_t kCapDacReadSearchBit = uint64_t{1} << 2;
+
+TEST(PeerAccessTest, OrdinaryProcessIsControlledByItsUserAndRoot) {
+  Credentials t = plain(1000, 1000);
+  EXPECT_TRUE(may_control(peer(1000, 1000), t, 7).allowed);
+  EXPECT_TRUE(may_control(root_peer(kAllCaps), t, 7).allowed);
+  auto other = may_control(peer(1001, 1001), t, 7);
+  EXPECT_FALSE(other.allowed);
+  EXPECT_NE(other.reason.find("uid 1001 may not control process 7 (owned by uid 1000)"), std::string::npos) << other.reason;
+  auto group = may_control(peer(1000, 1001), t, 7);
+  EXPECT_FALSE(group.allowed);
+  EXPECT_NE(group.reason.find("gid 1001"), std::string::npos) << group.reason;
+}
+
+TEST(PeerAccessTest, SetuidProgramThatKeptSavedRootIsRootsOnly) {
+  // setresuid(ruid, ruid, 0) in a setuid-root program: it can become root again at will.
+  Credentials t = plain(1000, 1000);
+  t.suid = 0;
+  t.cap_permitted = kAllCaps;  // saved uid 0 keeps the permitted set
+  auto user = may_control(peer(1000, 1000), t, 7);
+  EXPECT_FALSE(user.allowed);
+  EXPECT_NE(user.reason.find("saved uid 0"), std::string::npos) << user.reason;
+  EXPECT_NE(user.reason.find("only root"), std::string::npos) << user.reason;
+  EXPECT_TRUE(may_control(root_peer(kAllCaps), t, 7).allowed);
+  // Effective uid 0 (a setuid program that did not drop), a setgid program, a thread apart.
+  Credentials e = plain(1000, 1000);
+  e.euid = 0;
+  EXPECT_FALSE(may_control(peer(1000, 1000), e, 7).allowed);
+  EXPECT_FALSE(may_control(peer(0, 0), e, 7).allowed) << "root without known CAP_SYS_PTRACE is not enough";
+  Credentials g = plain(1000, 1000);
+  g.egid = g.sgid = 42;
+  EXPECT_FALSE(may_control(peer(1000, 1000), g, 7).allowed);
+  EXPECT_FALSE(may_control(peer(1000, 42), g, 7).allowed);
+  Credentials mixed = plain(1000, 1000);
+  mixed.uniform = false;
+  EXPECT_FALSE(may_control(peer(1000, 1000), mixed, 7).allowed);
+}
+
+TEST(PeerAccessTest, FileCapabilitiesAndNotDumpableAreRootsOnly) {
+  Credentials t = plain(1000, 1000);
+  t.cap_permitted = t.cap_effective = kCapDacReadSearchBit;  // setcap cap_dac_read_search+ep
+  t.dumpable = false;                                        // the kernel marks such an exec so
+  auto user = may_control(peer(1000, 1000), t, 7);
+  EXPECT_FALSE(user.allowed);
+  EXPECT_NE(user.reason.find("capabilities"), std::string::npos) << user.reason;
+  EXPECT_TRUE(may_control(root_peer(kAllCaps), t, 7).allowed);
+  // A peer of that uid whose capabilities are known to cover the target's still needs the
+  // target to be dumpable.
+  PeerCredentials same_caps = peer(1000, 1000);
+  same_caps.caps_known = true;
+  same_caps.cap_permitted = kCapDacReadSearchBit;
+  EXPECT_FALSE(may_control(same_caps, t, 7).allowed);
+  t.dumpable = true;
+  EXPECT_TRUE(may_control(same_caps, t, 7).allowed);
+  Credentials nd = plain(1000, 1000);
+  nd.dumpable = false;
+  auto r = may_control(peer(1000, 1000), nd, 7);
+  EXPECT_FALSE(r.allowed);
+  EXPECT_NE(r.reason.find("not dumpable"), std::string::npos) << r.reason;
+}
+
+TEST(PeerAccessTest, RootNeedsCapSysPtraceOrCapabilitiesCoveringTheTargets) {
+  Credentials root = plain(0, 0);
+  root.cap_permitted = root.cap_effective = kAllCaps;
+  EXPECT_TRUE(may_control(root_peer(kAllCaps), root, 7).allowed);
+  EXPECT_TRUE(may_control(root_peer(kCapSysPtraceBit), root, 7).allowed);
+  // Root without CAP_SYS_PTRACE (a capability-dropped container root) may not control a
+  // process holding capabilities it lacks, as the kernel would not let it ptrace it.
+  auto dropped = may_control(root_peer(kCapDacReadSearchBit), root, 7);
+  EXPECT_FALSE(dropped.allowed);
+  // ... but may control a root process with no more capabilities than itself.
+  Credentials weak_root = plain(0, 0);
+  weak_root.cap_permitted = kCapDacReadSearchBit;
+  EXPECT_TRUE(may_control(root_peer(kCapDacReadSearchBit), weak_root, 7).allowed);
+  // Capabilities that could not be read count as none, and the message says why.
+  PeerCredentials unknown = peer(0, 0);
+  unknown.caps_unknown_reason = "it is not visible in this pid namespace";
+  auto u = may_control(unknown, root, 7);
+  EXPECT_FALSE(u.allowed);
+  EXPECT_NE(u.reason.find("not visible"), std::string::npos) << u.reason;
+  EXPECT_FALSE(may_control(unknown, plain(1000, 1000), 7).allowed);
+}
+
+TEST(PeerAccessTest, SocketDirectoryOfAPrivilegedProcessIsThePrivilegedUids) {
+  EXPECT_EQ(socket_uid(1000, 1000, 1000), 1000u);
+  EXPECT_EQ(socket_uid(1000, 1000, 0), 0u);
+  EXPECT_EQ(socket_uid(1000, 0, 0), 0u);
+  EXPECT_EQ(socket_uid(0, 1000, 1000), 0u);
+  EXPECT_EQ(socket_uid(1000, 5, 5), 5u);
+  EXPECT_EQ(socket_uid(1000, 1000, 5), 5u);
+}
+
+TEST(PeerAccessTest, OwnCredentialsAreThisProcesss) {
+  Credentials c = own_credentials();
+  EXPECT_EQ(c.ruid, ::getuid());
+  EXPECT_EQ(c.egid, ::getegid());
+  EXPECT_TRUE(c.uniform);
+  if (::geteuid() == 0) {
+    EXPECT_NE(c.cap_effective & kCapSysPtraceBit, 0u);
+  }
 }
 
 }  // namespace
