@@ -4,6 +4,7 @@
 #include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,7 @@
 
 #include "agent/protocol.h"
 #include "agent/server.h"
+#include "common/proc_maps.h"
 
 #define LG_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -25,31 +27,54 @@ namespace {
 Agent* g_agent = nullptr;
 std::atomic<bool> g_active{false};
 int g_listen_fd = -1;
-int g_lock_fd = -1;
 pid_t g_owner_pid = 0;
 uid_t g_socket_uid = 0;
 char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};
 
 // 1. One agent per process: the library may be loaded twice (preloaded, then dlopen'ed under
-//    another path). Every copy has its own hidden globals, so they coordinate through an
-//    abstract unix socket named after the process (pid plus pid-namespace inode). Abstract
-//    names vanish with their last descriptor, so there is never a stale one; a forked child
-//    closes the inherited descriptor.
-int take_instance_lock() {
-  struct stat ns{};
-  if (::stat("/proc/self/ns/pid", &ns) != 0) ns.st_ino = 0;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  int n = std::snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "livegraft-agent-%llu-%d",
-                        static_cast<unsigned long long>(ns.st_ino), static_cast<int>(::getpid()));
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + static_cast<size_t>(n));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    ::close(fd);
-    return -1;
+//    another path). Every copy has its own hidden globals, so they coordinate through a page
+//    inside the process itself: a private mapping of a memfd named "livegraft-agent-lock"
+//    (/proc/self/maps shows "/memfd:livegraft-agent-lock (deleted)"; the descriptor is closed
+//    at once) holding a magic word and the owner's pid. No other user can create or hold it —
+//    unlike the abstract socket name this replaced, which anyone could bind first for a victim's
+//    pid, denying that process an agent for its whole life. (PR_SET_VMA_ANON_NAME would name an
+//    anonymous page the same way, but needs CONFIG_ANON_VMA_NAME, which many kernels lack.)
+//    Constructors of different copies never run at the same time (glibc runs them under its
+//    loader lock; preloaded ones before main), so find-then-create needs no atomic step. The
+//    mapping is private: a forked child gets a copy with its parent's pid in it, i.e. free.
+//    If memfd_create is unavailable (seccomp), a later copy still does not serve: it finds
+//    agent-<pid>.sock alive and refuses to replace it (listen_on).
+constexpr char kLockName[] = "livegraft-agent-lock";
+constexpr uint64_t kLockMagic = 0x6b636f6c2d67656cULL;  // "leg-lock"
+
+struct InstanceLock {
+  uint64_t magic;
+  pid_t pid;
+};
+
+bool take_instance_lock() {
+  pid_t self = ::getpid();
+  const std::string name = std::string("/memfd:") + kLockName;
+  if (auto maps = read_proc_maps(self)) {
+    for (const auto& m : *maps) {
+      if (m.path.rfind(name, 0) != 0 || !m.read || !m.write || m.range.hi.value - m.range.lo.value < sizeof(InstanceLock)) continue;
+      auto* lock = reinterpret_cast<volatile InstanceLock*>(m.range.lo.value);
+      if (lock->magic == kLockMagic && lock->pid == self) return false;  // another copy serves
+      lock->pid = self;                                                 // our parent's, before fork(): ours now
+      lock->magic = kLockMagic;
+      return true;
+    }
   }
-  return fd;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  int fd = ::memfd_create(kLockName, MFD_CLOEXEC);
+  if (fd < 0) return true;  // no lock possible; listen_on still keeps a second copy from serving
+  void* p = ::ftruncate(fd, static_cast<off_t>(page)) == 0 ? ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  ::close(fd);
+  if (p == MAP_FAILED) return true;
+  auto* lock = static_cast<InstanceLock*>(p);
+  lock->pid = self;
+  lock->magic = kLockMagic;
+  return true;
 }
 
 // 2. A privileged process serves from the privileged uid's directory (socket_uid): a setuid
@@ -100,17 +125,16 @@ void* control_thread(void*) {
 
 // 3. After fork() only the forking thread exists in the child: the control thread is gone.
 //    Mark the agent inactive and drop the parent's sockets (close is async-signal-safe), so the
-//    child neither pretends to serve nor removes the parent's socket at exit.
+//    child neither pretends to serve nor removes the parent's socket at exit. The instance
+//    lock page holds the parent's pid in the child, so an agent loaded there later serves.
 void after_fork_in_child() {
   if (!g_active.exchange(false)) return;
   if (g_listen_fd >= 0) ::close(g_listen_fd);
-  if (g_lock_fd >= 0) ::close(g_lock_fd);
-  g_listen_fd = g_lock_fd = -1;
+  g_listen_fd = -1;
 }
 
 void start() {
-  g_lock_fd = take_instance_lock();
-  if (g_lock_fd < 0) return;  // another copy of the agent serves this process
+  if (!take_instance_lock()) return;  // another copy of the agent serves this process
   g_agent = new Agent();
   uid_t ruid, euid, suid;
   ::getresuid(&ruid, &euid, &suid);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -219,6 +220,159 @@ TEST_F(ServerTest, SecondCopyOfTheAgentDoesNotStartASecondServer) {
   EXPECT_EQ(count_agent_threads(child.pid()), 1);
 }
 
+// The single-instance lock used to be the abstract socket name
+// "@livegraft-agent-<pid-namespace inode>-<pid>": anyone could bind it first for a victim's pid,
+// and that process could never get an agent. The lock now lives inside the process.
+TEST_F(ServerTest, ForgedInstanceLockOfAnotherUserCannotBlockTheAgent) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  int go[2], bound[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(bound), 0);
+  pid_t target = ::fork();
+  if (target == 0) {  // waits until the squatter holds the name, then becomes sleep + agent
+    char c;
+    if (::read(go[0], &c, 1) != 1) ::_exit(3);
+    ::setenv("LD_PRELOAD", kAgentSo.c_str(), 1);
+    ::execl("/bin/sleep", "sleep", "60", nullptr);
+    ::_exit(127);
+  }
+  struct stat ns{};
+  ASSERT_EQ(::stat(fmt::format("/proc/{}/ns/pid", target).c_str(), &ns), 0);
+  pid_t squatter = ::fork();
+  if (squatter == 0) {  // nobody binds the old lock name for the target's pid and holds it
+    if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) ::_exit(3);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    int n = std::snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "livegraft-agent-%llu-%d",
+                          static_cast<unsigned long long>(ns.st_ino), static_cast<int>(target));
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    char ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n)) == 0 ? 'y' : 'n';
+    (void)!::write(bound[1], &ok, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char ok = 0;
+  ASSERT_EQ(::read(bound[0], &ok, 1), 1);
+  ASSERT_EQ(ok, 'y') << "the squatter could not bind the name";
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  int fd = -1;
+  for (int i = 0; i < 2000 && fd < 0; ++i) {
+    fd = connect_to(socket_path(::getuid(), target));
+    if (fd < 0) ::usleep(10000);
+  }
+  EXPECT_GE(fd, 0) << "the agent did not come up while another user held the old lock name";
+  if (fd >= 0) {
+    EXPECT_EQ(request(fd, {{"op", "hello"}})["pid"], target);
+    ::close(fd);
+  }
+  EXPECT_EQ(count_agent_threads(target), 1);
+  std::ifstream maps(fmt::format("/proc/{}/maps", target));
+  std::string text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("/memfd:livegraft-agent-lock"), std::string::npos) << "the lock is a named page inside the process";
+  ::kill(squatter, SIGKILL);
+  ::kill(target, SIGKILL);
+  ::waitpid(squatter, nullptr, 0);
+  ::waitpid(target, nullptr, 0);
+  ::unlink(socket_path(::getuid(), target).c_str());
+  for (int f : {go[0], go[1], bound[0], bound[1]}) ::close(f);
+}
+
+// A socket file bound at [path]; listening (fd returned, the caller closes it) or left stale.
+int make_socket_file(const std::string& path, bool listening) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  if (listening && ::listen(fd, 4) == 0) return fd;
+  ::close(fd);
+  return listening ? -1 : 0;
+}
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// 289 agent-*.sock files of dead processes after an afternoon of tests: an agent now removes
+// the stale ones of its directory when it starts, and never one a live agent serves — here one
+// in another pid namespace (it is pid 1 there) sharing /tmp.
+TEST_F(ServerTest, AgentRemovesStaleSocketsAtStartButNotLiveOnes) {
+  std::string dir = socket_dir(::getuid());
+  ASSERT_TRUE(prepare_socket_dir(dir, ::getuid()));
+  long pid_max = 4194304;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  // Names no process of ours can have: above pid_max.
+  std::string stale = fmt::format("{}/agent-{}.sock", dir, pid_max + 1000 + ::getpid());
+  std::string live = fmt::format("{}/agent-{}.sock", dir, pid_max + 2000 + ::getpid());
+  std::string not_socket = fmt::format("{}/agent-{}.sock", dir, pid_max + 3000 + ::getpid());
+  ASSERT_EQ(make_socket_file(stale, false), 0);
+  int live_fd = make_socket_file(live, true);
+  ASSERT_GE(live_fd, 0);
+  { std::ofstream(not_socket) << "not a socket\n"; }
+
+  // An agent in a new pid namespace: pid 1 there, agent-1.sock in the same directory.
+  pid_t outer = -1, inner_pid = -1;
+  std::string ns_socket = dir + "/agent-1.sock";
+  bool ns_agent = false;
+  if (::geteuid() == 0 && !exists(ns_socket)) {
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    outer = ::fork();
+    if (outer == 0) {
+      if (::unshare(CLONE_NEWPID) != 0) ::_exit(3);
+      pid_t inner = ::fork();
+      if (inner == 0) {
+        ::setenv("LD_PRELOAD", kAgentSo.c_str(), 1);
+        ::execl("/bin/sleep", "sleep", "60", nullptr);
+        ::_exit(127);
+      }
+      (void)!::write(ready[1], &inner, sizeof inner);  // its pid in our namespace
+      ::waitpid(inner, nullptr, 0);
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    if (::read(ready[0], &inner_pid, sizeof inner_pid) != sizeof inner_pid) inner_pid = -1;
+    ::close(ready[0]);
+    for (int i = 0; i < 2000 && inner_pid > 0; ++i) {
+      int c = connect_to(ns_socket);
+      if ((ns_agent = c >= 0)) {
+        ::close(c);
+        break;
+      }
+      ::usleep(10000);
+    }
+  }
+
+  Child child({"/bin/sleep", "60"}, kAgentSo);
+  int fd = child.connect_agent();
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_FALSE(exists(stale)) << "a socket nobody listens on is stale";
+  EXPECT_TRUE(exists(live)) << "a socket someone listens on is not";
+  EXPECT_TRUE(exists(not_socket)) << "only sockets are removed";
+  if (outer > 0) {
+    EXPECT_TRUE(ns_agent) << "the agent in the new pid namespace did not come up at " << ns_socket;
+  }
+  if (ns_agent) {
+    EXPECT_TRUE(exists(ns_socket)) << "the agent of another pid namespace lost its socket";
+    int c = connect_to(ns_socket);
+    EXPECT_GE(c, 0);
+    if (c >= 0) ::close(c);
+  }
+  if (inner_pid > 0) ::kill(inner_pid, SIGKILL);
+  if (outer > 0) {
+    ::waitpid(outer, nullptr, 0);
+    ::unlink(ns_socket.c_str());  // SIGKILL left it behind
+  }
+  ::close(live_fd);
+  ::unlink(live.c_str());
+  ::unlink(not_socket.c_str());
+}
+
 TEST_F(ServerTest, DlopenedAgentServesAndForkedChildHasNoServer) {
   std::string host = build_host();
   ASSERT_FALSE(host.empty());
@@ -242,6 +396,33 @@ TEST_F(ServerTest, DlopenedAgentServesAndForkedChildHasNoServer) {
   ASSERT_GE(fd, 0);
   EXPECT_EQ(request(fd, {{"op", "status"}})["ok"], true);
   ::close(fd);
+}
+
+TEST(StaleSocketTest, OnlyAgentSocketsNobodyListensOnAreRemoved) {
+  TempDir dir;
+  std::string d = dir.path();
+  ASSERT_EQ(make_socket_file(d + "/agent-111.sock", false), 0);
+  int live = make_socket_file(d + "/agent-222.sock", true);
+  ASSERT_GE(live, 0);
+  { std::ofstream(d + "/agent-333.sock") << "x"; }
+  ASSERT_EQ(make_socket_file(d + "/other.sock", false), 0);
+  ASSERT_EQ(make_socket_file(d + "/agent-444.sock.new", false), 0);
+  ASSERT_EQ(make_socket_file(d + "/agent-555.sock", false), 0);
+  EXPECT_EQ(remove_stale_sockets(d, d + "/agent-555.sock"), 1);
+  EXPECT_FALSE(exists(d + "/agent-111.sock"));
+  EXPECT_TRUE(exists(d + "/agent-222.sock"));
+  EXPECT_TRUE(exists(d + "/agent-333.sock"));
+  EXPECT_TRUE(exists(d + "/other.sock"));
+  EXPECT_TRUE(exists(d + "/agent-444.sock.new")) << "a socket being set up is not touched";
+  EXPECT_TRUE(exists(d + "/agent-555.sock")) << "our own name is listen_on's business";
+  // listen_on replaces its own stale name but never a live one.
+  auto mine = listen_on(d + "/agent-555.sock");
+  ASSERT_TRUE(mine) << mine.error().describe();
+  auto taken = listen_on(d + "/agent-222.sock");
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().kind, ErrorKind::busy);
+  EXPECT_TRUE(exists(d + "/agent-222.sock"));
+  ::close(live);
 }
 
 TEST(SocketDirTest, RefusesDirectoriesOthersCouldUse) {
