@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "agent/protocol.h"
@@ -29,6 +30,7 @@ std::atomic<bool> g_active{false};
 int g_listen_fd = -1;
 pid_t g_owner_pid = 0;
 uid_t g_socket_uid = 0;
+ServeOptions g_serve_options;
 char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};
 
 // 1. One agent per process: the library may be loaded twice (preloaded, then dlopen'ed under
@@ -117,7 +119,7 @@ void* control_thread(void*) {
   // Named by itself before serving, so that whoever got an answer also sees the name.
   ::pthread_setname_np(::pthread_self(), "livegraft-agent");
   try {
-    serve_forever(g_listen_fd, *g_agent);
+    serve_forever(g_listen_fd, *g_agent, g_serve_options);
   } catch (...) {
   }
   return nullptr;
@@ -136,6 +138,11 @@ void after_fork_in_child() {
 void start() {
   if (!take_instance_lock()) return;  // another copy of the agent serves this process
   g_agent = new Agent();
+  // Read here, not in the control thread: the host may change its environment later.
+  if (const char* t = std::getenv("LIVEGRAFT_AGENT_REQUEST_TIMEOUT_MS")) {
+    long ms = std::strtol(t, nullptr, 10);
+    if (ms > 0) g_serve_options.request_timeout = std::chrono::milliseconds(ms);
+  }
   uid_t ruid, euid, suid;
   ::getresuid(&ruid, &euid, &suid);
   g_socket_uid = socket_uid(ruid, euid, suid);

@@ -1,6 +1,7 @@
 #include "agent/server.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
@@ -11,7 +12,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -325,71 +333,401 @@ Result<void> admit_peer(int fd) {
   return ok_result();
 }
 
+// ---- Serving: one control thread polls the listening socket and up to kMaxConnections
+// connections; an executor thread runs the agent's requests one at a time.
+
 namespace {
 
-bool send_all(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+using Clock = std::chrono::steady_clock;
+constexpr size_t kMaxConnections = 16;
+constexpr auto kRefusedLinger = std::chrono::seconds(1);
+
+// The only receive call of a connection: appends what [fd] has now to [buf]. > 0 bytes
+// appended, 0 end of stream, -1 error, -2 nothing available.
+ssize_t receive_some(int fd, std::string& buf) {
+  char chunk[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -2;
+    if (n > 0) buf.append(chunk, static_cast<size_t>(n));
+    return n;
+  }
+}
+
+// Sends what the socket takes now from the front of [out]; false when the connection broke.
+bool send_some(int fd, std::string& out) {
+  while (!out.empty()) {
+    ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) return false;
-    off += static_cast<size_t>(n);
+    out.erase(0, static_cast<size_t>(n));
   }
   return true;
 }
 
-bool send_line(int fd, const nlohmann::json& j) { return send_all(fd, j.dump() + "\n"); }
+std::string error_line(const Error& e) { return Agent::error_response(e).dump() + "\n"; }
+
+// One request line of a connection, or (closed) the end of the connection that owned the open
+// transition: Agent::connection_closed() settles it.
+struct Job {
+  uint64_t conn = 0;
+  std::string line;
+  bool closed = false;
+};
+
+struct JobResult {
+  uint64_t conn = 0;
+  std::string response;
+  bool closed = false;
+  bool transition_open = false;
+};
+
+JobResult execute(Agent& agent, const Job& job) noexcept {
+  JobResult r;
+  try {
+    r.conn = job.conn;
+    r.closed = job.closed;
+    if (job.closed) agent.connection_closed();
+    else r.response = agent.handle_line(job.line);
+    r.transition_open = agent.registry().transition().has_value();
+  } catch (...) {
+    r.response = R"({"ok":false,"error":"the agent could not build its response","kind":"agent"})";
+  }
+  return r;
+}
+
+// Runs jobs on a thread of its own (named livegraft-exec, every signal blocked as it inherits
+// the control thread's mask), so that a job that never returns — a patch constructor or
+// destructor that blocks — leaves the control thread serving. Never destroyed: its thread may
+// stay blocked inside the agent for the life of the process.
+class Executor {
+ public:
+  explicit Executor(Agent& agent) : agent_(agent) {}
+
+  bool start() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+    wake_r_.reset(p[0]);
+    wake_w_.reset(p[1]);
+    try {
+      std::thread([this] { loop(); }).detach();
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+  int wake_fd() const { return wake_r_.get(); }
+  void submit(Job job) {
+    {
+      std::lock_guard lock(mu_);
+      job_ = std::move(job);
+    }
+    cv_.notify_one();
+  }
+  // The finished job's result, once wake_fd() is readable.
+  std::optional<JobResult> take() {
+    char buf[64];
+    while (::read(wake_r_.get(), buf, sizeof buf) > 0) {
+    }
+    std::lock_guard lock(mu_);
+    return std::exchange(result_, std::nullopt);
+  }
+
+ private:
+  void loop() {
+    ::pthread_setname_np(::pthread_self(), "livegraft-exec");
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return job_.has_value(); });
+        job = std::move(*job_);
+        job_.reset();
+      }
+      JobResult r = execute(agent_, job);
+      {
+        std::lock_guard lock(mu_);
+        result_ = std::move(r);
+      }
+      char c = 1;
+      (void)!::write(wake_w_.get(), &c, 1);
+    }
+  }
+
+  Agent& agent_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Job> job_;
+  std::optional<JobResult> result_;
+  UniqueFd wake_r_, wake_w_;
+};
+
+struct Connection {
+  uint64_t id = 0;
+  UniqueFd fd;
+  std::string in, out;
+  bool waiting = false;  // its request is queued or running: take no further line from it
+  bool eof = false;      // the peer shut down its sending side
+  bool refused = false;  // got its permission error; closed at its first request or at refused_until
+  bool close_when_flushed = false;
+  Clock::time_point refused_until{};
+};
+
+class ControlLoop {
+ public:
+  ControlLoop(int listen_fd, Agent& agent, const ServeOptions& options)
+      : listen_fd_(listen_fd), agent_(agent), options_(options), executor_(new Executor(agent)) {
+    threaded_ = executor_->start();
+  }
+
+  void run() {
+    for (;;) {
+      dispatch();
+      std::vector<pollfd> fds;
+      fds.push_back({conns_.size() < kMaxConnections ? listen_fd_ : -1, POLLIN, 0});
+      fds.push_back({threaded_ ? executor_->wake_fd() : -1, POLLIN, 0});
+      for (const auto& c : conns_) {
+        short ev = c.out.empty() ? 0 : POLLOUT;
+        if (!c.waiting && !c.eof && !c.close_when_flushed) ev |= POLLIN;
+        // A hung-up peer with nothing to send or read would make poll() return at once forever.
+        fds.push_back({ev == 0 && c.eof ? -1 : c.fd.get(), ev, 0});
+      }
+      int r = ::poll(fds.data(), fds.size(), poll_timeout_ms());
+      if (r < 0 && errno != EINTR) return;
+      if (r > 0 && fds[1].revents) finish_job();
+      check_deadline();
+      for (size_t i = 0; r > 0 && i < conns_.size(); ++i) serve_io(conns_[i], fds[i + 2].revents);
+      reap();
+      if (r > 0 && (fds[0].revents & POLLIN) && !accept_one()) return;
+    }
+  }
+
+ private:
+  int poll_timeout_ms() const {
+    std::optional<Clock::time_point> next;
+    if (in_flight_ && !wedged_) next = deadline_;
+    for (const auto& c : conns_)
+      if (c.refused && (!next || c.refused_until < *next)) next = c.refused_until;
+    if (!next) return -1;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*next - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(ms + 1, 0, 60000));
+  }
+
+  Connection* find(uint64_t id) {
+    for (auto& c : conns_)
+      if (c.id == id) return &c;
+    return nullptr;
+  }
+
+  // false: the listening socket is gone (shut down): stop serving.
+  bool accept_one() {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) return true;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        ::usleep(100000);  // out of resources: do not spin
+        return true;
+      }
+      return false;
+    }
+    Connection c;
+    c.id = ++last_id_;
+    c.fd.reset(fd);
+    if (auto admitted = admit_peer(fd); !admitted) {
+      // Sent at once (a client may just read) and kept open until the client's first request
+      // (at most kRefusedLinger), so a client that writes before it reads gets this line, not EPIPE.
+      c.out = error_line(admitted.error());
+      c.refused = true;
+      c.refused_until = Clock::now() + kRefusedLinger;
+    }
+    send_some(c.fd.get(), c.out);
+    conns_.push_back(std::move(c));
+    return true;
+  }
+
+  void serve_io(Connection& c, short revents) {
+    if (!c.fd.valid()) return;
+    if ((revents & POLLOUT) && !send_some(c.fd.get(), c.out)) return drop(c);
+    if (!(revents & (POLLIN | POLLHUP | POLLERR))) return;
+    if (c.waiting || c.eof || c.close_when_flushed) {
+      if (revents & (POLLHUP | POLLERR)) c.eof = true;
+      return;
+    }
+    ssize_t n = receive_some(c.fd.get(), c.in);
+    if (n == -1) return drop(c);
+    if (n == 0) c.eof = true;
+    if (c.refused) {
+      if (c.eof || c.in.find('\n') != std::string::npos) c.close_when_flushed = true;
+      c.in.clear();
+      return;
+    }
+    take_line(c);
+  }
+
+  // The next request line of [c], queued for the executor.
+  void take_line(Connection& c) {
+    if (c.waiting || c.refused) return;
+    size_t nl;
+    while ((nl = c.in.find('\n')) != std::string::npos) {
+      std::string line = c.in.substr(0, nl);
+      c.in.erase(0, nl + 1);
+      if (line.empty()) continue;
+      c.waiting = true;
+      pending_.push_back(Job{c.id, std::move(line), false});
+      return;
+    }
+    if (c.in.size() > kMaxRequestLine) {
+      c.out += error_line(make_error(ErrorKind::invalid_argument, "request longer than {} bytes", kMaxRequestLine));
+      c.in.clear();
+      c.close_when_flushed = true;
+    }
+  }
+
+  void drop(Connection& c) {
+    c.fd.reset();
+    c.out.clear();
+  }
+
+  // Closes finished connections; the one owning the open transition has it settled.
+  void reap() {
+    auto now = Clock::now();
+    for (auto& c : conns_) {
+      if (!c.fd.valid()) continue;
+      bool idle = !c.waiting && c.in.find('\n') == std::string::npos;
+      if ((c.close_when_flushed && c.out.empty()) || (c.refused && now >= c.refused_until) || (c.eof && idle && c.out.empty()))
+        c.fd.reset();
+    }
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      if (it->fd.valid()) {
+        ++it;
+        continue;
+      }
+      if (it->id == owner_) connection_gone(it->id);
+      it = conns_.erase(it);
+    }
+  }
+
+  // The controller that opened the transition went away (killed, crashed): settle it.
+  void connection_gone(uint64_t id) {
+    if (id != owner_) return;
+    owner_ = 0;
+    pending_.push_back(Job{id, "", true});
+  }
+
+  void dispatch() {
+    if (wedged_) return answer_while_wedged();
+    if (in_flight_ || pending_.empty()) return;
+    Job job = std::move(pending_.front());
+    pending_.pop_front();
+    // What hello/status answer should the job never return (the executor is idle now).
+    if (snapshot_stale_) {
+      hello_snapshot_ = agent_.handle({{"op", "hello"}});
+      status_snapshot_ = agent_.handle({{"op", "status"}});
+      snapshot_stale_ = false;
+    }
+    in_flight_ = true;
+    in_flight_conn_ = job.conn;
+    deadline_ = Clock::now() + options_.request_timeout;
+    if (threaded_) {
+      executor_->submit(std::move(job));
+    } else {
+      complete(execute(agent_, job));
+    }
+  }
+
+  void finish_job() {
+    if (!threaded_) return;
+    if (auto r = executor_->take()) complete(*r);
+  }
+
+  void complete(const JobResult& r) {
+    in_flight_ = false;
+    snapshot_stale_ = true;
+    if (wedged_) {
+      // The blocked job returned after all; its caller was told it failed. Make the state the
+      // registry's own sticky one and serve normally again (everything but hello/status fails).
+      agent_.disable(*wedged_);
+      wedged_.reset();
+      return;
+    }
+    if (!transition_open_ && r.transition_open) owner_ = r.conn;
+    if (!r.transition_open) owner_ = 0;
+    transition_open_ = r.transition_open;
+    if (r.closed) return;
+    if (Connection* c = find(r.conn)) {
+      c->out += r.response + "\n";
+      c->waiting = false;
+      if (!send_some(c->fd.get(), c->out)) drop(*c);
+      else take_line(*c);
+    } else if (owner_ == r.conn) {
+      connection_gone(r.conn);  // it opened a transition and left before the answer
+    }
+  }
+
+  void check_deadline() {
+    if (!in_flight_ || wedged_ || Clock::now() < deadline_) return;
+    wedged_ = fmt::format("a request did not finish within {} ms (a patch constructor or destructor that blocks?); "
+                          "the agent's executor thread is still inside it",
+                          options_.request_timeout.count());
+    if (Connection* c = find(in_flight_conn_)) {
+      c->out += error_line(make_error(ErrorKind::agent, "the agent is disabled: {}", *wedged_));
+      c->waiting = false;
+      if (!send_some(c->fd.get(), c->out)) drop(*c);
+    }
+  }
+
+  // The executor is blocked: hello and status are answered from the state before the blocked
+  // request, with the reason; anything else fails.
+  void answer_while_wedged() {
+    while (!pending_.empty()) {
+      Job job = std::move(pending_.front());
+      pending_.pop_front();
+      if (job.closed) continue;
+      Connection* c = find(job.conn);
+      if (!c) continue;
+      nlohmann::json req = nlohmann::json::parse(job.line, nullptr, false);
+      std::string op = req.is_object() && req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "";
+      nlohmann::json resp;
+      if (op == "hello" || op == "status") {
+        resp = op == "hello" ? hello_snapshot_ : status_snapshot_;
+        resp["disabled"] = *wedged_;
+      } else {
+        resp = Agent::error_response(make_error(ErrorKind::agent, "the agent is disabled: {}", *wedged_));
+      }
+      c->out += resp.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      c->waiting = false;
+      if (!send_some(c->fd.get(), c->out)) drop(*c);
+      else take_line(*c);
+    }
+  }
+
+  int listen_fd_;
+  Agent& agent_;
+  ServeOptions options_;
+  Executor* executor_;
+  bool threaded_ = false;
+  std::vector<Connection> conns_;
+  std::deque<Job> pending_;
+  uint64_t last_id_ = 0;
+  uint64_t owner_ = 0;  // the connection whose request opened the transition in progress
+  bool transition_open_ = false;
+  bool in_flight_ = false;
+  uint64_t in_flight_conn_ = 0;
+  Clock::time_point deadline_{};
+  std::optional<std::string> wedged_;
+  bool snapshot_stale_ = true;
+  nlohmann::json hello_snapshot_, status_snapshot_;
+};
 
 }  // namespace
 
-void serve_connection(int fd, Agent& agent) {
-  if (auto admitted = admit_peer(fd); !admitted) {
-    // Sent at once (a client may just read), and kept open until the client's first request
-    // arrives (bounded), so that a client that sends before it reads gets this line rather
-    // than EPIPE.
-    send_line(fd, Agent::error_response(admitted.error()));
-    pollfd p{fd, POLLIN, 0};
-    ::poll(&p, 1, 1000);
-    return;
-  }
-  std::string buf;
-  char chunk[65536];
-  for (;;) {
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      if (line.empty()) continue;
-      if (!send_all(fd, agent.handle_line(line) + "\n")) return;
-    }
-    if (buf.size() > kMaxRequestLine) {
-      send_line(fd, Agent::error_response(make_error(ErrorKind::invalid_argument, "request longer than {} bytes", kMaxRequestLine)));
-      return;
-    }
-    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    buf.append(chunk, static_cast<size_t>(n));
-  }
-}
-
-void serve_forever(int listen_fd, Agent& agent) {
-  for (;;) {
-    int c = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        if (errno != EINTR && errno != ECONNABORTED) ::usleep(100000);  // out of resources: do not spin
-        continue;
-      }
-      return;
-    }
-    UniqueFd conn(c);
-    try {
-      serve_connection(conn.get(), agent);
-    } catch (...) {
-      agent.disable("internal error while serving a connection");
-    }
-    agent.connection_closed();  // a controller that died mid-transition leaves nothing open
+void serve_forever(int listen_fd, Agent& agent, const ServeOptions& options) {
+  try {
+    ControlLoop(listen_fd, agent, options).run();
+  } catch (...) {
+    agent.disable("internal error while serving connections");
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -92,12 +93,19 @@ Result<PeerCredentials> peer_credentials(int fd);
 // The check run on every accepted connection: a permission error naming the reason, or ok.
 Result<void> admit_peer(int fd);
 
-// Serves one accepted connection until EOF or an error: checks the peer (admit_peer), then
-// answers one response line per request line.
-void serve_connection(int fd, Agent& agent);
+struct ServeOptions {
+  // How long one request may run (a patch's constructors or destructors included) before the
+  // agent gives up on it: it answers that request with an error, enters the sticky disabled
+  // state and keeps answering hello/status. LIVEGRAFT_AGENT_REQUEST_TIMEOUT_MS in the target's
+  // environment overrides it (agent_entry.cpp).
+  std::chrono::milliseconds request_timeout{30000};
+};
 
-// Accepts and serves connections forever (until accept fails with something else than EINTR /
-// ECONNABORTED, e.g. the listening socket was shut down).
-void serve_forever(int listen_fd, Agent& agent);
+// Serves until the listening socket fails (shut down): one thread polls the listening socket
+// and up to 16 connections, so a silent or slow client blocks no one; each connection is
+// checked by admit_peer() when accepted; requests (one line each, at most one outstanding per
+// connection) run one at a time, in arrival order, on an executor thread. When the connection
+// whose request opened a transition closes, Agent::connection_closed() settles it.
+void serve_forever(int listen_fd, Agent& agent, const ServeOptions& options = {});
 
 }  // namespace lg::agent
