@@ -675,6 +675,7 @@ class ControlLoop {
       c->out += error_line(make_error(ErrorKind::agent, "the agent is disabled: {}", *wedged_));
       c->waiting = false;
       if (!send_some(c->fd.get(), c->out)) drop(*c);
+      else take_line(*c);
     }
   }
 

@@ -76,7 +76,9 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
     if (e == EACCES || e == EPERM)
       return Error(ErrorKind::permission,
                    fmt::format("may not connect to the agent of process {} ({}): {}", pid, path, std::strerror(e)), e,
-                   "run livegraft as the process's owner or as root");
+                   path.rfind("/tmp/livegraft-0/", 0) == 0
+                       ? "the process holds root privileges (it is root's, or setuid root): only root may control its agent"
+                       : "run livegraft as the process's owner or as root");
     return Error(ErrorKind::io, fmt::format("connect {}: {}", path, std::strerror(e)), e);
   }
   // The listening end must belong to the target process itself.
