@@ -1,10 +1,10 @@
 #include "agent/server.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,12 +16,12 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <cstdio>
-#include <cstring>
 #include <vector>
 
 namespace lg::agent {
