@@ -375,12 +375,22 @@ struct Job {
   uint64_t conn = 0;
   std::string line;
   bool closed = false;
+  bool read_only = false;  // hello/status: leaves the hello/status copies valid
 };
+
+// The op of a request line, for short lines only (hello/status are short; a load is long).
+std::string op_of(const std::string& line) {
+  if (line.size() > 256) return "";
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) return "";
+  return j["op"].get<std::string>();
+}
 
 struct JobResult {
   uint64_t conn = 0;
   std::string response;
   bool closed = false;
+  bool read_only = false;
   bool transition_open = false;
 };
 
@@ -389,6 +399,7 @@ JobResult execute(Agent& agent, const Job& job) noexcept {
   try {
     r.conn = job.conn;
     r.closed = job.closed;
+    r.read_only = job.read_only;
     if (job.closed) agent.connection_closed();
     else r.response = agent.handle_line(job.line);
     r.transition_open = agent.registry().transition().has_value();
@@ -575,7 +586,8 @@ class ControlLoop {
       c.in.erase(0, nl + 1);
       if (line.empty()) continue;
       c.waiting = true;
-      pending_.push_back(Job{c.id, std::move(line), false});
+      std::string op = op_of(line);
+      pending_.push_back(Job{c.id, std::move(line), false, op == "hello" || op == "status"});
       return;
     }
     if (c.in.size() > kMaxRequestLine) {
@@ -613,7 +625,7 @@ class ControlLoop {
   void connection_gone(uint64_t id) {
     if (id != owner_) return;
     owner_ = 0;
-    pending_.push_back(Job{id, "", true});
+    pending_.push_back(Job{id, "", true, false});
   }
 
   void dispatch() {
@@ -644,7 +656,7 @@ class ControlLoop {
 
   void complete(const JobResult& r) {
     in_flight_ = false;
-    snapshot_stale_ = true;
+    if (!r.read_only) snapshot_stale_ = true;
     if (wedged_) {
       // The blocked job returned after all; its caller was told it failed. Make the state the
       // registry's own sticky one and serve normally again (everything but hello/status fails).
@@ -688,8 +700,7 @@ class ControlLoop {
       if (job.closed) continue;
       Connection* c = find(job.conn);
       if (!c) continue;
-      nlohmann::json req = nlohmann::json::parse(job.line, nullptr, false);
-      std::string op = req.is_object() && req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "";
+      std::string op = op_of(job.line);
       nlohmann::json resp;
       if (op == "hello" || op == "status") {
         resp = op == "hello" ? hello_snapshot_ : status_snapshot_;
