@@ -85,7 +85,9 @@ bool take_instance_lock() {
 //    thread alone takes that uid as its effective uid with a raw setresuid (glibc's setresuid
 //    would change every thread of the host), with all signals blocked so no host handler runs
 //    with it, and gives it back — with the capability sets, which an effective uid leaving 0
-//    clears — on every path.
+//    clears — on every path. The thread is the host's (the constructor runs in the thread
+//    that loads us) for a few system calls; only a glibc set*id() call by another host thread
+//    during those (its SIGSETXID cannot be blocked) could leave this thread's euid differing.
 class ScopedThreadEuid {
  public:
   explicit ScopedThreadEuid(uid_t uid) {
