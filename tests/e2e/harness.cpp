@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -111,19 +113,20 @@ int Target::quit() {
   return -1;
 }
 
-CliRun livegraft(const std::vector<std::string>& args, int as_uid) {
+CliProcess::CliProcess(const std::vector<std::string>& args, const std::vector<std::string>& env, int as_uid) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   std::string exe = livegraft_path();
-  pid_t pid = fork();
-  if (pid == 0) {
+  std::vector<std::string> copy = args, env_copy = env;
+  pid_ = fork();
+  if (pid_ == 0) {
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     if (as_uid >= 0) {
       if (setresgid(as_uid, as_uid, as_uid) != 0 || setresuid(as_uid, as_uid, as_uid) != 0) _exit(126);
     }
+    for (auto& e : env_copy) putenv(e.data());
     std::vector<char*> argv{exe.data()};
-    std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
     execv(exe.c_str(), argv.data());
@@ -131,34 +134,99 @@ CliRun livegraft(const std::vector<std::string>& args, int as_uid) {
   }
   close(out_pipe[1]);
   close(err_pipe[1]);
-  CliRun run;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (open_fds > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (poll(fds, 2, 1000) <= 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      } else {
-        (i == 0 ? run.out : run.err).append(buf, static_cast<size_t>(n));
-      }
+  out_ = out_pipe[0];
+  err_ = err_pipe[0];
+}
+
+CliProcess::~CliProcess() {
+  if (out_ >= 0) close(out_);
+  if (err_ >= 0) close(err_);
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool CliProcess::pump(std::chrono::milliseconds timeout) {
+  pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+  if (out_ < 0 && err_ < 0) return false;
+  if (poll(fds, 2, static_cast<int>(timeout.count())) <= 0) return true;
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    char buf[4096];
+    ssize_t n = read(fds[i].fd, buf, sizeof buf);
+    if (n <= 0) {
+      close(fds[i].fd);
+      (i == 0 ? out_ : err_) = -1;
+    } else {
+      (i == 0 ? run_.out : run_.err).append(buf, static_cast<size_t>(n));
     }
   }
-  for (auto& f : fds)
-    if (f.fd >= 0) close(f.fd);
+  return out_ >= 0 || err_ >= 0;
+}
+
+bool CliProcess::wait_for_stderr(const std::string& text, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (run_.err.find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline || !pump(std::chrono::milliseconds(100))) {
+      ADD_FAILURE() << "livegraft did not print '" << text << "'; stderr so far: " << run_.err;
+      return false;
+    }
+  }
+  return true;
+}
+
+CliRun CliProcess::finish(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline && pump(std::chrono::milliseconds(1000))) {
+  }
   int st = 0;
-  if (open_fds > 0) kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  run.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  run.json = nlohmann::json::parse(run.out, nullptr, false);
-  if (run.json.is_discarded()) run.json = nullptr;
-  return run;
+  if (out_ >= 0 || err_ >= 0) {
+    ADD_FAILURE() << "livegraft did not finish within " << timeout.count() << " ms: killed";
+    kill(pid_, SIGKILL);
+  }
+  waitpid(pid_, &st, 0);
+  reaped_ = true;
+  run_.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  run_.json = nlohmann::json::parse(run_.out, nullptr, false);
+  if (run_.json.is_discarded()) run_.json = nullptr;
+  return run_;
+}
+
+CliRun livegraft(const std::vector<std::string>& args, int as_uid) { return CliProcess(args, {}, as_uid).finish(); }
+
+CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  return CliProcess(args, env).finish();
+}
+
+std::vector<std::string> kill_points_of(const std::string& stderr_text) {
+  std::vector<std::string> names;
+  std::istringstream in(stderr_text);
+  std::string line;
+  const std::string prefix = "livegraft: kill point ";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    auto space = line.find(' ', prefix.size());
+    if (space != std::string::npos) names.push_back(line.substr(space + 1));
+  }
+  return names;
+}
+
+bool wait_for_thread_in_syscall(pid_t pid, const std::vector<long>& syscalls, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& entry : std::filesystem::directory_iterator(task_dir)) {
+      std::string tid = entry.path().filename();
+      if (tid == std::to_string(pid)) continue;
+      std::ifstream in(entry.path() / "syscall");
+      long nr = -1;
+      if (in >> nr && std::find(syscalls.begin(), syscalls.end(), nr) != syscalls.end()) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ADD_FAILURE() << "no thread of " << pid << " entered the expected system call";
+  return false;
 }
 
 }  // namespace lg::e2e
