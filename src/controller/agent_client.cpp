@@ -119,9 +119,13 @@ Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req)
   if (auto bad = find_invalid_utf8(req))
     return make_error(ErrorKind::invalid_argument,
                       "'{}' is not valid UTF-8 (shown escaped); the agent protocol carries only UTF-8 text", *bad);
+  if (!dropped_.empty())
+    return make_error(ErrorKind::agent, "cannot send '{}' to the agent of process {}: {}", op, pid_, dropped_);
   std::string line = dump_json(req) + "\n";
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   auto no_answer = [&] {
+    dropped_ = fmt::format("the connection was closed after '{}' timed out", op);
+    fd_.reset();
     return Error(ErrorKind::timeout,
                  fmt::format("the agent of process {} did not answer '{}' within {} ms", pid_, op, timeout_.count()),
                  0, "the process may be stopped (SIGSTOP) or the agent stuck; raise --timeout to wait longer");

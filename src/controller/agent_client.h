@@ -29,7 +29,9 @@ class AgentClient {
   // its own: invalid_argument when [req] holds a string that is not valid UTF-8 (nothing is
   // sent); timeout when the agent does not answer within the connection's timeout ("did not
   // answer within N ms"); agent when the connection breaks or the reply is not JSON. Never
-  // throws.
+  // throws. After a timeout the connection is closed (a late reply must not be read as the
+  // answer to the next request; the agent settles an open transition when it sees the close)
+  // and every later request fails at once.
   Result<nlohmann::json> request(const nlohmann::json& req);
 
   std::chrono::milliseconds timeout() const { return timeout_; }
@@ -42,6 +44,7 @@ class AgentClient {
   UniqueFd fd_;
   std::chrono::milliseconds timeout_;
   std::string buffer_;
+  std::string dropped_;  // why the connection was closed, empty while it is usable
 };
 
 }  // namespace lg
