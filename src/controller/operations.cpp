@@ -102,12 +102,30 @@ Result<void> check_process(pid_t pid) {
 
 // A failure after the target died says that it died, whatever step noticed it (a closed socket,
 // a wait that ran out, a failed ptrace request).
+// [error] may be anything, even not_found ("the library as seen by process N" is gone with it).
 Error explain_death(pid_t pid, Error error, const char* operation) {
-  if (error.kind == ErrorKind::not_found || error.kind == ErrorKind::invalid_argument || has_live_thread(pid))
-    return error;
+  if (error.kind == ErrorKind::invalid_argument || has_live_thread(pid)) return error;
   return Error(ErrorKind::thread_died,
                fmt::format("process {} died during {} ({})", pid, operation, error.message), error.err,
                "nothing is left to undo: the process is gone");
+}
+
+// Runs one operation's steps. A reply of the agent with a field of an unexpected type makes
+// nlohmann::json throw; the steps' RAII scopes (abort the load, cancel the revert, detach)
+// have run when it gets here, so it becomes an error like any other.
+template <class F>
+Result<nlohmann::json> run_steps(pid_t pid, const char* operation, F&& steps) {
+  const bool was_alive = has_live_thread(pid);  // else check_process says it is gone
+  Result<nlohmann::json> r = Error();
+  try {
+    r = steps();
+  } catch (const nlohmann::json::exception& e) {
+    r = Error(ErrorKind::agent,
+              fmt::format("{}: the agent of process {} sent a reply livegraft cannot use ({})", operation, pid,
+                          printable(e.what())));
+  }
+  if (!r && was_alive) return explain_death(pid, std::move(r).error(), operation);
+  return r;
 }
 
 // The patch file, opened without blocking (a FIFO would block open() until a writer comes) and
@@ -259,6 +277,8 @@ const nlohmann::json* find_patch(const nlohmann::json& status, const std::string
 
 Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_path, const OperationOptions& options);
 Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_name, const OperationOptions& options);
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout);
+Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options);
 
 }  // namespace
 
@@ -287,9 +307,7 @@ Result<std::string> find_agent_library(const std::string& configured) {
 
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
   KillPointOperation op("apply");
-  auto r = apply_patch_steps(pid, patch_path, options);
-  if (!r) return explain_death(pid, std::move(r).error(), "apply");
-  return r;
+  return run_steps(pid, "apply", [&] { return apply_patch_steps(pid, patch_path, options); });
 }
 
 namespace {
@@ -372,9 +390,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options) {
   KillPointOperation op("revert");
-  auto r = revert_patch_steps(pid, patch_name, options);
-  if (!r) return explain_death(pid, std::move(r).error(), "revert");
-  return r;
+  return run_steps(pid, "revert", [&] { return revert_patch_steps(pid, patch_name, options); });
 }
 
 namespace {
@@ -428,6 +444,16 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
 }  // namespace
 
 Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout) {
+  return run_steps(pid, "status", [&] { return patch_status_steps(pid, timeout); });
+}
+
+Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) {
+  return run_steps(pid, "inject", [&] { return inject_agent_steps(pid, options); });
+}
+
+namespace {
+
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout) {
   LG_TRY_VOID(check_process(pid));
   auto client = AgentClient::connect(pid, timeout);
   if (!client) {
@@ -435,25 +461,25 @@ Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout
       return nlohmann::json{{"pid", pid},         {"agent", false},
                             {"disabled", nullptr}, {"transition", nullptr},
                             {"patches", nlohmann::json::array()}, {"functions", nlohmann::json::array()}};
-    return explain_death(pid, std::move(client).error(), "status");
+    return std::move(client).error();
   }
-  auto status = client->request({{"op", "status"}});
-  if (!status) return explain_death(pid, std::move(status).error(), "status");
+  LG_TRY(auto status, client->request({{"op", "status"}}));
   // The transition in progress, if any, is only in the agent's hello.
-  auto hello = client->request({{"op", "hello"}});
-  if (!hello) return explain_death(pid, std::move(hello).error(), "status");
-  status->erase("ok");
-  (*status)["pid"] = pid;
-  (*status)["agent"] = true;
-  (*status)["transition"] = hello->contains("transition") ? (*hello)["transition"] : nlohmann::json(nullptr);
+  LG_TRY(auto hello, client->request({{"op", "hello"}}));
+  status.erase("ok");
+  status["pid"] = pid;
+  status["agent"] = true;
+  status["transition"] = hello.contains("transition") ? hello["transition"] : nlohmann::json(nullptr);
   return status;
 }
 
-Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) {
+Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options) {
   LG_TRY_VOID(check_process(pid));
   LG_TRY(auto conn, connect_or_inject(pid, options));
   LG_TRY(auto hello, conn.client.request({{"op", "hello"}}));
   return nlohmann::json{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.value("protocol", 0)}};
 }
+
+}  // namespace
 
 }  // namespace lg

@@ -210,44 +210,80 @@ TEST(CliErrors, StoppedTargetIsRefusedWithoutTouchingIt) {
   EXPECT_EQ(t.ask("c 5"), "52");
 }
 
-// A process that serves the agent's socket but never answers: every wait is bounded by
-// --timeout and the error says so.
-TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersTimeout) {
-  std::string dir = "/tmp/livegraft-" + std::to_string(getuid());
-  mkdir(dir.c_str(), 0700);
-  struct stat st {};
-  ASSERT_EQ(stat(dir.c_str(), &st), 0);
-  ASSERT_EQ(st.st_mode & 077, 0u) << dir << " is not private";
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t fake = fork();
-  if (fake == 0) {
-    int s = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string path = dir + "/agent-" + std::to_string(getpid()) + ".sock";
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    unlink(path.c_str());
-    char ok = bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(s, 8) == 0 ? 'y' : 'n';
-    (void)!write(ready[1], &ok, 1);
-    for (;;) {
-      int c = accept(s, nullptr, nullptr);  // accepts, reads nothing, answers nothing
-      (void)c;
+// A process that serves the agent's socket itself: it answers every request line with
+// [reply], or never answers when [reply] is empty. Killed and its socket removed at the end.
+class FakeAgent {
+ public:
+  explicit FakeAgent(std::string reply) {
+    std::string dir = "/tmp/livegraft-" + std::to_string(getuid());
+    mkdir(dir.c_str(), 0700);
+    struct stat st {};
+    private_dir_ = stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) == 0;
+    int ready[2];
+    if (pipe(ready) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      int s = socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::string path = dir + "/agent-" + std::to_string(getpid()) + ".sock";
+      std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+      unlink(path.c_str());
+      char ok = bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(s, 8) == 0 ? 'y' : 'n';
+      (void)!write(ready[1], &ok, 1);
+      for (;;) {
+        int c = accept(s, nullptr, nullptr);
+        char buf[4096];
+        ssize_t n;
+        while (!reply.empty() && (n = read(c, buf, sizeof buf)) > 0)
+          for (ssize_t i = 0; i < n; ++i)
+            if (buf[i] == '\n') (void)!write(c, (reply + "\n").data(), reply.size() + 1);
+        if (!reply.empty()) close(c);  // otherwise: accepted, never read, never answered
+      }
     }
+    close(ready[1]);
+    char ok = 0;
+    listening_ = read(ready[0], &ok, 1) == 1 && ok == 'y';
+    close(ready[0]);
+    socket_ = dir + "/agent-" + std::to_string(pid_) + ".sock";
   }
-  char ok = 0;
-  ASSERT_EQ(read(ready[0], &ok, 1), 1);
-  std::string sock = dir + "/agent-" + std::to_string(fake) + ".sock";
-  CliRun s = CliProcess({"--json", "status", "--timeout", "0.5", std::to_string(fake)}).finish(std::chrono::seconds(50));
-  CliRun r = CliProcess({"revert", "--timeout", "0.5", std::to_string(fake), "x"}).finish(std::chrono::seconds(50));
-  kill(fake, SIGKILL);
-  waitpid(fake, nullptr, 0);
-  unlink(sock.c_str());
-  ASSERT_EQ(ok, 'y');
+  ~FakeAgent() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    unlink(socket_.c_str());
+  }
+  bool ready() const { return private_dir_ && listening_; }
+  std::string pid() const { return std::to_string(pid_); }
+
+ private:
+  pid_t pid_ = -1;
+  bool private_dir_ = false, listening_ = false;
+  std::string socket_;
+};
+
+// Every wait on the agent is bounded by --timeout and the error says so.
+TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersTimeout) {
+  FakeAgent fake("");
+  ASSERT_TRUE(fake.ready());
+  CliRun s = CliProcess({"--json", "status", "--timeout", "0.5", fake.pid()}).finish(std::chrono::seconds(50));
   expect_clean_json_error(s, 5, "timeout");
   EXPECT_NE(s.json.value("error", "").find("did not answer 'status' within 500 ms"), std::string::npos) << s.out;
+  CliRun r = CliProcess({"revert", "--timeout", "0.5", fake.pid(), "x"}).finish(std::chrono::seconds(50));
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("within 500 ms"), std::string::npos) << r.err;
+}
+
+// A reply with fields of unexpected types is an agent error, not an uncaught exception.
+TEST(CliErrors, MalformedAgentReplyIsAnErrorNotACrash) {
+  FakeAgent fake(R"({"ok":true,"patches":[{"name":7,"state":[]}],"functions":"none","disabled":null})");
+  ASSERT_TRUE(fake.ready());
+  CliRun r = livegraft({"--json", "revert", fake.pid(), "x"});
+  expect_clean_json_error(r, 7, "agent");
+  EXPECT_NE(r.json.value("error", "").find("cannot use"), std::string::npos) << r.out;
+  CliRun t = livegraft({"status", fake.pid()});
+  EXPECT_LT(t.exit_code, 128) << "killed by a signal: " << t.err;
 }
 
 // main() called pthread_exit: the leader is a zombie, the process is not.
@@ -289,6 +325,21 @@ TEST(CliErrors, TargetThatDiesMidApplyIsReportedAsDead) {
   EXPECT_TRUE((r.json["kind"] == "thread_died" && r.exit_code == 1) || (r.json["kind"] == "not_found" && r.exit_code == 3))
       << r.out;
   EXPECT_NE(r.json.value("error", "").find("died"), std::string::npos) << r.out;
+}
+
+// Killed as apply starts to inject the agent: it used to wait out --timeout for a safe point
+// and then report "no thread was at a safe point" (kind unsafe), or "library not found".
+TEST(CliErrors, TargetThatDiesWhileTheAgentIsInjectedIsReportedAsDead) {
+  Target t(target_path("calc"));
+  const std::string pid = std::to_string(t.pid());
+  CliProcess p({"-v", "--json", "apply", "--timeout", "3", pid, patch_path("calc_fix")});
+  ASSERT_TRUE(p.wait_for_stderr("injecting"));
+  ASSERT_EQ(kill(t.pid(), SIGKILL), 0);
+  CliRun r = p.finish(std::chrono::seconds(60));
+  ASSERT_TRUE(r.json.is_object()) << r.out << r.err;
+  EXPECT_EQ(r.json["kind"], "thread_died") << r.out;
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.json.value("error", "").find("died during apply"), std::string::npos) << r.out;
 }
 
 }  // namespace
