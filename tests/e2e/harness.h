@@ -5,10 +5,13 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "child_process.h"  // tests/support
 
 namespace lg::e2e {
 
@@ -41,11 +44,8 @@ class Target {
   int quit();
 
  private:
+  std::unique_ptr<test::ChildProcess> child_;
   pid_t pid_ = -1;
-  int in_ = -1, out_ = -1;
-  std::string buffered_;
-  bool reaped_ = false;
-  int status_ = 0;
 };
 
 struct CliRun {
@@ -69,18 +69,14 @@ class CliProcess {
   CliProcess(const CliProcess&) = delete;
   CliProcess& operator=(const CliProcess&) = delete;
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
   // Reads stderr until it holds [text]; false (and a test failure) on timeout or exit.
   bool wait_for_stderr(const std::string& text, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Waits for the exit (SIGKILL after [timeout]) and returns everything it printed.
   CliRun finish(std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
  private:
-  bool pump(std::chrono::milliseconds timeout);  // one poll + read round; false when both closed
-  pid_t pid_ = -1;
-  int out_ = -1, err_ = -1;
-  CliRun run_;
-  bool reaped_ = false;
+  test::ChildProcess child_;
 };
 
 // The kill points a run reached, in order, from its LIVEGRAFT_KILL_TRACE=1 stderr.
