@@ -25,7 +25,10 @@ void expect_no_transition_and_not_disabled(const CliRun& s) {
   EXPECT_TRUE(s.json["transition"].is_null()) << s.out;
 }
 
-TEST(KilledController, KilledWhileWaitingForABlockedThreadTheAgentUnloadsThePatchAndTheNextApplyWorks) {
+// Killed while a thread sleeps inside compute(): at the end of the first (blocked) attempt, or
+// while only the blocking thread is let run (the nudge), nothing was written.
+void kill_while_blocked_and_check(const std::string& kill_point) {
+  SCOPED_TRACE(kill_point);
   Target t(target_path("sleeper"), {"3000"});
   const std::string pid = std::to_string(t.pid());
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
@@ -33,13 +36,12 @@ TEST(KilledController, KilledWhileWaitingForABlockedThreadTheAgentUnloadsThePatc
   ASSERT_TRUE(wait_for_thread_in_syscall(t.pid(), {SYS_nanosleep, SYS_clock_nanosleep}));  // inside compute()
   std::string maps_before = t.maps();
 
-  // The first after_resume is the end of the first attempt, which the sleeping thread blocked.
   CliRun a = livegraft_env({"apply", "--timeout", "60", pid, patch_path("sleeper_fix")},
-                           {"LIVEGRAFT_KILL_AT=apply.after_resume", "LIVEGRAFT_KILL_TRACE=1"});
+                           {"LIVEGRAFT_KILL_AT=" + kill_point, "LIVEGRAFT_KILL_TRACE=1"});
   ASSERT_EQ(a.exit_code, 128 + SIGKILL) << "the controller was not killed: " << a.err;
   auto reached = kill_points_of(a.err);
   ASSERT_FALSE(reached.empty());
-  EXPECT_EQ(reached.back(), "apply.after_resume");
+  EXPECT_EQ(reached.back(), kill_point);
   EXPECT_TRUE(contains(reached, "apply.after_load")) << a.err;
   EXPECT_FALSE(contains(reached, "apply.after_write")) << "code was written before the kill: " << a.err;
 
@@ -53,6 +55,14 @@ TEST(KilledController, KilledWhileWaitingForABlockedThreadTheAgentUnloadsThePatc
   CliRun again = livegraft({"apply", pid, patch_path("sleeper_fix")});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(t.ask("c"), "2");
+}
+
+TEST(KilledController, KilledWhileWaitingForABlockedThreadTheAgentUnloadsThePatchAndTheNextApplyWorks) {
+  kill_while_blocked_and_check("apply.after_resume");  // the first after_resume ends the blocked attempt
+}
+
+TEST(KilledController, KilledWhileOnlyTheBlockingThreadRunsTheAgentUnloadsThePatchAndTheNextApplyWorks) {
+  kill_while_blocked_and_check("apply.after_nudge");
 }
 
 TEST(KilledController, KilledAfterTheCodeWriteTheAgentCommitsThePatchAndRevertWorks) {
