@@ -28,6 +28,9 @@ inline std::string check_timeout(const std::string& text) {
   return {};
 }
 
+constexpr const char* kSwitchTimeoutHelp =
+    "Seconds to keep retrying while threads are in affected functions; also the longest wait on the agent";
+
 inline void add_timeout_option(CLI::App* cmd, double& seconds, const char* what) {
   cmd->add_option("--timeout", seconds, what)
       ->default_val(10.0)

@@ -151,7 +151,11 @@ Result<std::string> check_patch_file(const std::string& patch_path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return make_errno_error(ErrorKind::io, "fstat {}", patch_path);
   if (!S_ISREG(st.st_mode)) {
-    const char* what = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : S_ISSOCK(st.st_mode) ? "a socket" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file";
+    const char* what = S_ISFIFO(st.st_mode)                          ? "a FIFO"
+                       : S_ISDIR(st.st_mode)                         ? "a directory"
+                       : S_ISSOCK(st.st_mode)                        ? "a socket"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                     : "not a file";
     return make_error(ErrorKind::invalid_argument, "patch file {} is not a regular file (it is {})", patch_path, what);
   }
   return abs_path;
