@@ -19,7 +19,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (stop-the-world consistency)");
   add_pid_option(cmd, args->pid);
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
-  add_timeout_option(cmd, args->timeout);
+  add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;

@@ -17,7 +17,8 @@ void add_inject_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* cmd = app.add_subcommand("inject", "Load the livegraft agent into a running process (apply does this itself)");
   add_pid_option(cmd, args->pid);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject");
-  add_timeout_option(cmd, args->timeout);
+  add_timeout_option(cmd, args->timeout,
+                     "Seconds to find a thread that may run dlopen; also the longest wait on the agent");
   cmd->callback([args, &global, &exit_code] {
     OperationOptions options;
     options.timeout = to_ms(args->timeout);

@@ -18,7 +18,7 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* cmd = app.add_subcommand("revert", "Take an applied patch back out of a running process");
   add_pid_option(cmd, args->pid);
   cmd->add_option("name", args->name, "Name of the applied patch (see `livegraft status PID`)")->required();
-  add_timeout_option(cmd, args->timeout);
+  add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;

@@ -9,10 +9,12 @@ namespace lg::cli {
 
 void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto pid = std::make_shared<int>(0);
+  auto timeout = std::make_shared<double>(10);
   auto* cmd = app.add_subcommand("status", "Show the patches applied to a running process");
   add_pid_option(cmd, *pid);
-  cmd->callback([pid, &global, &exit_code] {
-    auto result = patch_status(*pid);
+  add_timeout_option(cmd, *timeout, "Seconds to wait for the agent's answer");
+  cmd->callback([pid, timeout, &global, &exit_code] {
+    auto result = patch_status(*pid, to_ms(*timeout));
     if (!result) {
       exit_code = report_error(global, result.error());
       return;
@@ -27,8 +29,11 @@ void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (s.contains("disabled") && s["disabled"].is_string())
       std::cout << fmt::format(", DISABLED: {}", s["disabled"].get<std::string>());
     std::cout << "\n";
-    if (s["patches"].empty()) std::cout << "  no patches\n";
-    for (const auto& p : s["patches"]) {
+    if (s.contains("transition") && s["transition"].is_string())
+      std::cout << fmt::format("  transition in progress: '{}'\n", s["transition"].get<std::string>());
+    const auto& patches = s.contains("patches") && s["patches"].is_array() ? s["patches"] : nlohmann::json::array();
+    if (patches.empty()) std::cout << "  no patches\n";
+    for (const auto& p : patches) {
       std::cout << fmt::format("  patch '{}' [{}] from {}\n", p.value("name", "?"), p.value("state", "?"),
                                p.value("path", "?"));
       for (const auto& f : p.value("funcs", nlohmann::json::array()))

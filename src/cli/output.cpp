@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/json_text.h"
+#include "common/utf8.h"
+
 namespace lg::cli {
 
 int exit_code_for(const Error& error) {
@@ -24,23 +27,38 @@ int exit_code_for(const Error& error) {
   return kExitFailure;
 }
 
+void print_json(nlohmann::json j) {
+  bool replaced = false;
+  std::string text = dump_json(j, 2, &replaced);
+  if (replaced && j.is_object()) {
+    j["note"] = "some text was not valid UTF-8: each invalid byte is shown as U+FFFD";
+    text = dump_json(j, 2);
+  }
+  std::cout << text << std::endl;
+}
+
+namespace {
+// Text for a terminal: invalid UTF-8 and control characters shown as \xNN.
+std::string for_terminal(const std::string& s) { return is_valid_utf8(s) ? s : printable(s); }
+}  // namespace
+
 int report_error(const GlobalOptions& global, const Error& error, const nlohmann::json& details) {
   if (global.json) {
     nlohmann::json j = {{"ok", false}, {"error", error.message}, {"kind", to_string(error.kind)}};
     if (!error.hint.empty()) j["hint"] = error.hint;
     if (details.is_object()) j.update(details);
-    std::cout << j.dump(2) << std::endl;
+    print_json(std::move(j));
   } else {
-    std::cerr << "livegraft: error: " << error.message << "\n";
-    if (!error.hint.empty()) std::cerr << "  hint: " << error.hint << "\n";
+    std::cerr << "livegraft: error: " << for_terminal(error.message) << "\n";
+    if (!error.hint.empty()) std::cerr << "  hint: " << for_terminal(error.hint) << "\n";
   }
   return exit_code_for(error);
 }
 
 void print_json_ok(const nlohmann::json& result) {
   nlohmann::json j = {{"ok", true}};
-  j.update(result);
-  std::cout << j.dump(2) << std::endl;
+  if (result.is_object()) j.update(result);
+  print_json(std::move(j));
 }
 
 std::function<void(const std::string&)> progress_printer(const GlobalOptions& global) {

@@ -20,6 +20,10 @@ int report_error(const GlobalOptions& global, const Error& error, const nlohmann
 // Prints {"ok":true, ...result} with --json; otherwise calls nothing (the command prints text).
 void print_json_ok(const nlohmann::json& result);
 
+// Prints [j] as one JSON document on stdout. Never throws: text that is not valid UTF-8 is
+// replaced by U+FFFD and a "note" key says so.
+void print_json(nlohmann::json j);
+
 // A progress printer (stderr): every step with -v, else only waits (not with --json).
 std::function<void(const std::string&)> progress_printer(const GlobalOptions& global);
 

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "cli/commands.h"
 
@@ -11,14 +14,32 @@ inline void add_pid_option(CLI::App* cmd, int& pid) {
   cmd->add_option("pid", pid, "Id of the target process")->required()->check(CLI::PositiveNumber);
 }
 
-inline void add_timeout_option(CLI::App* cmd, double& seconds) {
-  cmd->add_option("--timeout", seconds, "Seconds to keep retrying while threads are in affected functions")
-      ->default_val(10.0)
-      ->check(CLI::Range(0.0, 86400.0));
+constexpr double kMaxTimeoutSeconds = 86400;
+
+// --timeout: a finite number of seconds in (0, 86400]. CLI11's Range lets "nan" through (every
+// comparison with NaN is false), which then became -9223372036854775808 ms.
+inline std::string check_timeout(const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0 || v > kMaxTimeoutSeconds)
+    return "--timeout must be a number of seconds greater than 0 and at most 86400, not '" + text + "'";
+  return {};
 }
 
+constexpr const char* kSwitchTimeoutHelp =
+    "Seconds to keep retrying while threads are in affected functions; also the longest wait on the agent";
+
+inline void add_timeout_option(CLI::App* cmd, double& seconds, const char* what) {
+  cmd->add_option("--timeout", seconds, what)
+      ->default_val(10.0)
+      ->check(CLI::Validator([](std::string& s) { return check_timeout(s); }, "SECONDS", "timeout"));
+}
+
+// Rounds up, so that a tiny positive timeout is 1 ms rather than none.
 inline std::chrono::milliseconds to_ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<long>(seconds * 1000));
+  return std::chrono::milliseconds(static_cast<long>(std::ceil(seconds * 1000)));
 }
 
 }  // namespace lg::cli

@@ -1,5 +1,6 @@
 #include "common/proc_maps.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -29,7 +30,22 @@ Result<std::string> read_text_file(const std::string& path) {
 }
 
 Result<std::string> read_proc_maps_text(pid_t pid) {
-  return read_text_file(fmt::format("/proc/{}/maps", pid));
+  LG_TRY(auto text, read_text_file(fmt::format("/proc/{}/maps", pid)));
+  if (!text.empty()) return text;
+  // A live process always has mappings: empty means the leader exited (main called
+  // pthread_exit) and its /proc/PID/maps has no mm to show. Any live thread shares the mm.
+  DIR* dir = ::opendir(fmt::format("/proc/{}/task", pid).c_str());
+  if (!dir) return text;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    auto t = read_text_file(fmt::format("/proc/{}/task/{}/maps", pid, e->d_name));
+    if (t && !t->empty()) {
+      text = std::move(*t);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return text;
 }
 
 Result<std::vector<Mapping>> parse_proc_maps(const std::string& text) {

@@ -25,7 +25,8 @@ struct Mapping {
 Result<std::vector<Mapping>> read_proc_maps(pid_t pid);
 // Parses the text of a maps file (exposed for unit tests).
 Result<std::vector<Mapping>> parse_proc_maps(const std::string& text);
-// The whole text of /proc/PID/maps, for "unchanged" comparisons in tests and diagnostics.
+// The whole text of /proc/PID/maps, for "unchanged" comparisons in tests and diagnostics. When
+// the leader has exited (main called pthread_exit) it is read through a live thread instead.
 Result<std::string> read_proc_maps_text(pid_t pid);
 // Reads a small /proc file completely.
 Result<std::string> read_text_file(const std::string& path);

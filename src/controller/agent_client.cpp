@@ -1,6 +1,7 @@
 #include "controller/agent_client.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -9,13 +10,12 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/json_text.h"
 #include "common/proc_maps.h"
 
 namespace lg {
 
 namespace {
-
-constexpr std::chrono::seconds kReplyTimeout{60};
 
 ErrorKind kind_from_name(const std::string& name) {
   for (auto k : {ErrorKind::invalid_argument, ErrorKind::not_found, ErrorKind::permission, ErrorKind::busy,
@@ -49,7 +49,7 @@ Result<std::string> agent_socket_path(pid_t pid) {
   return fmt::format("/tmp/livegraft-{}/agent-{}.sock", *uid, pid);
 }
 
-Result<AgentClient> AgentClient::connect(pid_t pid) {
+Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds timeout) {
   LG_TRY(auto path, agent_socket_path(pid));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -69,8 +69,21 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return make_errno_error(ErrorKind::io, "socket");
+  // A connect to a listening AF_UNIX socket whose backlog is full waits for SO_SNDTIMEO
+  // (net/unix/af_unix.c, unix_stream_connect); sends are bounded by it too.
+  timeval tv{};
+  auto ms = std::max<long>(1, static_cast<long>(timeout.count()));
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+    return make_errno_error(ErrorKind::io, "SO_SNDTIMEO");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK)
+      return Error(ErrorKind::timeout,
+                   fmt::format("the agent of process {} did not accept a connection within {} ms ({})", pid,
+                               timeout.count(), path),
+                   e, "the process may be stopped or too busy; raise --timeout to wait longer");
     if (e == ENOENT || e == ECONNREFUSED)
       return Error(ErrorKind::not_found, fmt::format("no livegraft agent in process {} ({})", pid, path), e);
     if (e == EACCES || e == EPERM)
@@ -89,56 +102,84 @@ Result<AgentClient> AgentClient::connect(pid_t pid) {
   if (cred.pid != pid)
     return make_error(ErrorKind::permission, "the socket {} is served by process {}, not by process {}: refusing it",
                       path, cred.pid, pid);
-  return AgentClient(pid, std::move(fd));
+  return AgentClient(pid, std::move(fd), timeout);
 }
 
 Result<AgentClient> AgentClient::connect_with_retry(pid_t pid, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto c = connect(pid);
+    auto c = connect(pid, timeout);
     if (c.ok() || c.error().kind != ErrorKind::not_found || std::chrono::steady_clock::now() >= deadline) return c;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
 Result<nlohmann::json> AgentClient::request(const nlohmann::json& req) {
-  std::string line = req.dump() + "\n";
+  try {
+    return request_unchecked(req);
+  } catch (const std::exception& e) {
+    return make_error(ErrorKind::internal, "talking to the agent of process {}: {}", pid_, printable(e.what()));
+  }
+}
+
+Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req) {
+  const std::string op = req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "?";
+  // The agent would read a replaced string as another name or path: refuse instead.
+  if (auto bad = find_invalid_utf8(req))
+    return make_error(ErrorKind::invalid_argument,
+                      "'{}' is not valid UTF-8 (shown escaped); the agent protocol carries only UTF-8 text", *bad);
+  if (!dropped_.empty())
+    return make_error(ErrorKind::agent, "cannot send '{}' to the agent of process {}: {}", op, pid_, dropped_);
+  std::string line = dump_json(req) + "\n";
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  auto no_answer = [&] {
+    dropped_ = fmt::format("the connection was closed after '{}' timed out", op);
+    fd_.reset();
+    return Error(ErrorKind::timeout,
+                 fmt::format("the agent of process {} did not answer '{}' within {} ms", pid_, op, timeout_.count()),
+                 0, "the process may be stopped (SIGSTOP) or the agent stuck; raise --timeout to wait longer");
+  };
   for (size_t off = 0; off < line.size();) {
     ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return no_answer();  // SO_SNDTIMEO ran out
       return make_errno_error(ErrorKind::agent, "sending to the agent of process {}", pid_);
     }
     off += static_cast<size_t>(n);
   }
-  auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
   size_t nl;
   while ((nl = buffer_.find('\n')) == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return make_error(ErrorKind::timeout, "the agent of process {} did not answer '{}' within {}s", pid_,
-                        req.value("op", "?"), kReplyTimeout.count());
+    if (left.count() <= 0) return no_answer();
     pollfd p{fd_.get(), POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), INT32_MAX)));
     if (r < 0 && errno != EINTR) return make_errno_error(ErrorKind::agent, "poll");
     if (r <= 0) continue;
     char buf[65536];
-    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       return make_errno_error(ErrorKind::agent, "reading from the agent of process {}", pid_);
     }
-    if (n == 0) return make_error(ErrorKind::agent, "the agent of process {} closed the connection", pid_);
+    if (n == 0) {
+      // The agent closes only when its process dies: say so rather than blame the agent.
+      if (::kill(pid_, 0) != 0 && errno == ESRCH)
+        return make_error(ErrorKind::thread_died, "process {} died while its agent handled '{}'", pid_, op);
+      return make_error(ErrorKind::agent, "the agent of process {} closed the connection during '{}'", pid_, op);
+    }
     buffer_.append(buf, static_cast<size_t>(n));
   }
   std::string reply = buffer_.substr(0, nl);
   buffer_.erase(0, nl + 1);
-  nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
+  nlohmann::json j = parse_json(reply);
   if (j.is_discarded() || !j.is_object())
-    return make_error(ErrorKind::agent, "the agent of process {} sent an unreadable reply", pid_);
-  if (!j.value("ok", false)) {
-    return Error(kind_from_name(j.value("kind", "agent")),
-                 fmt::format("agent in process {}: {}", pid_, j.value("error", "unknown error")));
+    return make_error(ErrorKind::agent, "the agent of process {} sent an unreadable reply to '{}'", pid_, op);
+  const auto& ok = j["ok"];
+  if (!ok.is_boolean() || !ok.get<bool>()) {
+    std::string kind = j.contains("kind") && j["kind"].is_string() ? j["kind"].get<std::string>() : "agent";
+    std::string error = j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "unknown error";
+    return Error(kind_from_name(kind), fmt::format("agent in process {}: {}", pid_, error));
   }
   return j;
 }

@@ -1,16 +1,24 @@
 #include "controller/operations.h"
 
+#include <dirent.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <filesystem>
 #include <optional>
 
+#include "common/json_text.h"
+#include "common/kill_step.h"
 #include "common/proc_maps.h"
 #include "common/scope_guard.h"
+#include "common/utf8.h"
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
+#include "elf/elf_file.h"
 #include "process/process.h"
 #include "unwind/unwinder.h"
 
@@ -25,15 +33,153 @@ void say(const OperationOptions& o, const std::string& line) {
   if (o.progress) o.progress(line);
 }
 
-// Checked before anything else so that every later error can assume the process exists.
+// The state letter of every thread of [pid] (/proc/PID/task/TID/stat, proc(5)); empty when the
+// process is gone. The leader's own state is not the process's: a leader whose thread called
+// pthread_exit stays a zombie ('Z') while the other threads run.
+std::vector<char> thread_states(pid_t pid) {
+  std::vector<char> states;
+  std::string dir_path = fmt::format("/proc/{}/task", pid);
+  DIR* dir = ::opendir(dir_path.c_str());
+  if (!dir) return states;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    auto stat = read_text_file(fmt::format("{}/{}/stat", dir_path, e->d_name));
+    if (!stat) continue;  // exited meanwhile
+    auto close = stat->rfind(')');  // the command name may hold ')' and spaces
+    if (close != std::string::npos && close + 2 < stat->size()) states.push_back((*stat)[close + 2]);
+  }
+  ::closedir(dir);
+  return states;
+}
+
+bool has_live_thread(pid_t pid) {
+  for (char st : thread_states(pid))
+    if (st != 'Z' && st != 'X') return true;
+  return false;
+}
+
+long status_field(const std::string& status, const char* name) {
+  auto pos = status.find(fmt::format("\n{}:", name));
+  if (pos == std::string::npos) return -1;
+  return std::strtol(status.c_str() + pos + std::strlen(name) + 2, nullptr, 10);
+}
+
+// Checked before anything else so that every later error can assume the process exists, is a
+// process (not one of its threads) and runs (a stopped process's agent cannot answer, and its
+// threads cannot be switched).
 Result<void> check_process(pid_t pid) {
   if (pid <= 0) return make_error(ErrorKind::invalid_argument, "{} is not a process id", pid);
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return make_error(ErrorKind::not_found, "no process with pid {}", pid);
   auto status = read_text_file(fmt::format("/proc/{}/status", pid));
   if (!status) return make_error(ErrorKind::not_found, "no process with pid {}", pid);
-  if (status->find("\nState:\tZ") != std::string::npos || status->find("\nState:\tX") != std::string::npos)
-    return make_error(ErrorKind::not_found, "process {} has exited (it is a zombie)", pid);
+  // /proc/TID answers for a thread id too (it is only hidden from the listing).
+  long tgid = status_field(*status, "Tgid");
+  if (tgid > 0 && tgid != pid)
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("{} is not a process: it is thread {} of process {}", pid, pid, tgid), 0,
+                 fmt::format("use the process id {}", tgid));
+  auto states = thread_states(pid);
+  size_t live = 0, stopped = 0, traced = 0;
+  for (char st : states) {
+    if (st == 'Z' || st == 'X') continue;
+    ++live;
+    stopped += st == 'T';
+    traced += st == 't';
+  }
+  if (live == 0) return make_error(ErrorKind::not_found, "process {} has exited (it is a zombie)", pid);
+  if (stopped > 0)
+    return Error(ErrorKind::busy,
+                 fmt::format("process {} is stopped ({} of its {} thread(s) in state T: SIGSTOP, SIGTSTP or a job "
+                             "control stop); its agent cannot answer and its threads cannot be switched",
+                             pid, stopped, live),
+                 0, fmt::format("resume it with `kill -CONT {}`, then retry", pid));
+  if (traced > 0)
+    return Error(ErrorKind::busy,
+                 fmt::format("process {} is held in a stop by its tracer (pid {})", pid,
+                             status_field(*status, "TracerPid")),
+                 0, "detach the debugger first");
   return {};
+}
+
+// A failure after the target died says that it died, whatever step noticed it (a closed socket,
+// a wait that ran out, a failed ptrace request).
+// [error] may be anything, even not_found ("the library as seen by process N" is gone with it).
+Error explain_death(pid_t pid, Error error, const char* operation) {
+  if (error.kind == ErrorKind::invalid_argument || has_live_thread(pid)) return error;
+  return Error(ErrorKind::thread_died,
+               fmt::format("process {} died during {} ({})", pid, operation, error.message), error.err,
+               "nothing is left to undo: the process is gone");
+}
+
+// Runs one operation's steps. A reply of the agent with a field of an unexpected type makes
+// nlohmann::json throw; the steps' RAII scopes (abort the load, cancel the revert, detach)
+// have run when it gets here, so it becomes an error like any other.
+template <class F>
+Result<nlohmann::json> run_steps(pid_t pid, const char* operation, F&& steps) {
+  const bool was_alive = has_live_thread(pid);  // else check_process says it is gone
+  Result<nlohmann::json> r = Error();
+  try {
+    r = steps();
+  } catch (const nlohmann::json::exception& e) {
+    r = Error(ErrorKind::agent,
+              fmt::format("{}: the agent of process {} sent a reply livegraft cannot use ({})", operation, pid,
+                          printable(e.what())));
+  }
+  if (!r && was_alive) return explain_death(pid, std::move(r).error(), operation);
+  return r;
+}
+
+// The patch file, opened without blocking (a FIFO would block open() until a writer comes) and
+// refused unless it is a regular file. Returns the absolute path.
+Result<std::string> check_patch_file(const std::string& patch_path) {
+  if (!is_valid_utf8(patch_path))
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("the patch path '{}' is not valid UTF-8 (shown escaped)", printable(patch_path)), 0,
+                 "rename the file, or pass a symbolic link with a UTF-8 name");
+  std::error_code ec;
+  auto abs_path = fs::absolute(patch_path, ec).lexically_normal().string();
+  if (ec) return make_error(ErrorKind::not_found, "cannot read patch file {}: {}", patch_path, ec.message());
+  if (!is_valid_utf8(abs_path))
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("the patch's absolute path '{}' is not valid UTF-8 (shown escaped)", printable(abs_path)),
+                 0, "move the file under a directory with a UTF-8 name");
+  UniqueFd fd(::open(abs_path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid()) {
+    int e = errno;
+    return Error(e == EACCES || e == EPERM ? ErrorKind::permission : ErrorKind::not_found,
+                 fmt::format("cannot read patch file {}: {}", patch_path, std::strerror(e)), e);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return make_errno_error(ErrorKind::io, "fstat {}", patch_path);
+  if (!S_ISREG(st.st_mode)) {
+    const char* what = S_ISFIFO(st.st_mode)                          ? "a FIFO"
+                       : S_ISDIR(st.st_mode)                         ? "a directory"
+                       : S_ISSOCK(st.st_mode)                        ? "a socket"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                     : "not a file";
+    return make_error(ErrorKind::invalid_argument, "patch file {} is not a regular file (it is {})", patch_path, what);
+  }
+  return abs_path;
+}
+
+// The file about to be dlopen()ed into the target must be the livegraft agent: a regular
+// x86-64 ELF shared object that exports livegraft_agent_version. Anything else would run its
+// constructors, or fail in dlopen, inside the user's process.
+Result<void> check_agent_library(const std::string& path) {
+  auto refuse = [&](const std::string& why) {
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("{} is not the livegraft agent: {}", printable(path), why), 0,
+                 "pass --agent PATH to liblivegraft-agent.so, or set LIVEGRAFT_AGENT");
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return make_errno_error(ErrorKind::not_found, "agent library {}", printable(path));
+  if (!S_ISREG(st.st_mode)) return refuse("it is not a regular file");
+  auto elf = ElfFile::open(path);
+  if (!elf) return refuse(elf.error().message);
+  if (elf->header().e_ident[EI_CLASS] != ELFCLASS64 || !elf->is_x86_64()) return refuse("it is not an x86-64 ELF file");
+  if (elf->header().e_type != ET_DYN) return refuse("it is not a shared object");
+  for (const auto& s : elf->dynamic_symbols())
+    if (s.defined() && s.name == "livegraft_agent_version") return {};
+  return refuse("it does not export livegraft_agent_version");
 }
 
 // Whether a thread may run dlopen for the injection: its stack must unwind, and no frame may
@@ -70,12 +216,12 @@ Result<std::unique_ptr<Unwinder>> make_unwinder(pid_t pid, const nlohmann::json&
   return unwinder;
 }
 
-// Seizes the process, checks stacks and performs [writes] under stop-the-world.
+// Seizes the process, checks stacks and performs [writes] under stop-the-world, then detaches.
 Result<TransitionStats> switch_world(pid_t pid, const nlohmann::json& patches, const std::vector<RemoteRange>& check,
                                      const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
   LG_TRY(auto process, Process::seize(pid));
+  kill_step("after_seize");
   LG_TRY(auto unwinder, make_unwinder(pid, patches));
-  StopTheWorld stw(*process, *unwinder);
   TransitionOptions topts;
   topts.timeout = options.timeout;
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
@@ -83,8 +229,14 @@ Result<TransitionStats> switch_world(pid_t pid, const nlohmann::json& patches, c
       say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {})",
                                blockers.size(), attempt));
   };
-  auto stats = stw.run(check, writes, topts);
-  if (!stats && options.blockers) *options.blockers = stw.blockers();
+  Result<TransitionStats> stats = Error();
+  {
+    StopTheWorld stw(*process, *unwinder);
+    stats = stw.run(check, writes, topts);
+    if (!stats && options.blockers) *options.blockers = stw.blockers();
+  }
+  process.reset();  // detach every thread
+  kill_step("after_detach");
   return stats;
 }
 
@@ -101,11 +253,12 @@ struct AgentConnection {
 };
 
 Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& options) {
-  auto client = AgentClient::connect(pid);
+  auto client = AgentClient::connect(pid, options.timeout);
   if (client) return AgentConnection{std::move(*client), false};
   if (client.error().kind != ErrorKind::not_found) return std::move(client).error();
 
   LG_TRY(auto agent_path, find_agent_library(options.agent_path));
+  LG_TRY_VOID(check_agent_library(agent_path));
   say(options, fmt::format("injecting {} into process {}", agent_path, pid));
   {
     LG_TRY(auto process, Process::seize(pid));
@@ -114,15 +267,22 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
         *process, agent_path,
         [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout));
   }  // detached here: the agent's control thread must run freely from now on
-  LG_TRY(auto connected, AgentClient::connect_with_retry(pid, milliseconds(5000)));
+  kill_step("after_inject");
+  LG_TRY(auto connected, AgentClient::connect_with_retry(pid, options.timeout));
   return AgentConnection{std::move(connected), true};
 }
 
 const nlohmann::json* find_patch(const nlohmann::json& status, const std::string& name) {
+  if (!status.contains("patches") || !status["patches"].is_array()) return nullptr;
   for (const auto& p : status["patches"])
-    if (p.value("name", "") == name) return &p;
+    if (p.is_object() && p.value("name", "") == name) return &p;
   return nullptr;
 }
+
+Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_path, const OperationOptions& options);
+Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_name, const OperationOptions& options);
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout);
+Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options);
 
 }  // namespace
 
@@ -150,17 +310,21 @@ Result<std::string> find_agent_library(const std::string& configured) {
 }
 
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
+  KillPointOperation op("apply");
+  return run_steps(pid, "apply", [&] { return apply_patch_steps(pid, patch_path, options); });
+}
+
+namespace {
+
+Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
   LG_TRY_VOID(check_process(pid));
-  std::error_code ec;
-  auto abs_path = fs::absolute(patch_path, ec).lexically_normal().string();
-  if (ec || ::access(abs_path.c_str(), R_OK) != 0)
-    return make_error(ErrorKind::not_found, "cannot read patch file {}", patch_path);
+  LG_TRY(auto abs_path, check_patch_file(patch_path));
 
   // What is already redirected (validation must accept our own jumps in the code).
   std::vector<RemoteAddr> redirected;
   std::optional<AgentClient> existing;
   nlohmann::json status;
-  if (auto c = AgentClient::connect(pid)) {
+  if (auto c = AgentClient::connect(pid, options.timeout)) {
     existing.emplace(std::move(*c));
     LG_TRY(status, existing->request({{"op", "status"}}));
     for (const auto& f : status["functions"]) redirected.emplace_back(f.value("jump_addr", uint64_t{0}));
@@ -171,8 +335,17 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
   // 1. Validate everything before touching the process.
   say(options, fmt::format("checking {} against process {}", patch_path, pid));
   LG_TRY(auto plan, plan_apply(pid, abs_path, redirected));
+  if (auto bad = check_name(plan.patch.name))
+    return make_error(ErrorKind::bad_patch, "the patch's name '{}' is unusable: {}", printable(plan.patch.name), *bad);
   if (existing && find_patch(status, plan.patch.name))
     return make_error(ErrorKind::invalid_argument, "patch '{}' is already applied to process {}", plan.patch.name, pid);
+  // Everything the agent will be sent must be UTF-8 text: check it before injecting anything.
+  nlohmann::json load_request = plan.load_request(abs_path);
+  if (auto bad = find_invalid_utf8(load_request))
+    return make_error(ErrorKind::bad_patch,
+                      "the patch holds a name that is not valid UTF-8: '{}' (shown escaped); the agent protocol "
+                      "carries only UTF-8 text",
+                      *bad);
 
   // 2. The agent (injected if absent) loads the patch next to its target.
   bool injected = false;
@@ -183,9 +356,12 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
   }
   AgentClient& agent = *existing;
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(plan.load_request(abs_path)));
+  LG_TRY(auto loaded, agent.request(load_request));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
+  kill_step("after_load");
 
+  if (!loaded.contains("writes") || !loaded.contains("patch") || !loaded["patch"].is_object())
+    return make_error(ErrorKind::agent, "agent in process {}: the reply to 'load' lacks 'writes' or 'patch'", pid);
   LG_TRY(auto writes, writes_from_json(loaded["writes"]));
   LG_TRY(auto check, ranges_from_json(loaded.value("check", nlohmann::json::array())));
   auto originals = plan.original_ranges();
@@ -194,13 +370,14 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
 
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, now["patches"], check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, now.value("patches", nlohmann::json::array()), check, writes, options));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
   if (auto c = agent.request({{"op", "commit"}, {"name", plan.patch.name}}); !c)
     return Error(ErrorKind::agent,
                  fmt::format("patch '{}' is live in process {}, but the agent did not record it: {}", plan.patch.name,
                              pid, c.error().message),
                  0, "the new code runs; do not retry apply. `livegraft status` shows the agent's view");
+  kill_step("after_commit");
 
   nlohmann::json funcs = nlohmann::json::array();
   for (const auto& f : loaded["patch"].value("funcs", nlohmann::json::array())) funcs.push_back(f);
@@ -213,9 +390,20 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
                         {"transition", stats_json(stats)}};
 }
 
+}  // namespace
+
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options) {
+  KillPointOperation op("revert");
+  return run_steps(pid, "revert", [&] { return revert_patch_steps(pid, patch_name, options); });
+}
+
+namespace {
+
+Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_name, const OperationOptions& options) {
+  if (auto bad = check_name(patch_name))
+    return make_error(ErrorKind::invalid_argument, "'{}' cannot be the name of a patch: {}", printable(patch_name), *bad);
   LG_TRY_VOID(check_process(pid));
-  auto client = AgentClient::connect(pid);
+  auto client = AgentClient::connect(pid, options.timeout);
   if (!client) {
     if (client.error().kind == ErrorKind::not_found)
       return make_error(ErrorKind::not_found, "no patch '{}' in process {}: it has no livegraft agent", patch_name, pid);
@@ -225,16 +413,21 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
   const nlohmann::json* patch = find_patch(status, patch_name);
   if (!patch) {
     std::vector<std::string> names;
-    for (const auto& p : status["patches"]) names.push_back(p.value("name", "?"));
+    for (const auto& p : status.value("patches", nlohmann::json::array()))
+      if (p.is_object()) names.push_back(printable(p.value("name", "?")));
     return make_error(ErrorKind::not_found, "no patch '{}' in process {} (applied: {})", patch_name, pid,
                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
   }
   LG_TRY(auto prep, client->request({{"op", "prepare_revert"}, {"name", patch_name}}));
   ScopeGuard cancel([&] { (void)client->request({{"op", "cancel_revert"}, {"name", patch_name}}); });
+  kill_step("after_prepare");
+  if (!prep.contains("writes"))
+    return make_error(ErrorKind::agent, "agent in process {}: the reply to 'prepare_revert' lacks 'writes'", pid);
   LG_TRY(auto writes, writes_from_json(prep["writes"]));
   LG_TRY(auto check, ranges_from_json(prep.value("check", nlohmann::json::array())));
   // A thread about to jump through a stub that goes away must not be left there either.
-  for (const auto& f : status["functions"]) {
+  for (const auto& f : status.value("functions", nlohmann::json::array())) {
+    if (!f.is_object()) continue;
     const auto& stack = f.value("stack", nlohmann::json::array());
     if (std::find(stack.begin(), stack.end(), patch_name) != stack.end()) {
       uint64_t stub = f.value("stub", uint64_t{0});
@@ -242,36 +435,55 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
     }
   }
   say(options, "switching back (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, status["patches"], check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, status.value("patches", nlohmann::json::array()), check, writes, options));
   cancel.dismiss();  // the original code is live again: never cancel from here on
   if (auto f = client->request({{"op", "finish_revert"}, {"name", patch_name}}); !f)
     return Error(ErrorKind::agent,
                  fmt::format("patch '{}' no longer runs in process {}, but the agent could not unload it: {}",
                              patch_name, pid, f.error().message));
+  kill_step("after_finish");
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(stats)}};
 }
 
-Result<nlohmann::json> patch_status(pid_t pid) {
-  LG_TRY_VOID(check_process(pid));
-  auto client = AgentClient::connect(pid);
-  if (!client) {
-    if (client.error().kind == ErrorKind::not_found)
-      return nlohmann::json{{"pid", pid}, {"agent", false}, {"disabled", nullptr}, {"patches", nlohmann::json::array()},
-                            {"functions", nlohmann::json::array()}};
-    return std::move(client).error();
-  }
-  LG_TRY(auto status, client->request({{"op", "status"}}));
-  status.erase("ok");
-  status["pid"] = pid;
-  status["agent"] = true;
-  return status;
+}  // namespace
+
+Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout) {
+  return run_steps(pid, "status", [&] { return patch_status_steps(pid, timeout); });
 }
 
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) {
+  return run_steps(pid, "inject", [&] { return inject_agent_steps(pid, options); });
+}
+
+namespace {
+
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout) {
+  LG_TRY_VOID(check_process(pid));
+  auto client = AgentClient::connect(pid, timeout);
+  if (!client) {
+    if (client.error().kind == ErrorKind::not_found)
+      return nlohmann::json{{"pid", pid},         {"agent", false},
+                            {"disabled", nullptr}, {"transition", nullptr},
+                            {"patches", nlohmann::json::array()}, {"functions", nlohmann::json::array()}};
+    return std::move(client).error();
+  }
+  LG_TRY(auto status, client->request({{"op", "status"}}));
+  // The transition in progress, if any, is only in the agent's hello.
+  LG_TRY(auto hello, client->request({{"op", "hello"}}));
+  status.erase("ok");
+  status["pid"] = pid;
+  status["agent"] = true;
+  status["transition"] = hello.contains("transition") ? hello["transition"] : nlohmann::json(nullptr);
+  return status;
+}
+
+Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options) {
   LG_TRY_VOID(check_process(pid));
   LG_TRY(auto conn, connect_or_inject(pid, options));
   LG_TRY(auto hello, conn.client.request({{"op", "hello"}}));
   return nlohmann::json{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.value("protocol", 0)}};
 }
+
+}  // namespace
 
 }  // namespace lg

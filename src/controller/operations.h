@@ -17,7 +17,9 @@
 namespace lg {
 
 struct OperationOptions {
-  std::chrono::milliseconds timeout{10000};     // how long the switch may keep retrying
+  // How long the switch may keep retrying; also bounds every wait on the agent (connecting,
+  // each request) and, after an injection, the wait for its socket.
+  std::chrono::milliseconds timeout{10000};
   std::string agent_path;                       // empty: find it next to the livegraft binary
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
   std::vector<Blocker>* blockers = nullptr;     // filled when a transition gives up
@@ -28,7 +30,8 @@ Result<std::string> find_agent_library(const std::string& configured);
 
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options);
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options);
-Result<nlohmann::json> patch_status(pid_t pid);
+// [timeout] bounds every wait on the agent (as OperationOptions::timeout does for the others).
+Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout);
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options);
 
 }  // namespace lg

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "common/hex.h"
+#include "common/kill_step.h"
 
 namespace lg {
 
@@ -70,6 +71,7 @@ Result<void> StopTheWorld::nudge(const std::vector<Blocker>& blockers) {
     auto r = process_.resume_thread(b.tid);
     if (!r && r.error().kind != ErrorKind::thread_died) return std::move(r).error();
   }
+  kill_step("after_nudge");
   std::this_thread::sleep_for(std::chrono::microseconds(200));
   // stop_all stops the nudged threads again, and also any thread they created meanwhile.
   return process_.stop_all(std::chrono::milliseconds(5000));
@@ -90,6 +92,7 @@ Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
       for (size_t j = i; j-- > 0;) (void)process_.write_memory(writes[j].addr, writes[j].old_bytes);
       return std::move(r).error().context("writing code");
     }
+    kill_step("after_write");
   }
   return {};
 }
@@ -107,6 +110,7 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
       (void)process_.resume_all();  // never leave the threads that did stop frozen
       return std::move(stopped).error();
     }
+    kill_step("after_stop");
     auto blockers = find_blockers(check);
     // Threads caught inside a short affected function usually leave it within microseconds:
     // let only them run for a moment while every other thread stays stopped, then look again.
@@ -124,6 +128,7 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
       switched = done.ok();
     }
     auto resumed = process_.resume_all();
+    kill_step("after_resume");
     auto stop_end = Clock::now();
     // Once the writes are made the switch has happened, whatever fails after it: report success
     // (a thread that could not be resumed is resumed by the detach that follows).

@@ -1,16 +1,8 @@
 #include "harness.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <stdexcept>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -22,78 +14,28 @@ std::string patch_path(const std::string& name) { return binary_dir() + "/patche
 std::string livegraft_path() { return binary_dir() + "/livegraft"; }
 
 Target::Target(const std::string& path, std::vector<std::string> args, std::vector<std::string> env) {
-  int in_pipe[2], out_pipe[2];
-  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(in_pipe[0], 0);
-    dup2(out_pipe[1], 1);
-    std::vector<char*> argv{const_cast<char*>(path.c_str())};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) putenv(e.data());
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
-  close(in_pipe[0]);
-  close(out_pipe[1]);
-  in_ = in_pipe[1];
-  out_ = out_pipe[0];
+  test::SpawnOptions options;
+  options.env = std::move(env);
+  child_ = std::make_unique<test::ChildProcess>(path, args, options);
+  pid_ = child_->pid();
   std::string first = read_line(std::chrono::seconds(20));
   EXPECT_EQ(first, "ready") << "target " << path << " did not start";
 }
 
-Target::~Target() {
-  if (pid_ > 0 && !reaped_) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-  if (in_ >= 0) close(in_);
-  if (out_ >= 0) close(out_);
-}
+Target::~Target() = default;  // the ChildProcess kills and reaps it
 
-void Target::send(const std::string& line) {
-  std::string l = line + "\n";
-  ASSERT_EQ(write(in_, l.data(), l.size()), static_cast<ssize_t>(l.size()));
-}
+void Target::send(const std::string& line) { ASSERT_TRUE(child_->write_stdin(line + "\n")) << "target " << pid_; }
 
 std::string Target::read_line(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto nl = buffered_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buffered_.substr(0, nl);
-      buffered_.erase(0, nl + 1);
-      return line;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      ADD_FAILURE() << "timed out reading from target " << pid_;
-      return "";
-    }
-    pollfd p{out_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char buf[4096];
-    ssize_t n = read(out_, buf, sizeof buf);
-    if (n <= 0) {
-      ADD_FAILURE() << "target " << pid_ << " closed its output";
-      return "";
-    }
-    buffered_.append(buf, static_cast<size_t>(n));
+  auto line = child_->read_line(test::ChildProcess::Stream::out, timeout);
+  if (!line) {
+    ADD_FAILURE() << "no line from target " << pid_ << " within " << timeout.count() << " ms (timed out or closed)";
+    return "";
   }
+  return *line;
 }
 
-bool Target::alive() {
-  if (reaped_) return false;
-  int st;
-  pid_t r = waitpid(pid_, &st, WNOHANG);
-  if (r == pid_) {
-    reaped_ = true;
-    status_ = st;
-    return false;
-  }
-  return true;
-}
+bool Target::alive() { return child_->alive(); }
 
 std::string Target::maps() const {
   std::ifstream in("/proc/" + std::to_string(pid_) + "/maps");
@@ -104,61 +46,71 @@ std::string Target::maps() const {
 
 int Target::quit() {
   send("q");
-  for (int i = 0; i < 1000; ++i) {
-    if (!alive()) return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return -1;
+  int code = child_->wait_exit(std::chrono::seconds(10));
+  return child_->was_killed_by_us() ? -1 : code;
 }
 
-CliRun livegraft(const std::vector<std::string>& args, int as_uid) {
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-  std::string exe = livegraft_path();
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    if (as_uid >= 0) {
-      if (setresgid(as_uid, as_uid, as_uid) != 0 || setresuid(as_uid, as_uid, as_uid) != 0) _exit(126);
-    }
-    std::vector<char*> argv{exe.data()};
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  close(err_pipe[1]);
+namespace {
+test::SpawnOptions cli_spawn_options(const std::vector<std::string>& env, int as_uid) {
+  test::SpawnOptions o;
+  o.env = env;
+  o.as_uid = as_uid;
+  o.pipe_stdin = false;
+  o.pipe_stderr = true;
+  return o;
+}
+}  // namespace
+
+CliProcess::CliProcess(const std::vector<std::string>& args, const std::vector<std::string>& env, int as_uid)
+    : child_(livegraft_path(), args, cli_spawn_options(env, as_uid)) {}
+
+CliProcess::~CliProcess() = default;
+
+bool CliProcess::wait_for_stderr(const std::string& text, std::chrono::milliseconds timeout) {
+  const std::string& err = child_.buffered(test::ChildProcess::Stream::err);
+  child_.pump_until([&] { return err.find(text) != std::string::npos; }, timeout);
+  if (err.find(text) != std::string::npos) return true;
+  ADD_FAILURE() << "livegraft did not print '" << text << "'; stderr so far: " << err;
+  return false;
+}
+
+CliRun CliProcess::finish(std::chrono::milliseconds timeout) {
+  auto start = std::chrono::steady_clock::now();
+  if (!child_.pump_until(nullptr, timeout))
+    ADD_FAILURE() << "livegraft did not finish within " << timeout.count() << " ms: killed";
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(timeout - (std::chrono::steady_clock::now() - start));
   CliRun run;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (open_fds > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (poll(fds, 2, 1000) <= 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      } else {
-        (i == 0 ? run.out : run.err).append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) close(f.fd);
-  int st = 0;
-  if (open_fds > 0) kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  run.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  run.exit_code = child_.wait_exit(std::max(left, std::chrono::milliseconds(0)));
+  run.out = child_.buffered(test::ChildProcess::Stream::out);
+  run.err = child_.buffered(test::ChildProcess::Stream::err);
   run.json = nlohmann::json::parse(run.out, nullptr, false);
   if (run.json.is_discarded()) run.json = nullptr;
   return run;
+}
+
+CliRun livegraft(const std::vector<std::string>& args, int as_uid) { return CliProcess(args, {}, as_uid).finish(); }
+
+CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  return CliProcess(args, env).finish();
+}
+
+std::vector<std::string> kill_points_of(const std::string& stderr_text) {
+  std::vector<std::string> names;
+  std::istringstream in(stderr_text);
+  std::string line;
+  const std::string prefix = "livegraft: kill point ";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    auto space = line.find(' ', prefix.size());
+    if (space != std::string::npos) names.push_back(line.substr(space + 1));
+  }
+  return names;
+}
+
+bool wait_for_thread_in_syscall(pid_t pid, const std::vector<long>& syscalls, std::chrono::milliseconds timeout) {
+  if (test::wait_for_thread_in_syscall(pid, syscalls, timeout)) return true;
+  ADD_FAILURE() << "no thread of " << pid << " entered the expected system call";
+  return false;
 }
 
 }  // namespace lg::e2e

@@ -5,10 +5,13 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "child_process.h"  // tests/support
 
 namespace lg::e2e {
 
@@ -41,11 +44,8 @@ class Target {
   int quit();
 
  private:
+  std::unique_ptr<test::ChildProcess> child_;
   pid_t pid_ = -1;
-  int in_ = -1, out_ = -1;
-  std::string buffered_;
-  bool reaped_ = false;
-  int status_ = 0;
 };
 
 struct CliRun {
@@ -56,5 +56,35 @@ struct CliRun {
 
 // Runs `livegraft ARGS...` to completion (with a generous timeout), optionally as [uid].
 CliRun livegraft(const std::vector<std::string>& args, int as_uid = -1);
+// Same with extra environment entries "K=V" (LIVEGRAFT_KILL_AT=3, ...).
+CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env);
+
+// A livegraft run in the background: the test reads its stderr while it runs (to act at a
+// step it announces), then collects it. The destructor kills (SIGKILL) and reaps it.
+class CliProcess {
+ public:
+  explicit CliProcess(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                      int as_uid = -1);
+  ~CliProcess();
+  CliProcess(const CliProcess&) = delete;
+  CliProcess& operator=(const CliProcess&) = delete;
+
+  pid_t pid() const { return child_.pid(); }
+  // Reads stderr until it holds [text]; false (and a test failure) on timeout or exit.
+  bool wait_for_stderr(const std::string& text, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Waits for the exit (SIGKILL after [timeout]) and returns everything it printed.
+  CliRun finish(std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+ private:
+  test::ChildProcess child_;
+};
+
+// The kill points a run reached, in order, from its LIVEGRAFT_KILL_TRACE=1 stderr.
+std::vector<std::string> kill_points_of(const std::string& stderr_text);
+
+// Waits until some thread of [pid] other than the main one sits in one of [syscalls]
+// (/proc/PID/task/TID/syscall): a deterministic "the thread is now blocked inside" signal.
+bool wait_for_thread_in_syscall(pid_t pid, const std::vector<long>& syscalls,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace lg::e2e

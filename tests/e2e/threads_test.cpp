@@ -1,6 +1,7 @@
 // Multi-threaded targets: threads hammering the patched function, a thread blocked inside it,
 // and many idle threads.
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
 
 #include <fstream>
 #include <thread>
@@ -47,6 +48,7 @@ TEST(Threads, ThreadSleepingInsideTheFunctionDelaysApplyUntilItReturns) {
   const std::string pid = std::to_string(t.pid());
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
   ASSERT_EQ(t.ask("b"), "started");
+  ASSERT_TRUE(wait_for_thread_in_syscall(t.pid(), {SYS_nanosleep, SYS_clock_nanosleep}));  // inside compute()
   auto start = std::chrono::steady_clock::now();
   CliRun a = livegraft({"--json", "apply", "--timeout", "30", pid, patch_path("sleeper_fix")});
   auto waited = std::chrono::steady_clock::now() - start;
@@ -62,7 +64,7 @@ TEST(Threads, ShortTimeoutFailsNamingTheBlockedThreadAndLeavesTargetUnchanged) {
   const std::string pid = std::to_string(t.pid());
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
   ASSERT_EQ(t.ask("b"), "started");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(wait_for_thread_in_syscall(t.pid(), {SYS_nanosleep, SYS_clock_nanosleep}));  // inside compute()
   std::string maps_before = t.maps();
   CliRun a = livegraft({"apply", "--timeout", "0.3", pid, patch_path("sleeper_fix")});
   EXPECT_EQ(a.exit_code, 5) << a.err;
@@ -76,6 +78,8 @@ TEST(Threads, ShortTimeoutFailsNamingTheBlockedThreadAndLeavesTargetUnchanged) {
   EXPECT_EQ(t.maps(), maps_before);
   EXPECT_EQ(t.ask("c"), "1");
   CliRun s = livegraft({"--json", "status", pid});
+  ASSERT_EQ(s.exit_code, 0) << s.err;  // a failed status has no "patches": size() of null is 0
+  ASSERT_TRUE(s.json["patches"].is_array()) << s.out;
   EXPECT_EQ(s.json["patches"].size(), 0u) << s.out;
   EXPECT_EQ(t.read_line(std::chrono::seconds(10)), "done 1");
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "child_process.h"  // tests/support
 #include "controller/apply_plan.h"
 
 namespace lg {
@@ -14,32 +15,12 @@ namespace {
 
 std::string bin(const std::string& rel) { return std::string(LG_BINARY_DIR) + "/" + rel; }
 
-// A target blocked reading its stdin (a pipe we never write).
+// A target blocked reading its stdin (a pipe we never write), fully started ("ready").
 struct Running {
-  pid_t pid = -1;
-  int in = -1;
-  explicit Running(const std::string& exe) {
-    int p[2], q[2];
-    EXPECT_EQ(pipe(p), 0);
-    EXPECT_EQ(pipe(q), 0);
-    pid = fork();
-    if (pid == 0) {
-      dup2(p[0], 0);
-      dup2(q[1], 1);
-      execl(exe.c_str(), exe.c_str(), nullptr);
-      _exit(127);
-    }
-    close(p[0]);
-    close(q[1]);
-    in = p[1];
-    char buf[6];
-    EXPECT_EQ(read(q[0], buf, 6), 6);  // "ready\n": fully started
-    close(q[0]);
-  }
-  ~Running() {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    close(in);
+  test::ChildProcess child;
+  pid_t pid;
+  explicit Running(const std::string& exe) : child(exe), pid(child.pid()) {
+    EXPECT_EQ(child.read_line(test::ChildProcess::Stream::out, std::chrono::seconds(20)), "ready");
   }
 };
 
