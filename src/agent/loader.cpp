@@ -93,6 +93,7 @@ class ObjectLoader {
   Result<void> resolve_undefined();
   Result<void> place_and_copy();
   Result<void> apply_relocations();
+  Result<bool> try_rewrite_data_ref(const RelocInputs& in, size_t sec);
   Result<void> protect();
   void register_eh_frame();
   void collect_init_fini();
@@ -115,6 +116,9 @@ class ObjectLoader {
   uint64_t got_off_ = 0, veneer_off_ = 0;   // within their groups
   int eh_frame_sec_ = -1;
   bool uses_got_base_ = false;
+  // External data reached PC-relatively (src/x86/data_reference.h): (section, field) -> ref.
+  std::map<std::pair<size_t, uint64_t>, size_t> data_ref_at_;
+  uint64_t data_thunk_off_ = 0;  // within the text group, kDataRefThunkSize bytes per ref
 
   std::vector<uint64_t> sym_addr_;
   std::vector<bool> sym_needed_;
@@ -202,6 +206,14 @@ Result<void> ObjectLoader::layout() {
 Result<void> ObjectLoader::scan_relocations() {
   const auto& o = *obj_;
   sym_needed_.assign(o.symbols().size(), false);
+  for (size_t i = 0; i < opts_.data_refs.size(); ++i) {
+    const auto& d = opts_.data_refs[i];
+    if (d.section >= o.sections().size() || sec_off_[d.section] < 0 || d.len < 6 ||
+        d.insn + d.len > o.sections()[d.section].hdr.sh_size || d.offset + 4 != d.insn + d.len)
+      return make_error(ErrorKind::invalid_argument, "{}: data reference #{} does not describe an instruction of a loaded section",
+                        o.label(), i);
+    data_ref_at_[{d.section, d.offset}] = i;
+  }
   for (size_t sec = 0; sec < o.sections().size(); ++sec) {
     if (sec_off_[sec] < 0) continue;
     const auto& s = o.sections()[sec];
@@ -221,7 +233,8 @@ Result<void> ObjectLoader::scan_relocations() {
       if (sym != 0) sym_needed_[sym] = true;
       if (sym != 0 && o.symbol_section(sym) == SHN_UNDEF && o.symbol_name(sym) == "_GLOBAL_OFFSET_TABLE_") uses_got_base_ = true;
       if (type == R_X86_64_GOTPC32 || type == R_X86_64_GOTPC64 || type == R_X86_64_GOTOFF64) uses_got_base_ = true;
-      if (uses_got_slot(type) && !got_index_.count(sym)) {
+      bool data_ref = type == R_X86_64_PC32 && data_ref_at_.count({sec, r.r_offset});
+      if ((uses_got_slot(type) || data_ref) && !got_index_.count(sym)) {
         uint64_t slot = got_index_.size() + veneer_index_.size();
         got_index_[sym] = slot;
       }
@@ -250,6 +263,8 @@ Result<void> ObjectLoader::scan_relocations() {
   text = align_up(text, 16);
   veneer_off_ = text;
   text += kVeneerSize * veneer_index_.size();
+  data_thunk_off_ = text;
+  text += x86::kDataRefThunkSize * data_ref_at_.size();
   return ok_result();
 }
 
@@ -302,6 +317,9 @@ Result<void> ObjectLoader::place_and_copy() {
   }
   got_off_ += group_start_[static_cast<int>(Group::rodata)];
   veneer_off_ += group_start_[static_cast<int>(Group::text)];
+  data_thunk_off_ += group_start_[static_cast<int>(Group::text)];
+  if (!data_ref_at_.empty())
+    regions.push_back({"[data thunks]", base + data_thunk_off_, x86::kDataRefThunkSize * data_ref_at_.size(), PROT_READ | PROT_EXEC});
   const uint64_t got = base + got_off_;
   uint64_t nslots = got_index_.size() + veneer_index_.size();
   if (nslots) regions.push_back({"[got]", got, 8 * nslots, PROT_READ});
@@ -389,11 +407,33 @@ Result<void> ObjectLoader::apply_relocations() {
         int64_t d = static_cast<int64_t>(in.S + static_cast<uint64_t>(in.A) - in.P);
         if (d < INT32_MIN || d > INT32_MAX) in.S = base + veneer_off_ + kVeneerSize * veneer_index_[sym];
       }
+      LG_TRY(bool rewritten, try_rewrite_data_ref(in, sec));
+      if (rewritten) continue;
       auto res = apply_relocation(in);
       if (!res) return reloc_error(res.error(), r, sec);
     }
   }
   return ok_result();
+}
+
+// A PC32 reference to external data that the 32-bit field cannot reach goes through the symbol's
+// GOT slot instead (src/x86/data_reference.h); one that reaches is left as the compiler made it.
+Result<bool> ObjectLoader::try_rewrite_data_ref(const RelocInputs& in, size_t sec) {
+  if (in.type != R_X86_64_PC32) return false;
+  auto it = data_ref_at_.find({sec, in.P - out_->mem_.addr() - static_cast<uint64_t>(sec_off_[sec])});
+  if (it == data_ref_at_.end()) return false;
+  int64_t d = static_cast<int64_t>(in.S + static_cast<uint64_t>(in.A) - in.P);
+  if (d >= INT32_MIN && d <= INT32_MAX) return false;
+  const auto& ref = opts_.data_refs[it->second];
+  const uint64_t base = out_->mem_.addr();
+  uint64_t insn_addr = base + static_cast<uint64_t>(sec_off_[sec]) + ref.insn;
+  uint64_t thunk = base + data_thunk_off_ + x86::kDataRefThunkSize * static_cast<uint64_t>(std::distance(data_ref_at_.begin(), it));
+  bool used_thunk = false;
+  if (!in.G || !x86::rewrite_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref.kind, in.A, in.G,
+                                       out_->mem_.ptr(thunk - base), thunk, used_thunk))
+    return make_error(ErrorKind::unsupported, "{}: the {} at {}+{:#x} reaches external data out of +-2 GiB and cannot be rewritten",
+                      obj_->label(), x86::to_string(ref.kind), obj_->sections()[sec].name, ref.insn);
+  return true;
 }
 
 Result<void> ObjectLoader::protect() {

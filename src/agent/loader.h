@@ -18,6 +18,7 @@
 #include "agent/address_space.h"
 #include "common/remote.h"
 #include "common/result.h"
+#include "x86/data_reference.h"
 
 namespace lg::agent {
 
@@ -26,6 +27,7 @@ struct LoadOptions {
   RemoteRange target;         // the whole target object: everything is placed near it
   std::map<std::string, uint64_t, std::less<>> symbols;  // resolved by the controller
   std::set<std::string, std::less<>> dlsym_names;        // may be looked up with dlsym(RTLD_DEFAULT)
+  std::vector<x86::DataRef> data_refs;  // rewritten when out of reach (src/x86/data_reference.h)
 };
 
 struct LoadedRegion {

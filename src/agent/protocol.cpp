@@ -99,6 +99,22 @@ LoadRequest parse_load(const json& j) {
       r.symbols[it.key()] = it->get<uint64_t>();
     }
   }
+  if (j.contains("data_refs")) {
+    const json& d = j["data_refs"];
+    if (!d.is_array()) throw RequestError{"field 'data_refs' must be an array"};
+    for (const auto& x : d) {
+      if (!x.is_object()) throw RequestError{"each of 'data_refs' must be an object"};
+      x86::DataRef ref;
+      ref.section = static_cast<uint32_t>(get_u64(x, "section"));
+      ref.offset = get_u64(x, "offset");
+      ref.insn = get_u64(x, "insn");
+      ref.len = static_cast<uint8_t>(get_u64(x, "len"));
+      auto kind = x86::data_ref_kind_from_string(get_string(x, "kind"));
+      if (!kind) throw RequestError{"data_refs: 'kind' must be \"lea\" or \"load\""};
+      ref.kind = *kind;
+      r.data_refs.push_back(ref);
+    }
+  }
   if (j.contains("dlsym")) {
     const json& d = j["dlsym"];
     if (!d.is_array()) throw RequestError{"field 'dlsym' must be an array of names"};

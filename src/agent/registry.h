@@ -36,6 +36,7 @@ struct LoadRequest {
   std::vector<FuncRequest> funcs;
   std::map<std::string, uint64_t, std::less<>> symbols;
   std::set<std::string, std::less<>> dlsym_names;
+  std::vector<x86::DataRef> data_refs;  // PC-relative external data the loader may rewrite
 };
 
 // One memory write for the controller: verify [old] at [addr], then write [new_bytes].

@@ -54,7 +54,7 @@ struct TargetCode {
 const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& cache) {
   if (cache) return *cache;
   cache.emplace();
-  for (const auto& s : target.elf->symbols()) {
+  for (const auto& s : target.symbol_file().symbols()) {
     if (!s.defined() || s.type != STT_FUNC || s.size == 0) continue;
     auto bytes = target.elf->read_vaddr(s.value, s.size);
     if (!bytes) continue;
@@ -75,7 +75,7 @@ Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& o
   if (extra == 0) return {};
   // Only GCC at -O2 and above does this, and only for callers compiled in the same unit as the
   // callee (or in one link-time-optimised unit); the DWARF of the target says which.
-  CompileUnits units(*target.elf);
+  CompileUnits units(target.symbol_file());
   auto producer = units.producer_of(old_sym.value);
   if (!producer_may_use_ipa_ra(producer)) return {};
   std::optional<uint64_t> unit = producer_is_lto(producer) ? std::nullopt : units.unit_of(old_sym.value);
@@ -113,11 +113,33 @@ Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& o
   return {};
 }
 
+// The symbol of a replaced function: from the object's .symtab or its separate debug file (whose
+// addresses are the object's: the code is then read from the object itself). When a stripped
+// object has no debug file, the error says where it was looked for.
+Result<ElfSymbol> find_old_symbol(const LoadedObject& target, const std::string& name, uint64_t sympos) {
+  auto sym = target.symbol_file().find_symbol(name, sympos);
+  if (sym || sym.error().kind != ErrorKind::not_found || target.symbol_file().has_symtab()) {
+    if (!sym && target.debug)
+      return std::move(sym).error().context(fmt::format("{} ({} debug file of {})", target.debug_path,
+                                                        target.debug_origin, target.display_path()));
+    return sym;
+  }
+  std::string tried;
+  for (const auto& t : target.debug_tried) tried += "\n    " + t;
+  return Error(ErrorKind::not_found,
+               fmt::format("'{}' is not an exported symbol of {}, which is stripped (no .symtab), and no separate "
+                           "debug file was found{}{}",
+                           name, target.display_path(), tried.empty() ? "" : "; looked at:", tried),
+               0,
+               "install its debug symbols (the -dbgsym package, under /usr/lib/debug/.build-id/), set DEBUGINFOD_URLS, "
+               "or pass the debug file with `--symbols FILE`");
+}
+
 // Resolves, checks and plans one replaced function; [new_code] is the replacement's code.
 Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& f, std::span<const uint8_t> new_code,
                               const std::vector<RemoteAddr>& redirected, std::optional<TargetCode>& code_cache) {
   const ElfFile& elf = *target.elf;
-  LG_TRY(auto sym, elf.find_symbol(f.old_name, f.old_sympos));
+  LG_TRY(auto sym, find_old_symbol(target, f.old_name, f.old_sympos));
   if (sym.type == STT_GNU_IFUNC)
     return make_error(ErrorKind::unsupported, "'{}' in {} is an IFUNC resolver: patch the implementation it selects instead",
                       f.old_name, target.path);
@@ -152,10 +174,95 @@ Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& 
                                f.old_name, pid, target.path),
                    0, "rebuild the patch against the binary the process runs");
   }
-  for (const auto& s : elf.symbols())
+  for (const auto& s : target.symbol_file().symbols())
     if (s.defined() && s.type == STT_FUNC && s.size && is_piece_of(s.name, f.old_name))
       p.extra_ranges.push_back({target.runtime(s.value), target.runtime(s.value + s.size)});
   return p;
+}
+
+// The patch's target object, opened with its symbols (its .symtab or its debug file). By name;
+// when several mapped objects answer to the name (a library replaced on disk and mapped again
+// by a later dlopen), the one with the patch's build-id.
+Result<LoadedObject*> find_target_object(ProcessImage& image, const PatchTargetObject& obj, const PlanOptions& options) {
+  LoadedObject* target = nullptr;
+  if (obj.name) {
+    LG_TRY(target, image.find(*obj.name));
+    auto file_name = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };
+    if (obj.build_id && image.open(*target).ok() && target->elf->build_id() != obj.build_id) {
+      for (auto& o : image.objects()) {
+        if (&o == target || file_name(o.path) != file_name(target->path) || !image.open(o).ok()) continue;
+        if (o.elf->build_id() == obj.build_id) {
+          target = &o;
+          break;
+        }
+      }
+    }
+  } else {
+    LG_TRY(target, image.main_executable());
+  }
+  if (!options.symbols_file.empty()) {
+    DebugFileOptions d;
+    d.sysroot = fmt::format("/proc/{}/root", image.pid());
+    d.roots = default_debug_roots(d.sysroot);
+    d.explicit_file = options.symbols_file;
+    image.set_debug_options(std::move(d));
+  }
+  LG_TRY_VOID(image.open_symbols(*target));
+  return target;
+}
+
+nlohmann::json data_refs_json(const std::vector<x86::DataRef>& refs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : refs)
+    out.push_back({{"section", r.section}, {"offset", r.offset}, {"insn", r.insn}, {"len", r.len},
+                   {"kind", x86::to_string(r.kind)}});
+  return out;
+}
+
+// -fPIE patch code reaches data it does not define PC-relatively (R_X86_64_PC32), counting on a
+// copy relocation no linker made (src/x86/data_reference.h). References to the target object's
+// own symbols reach (the patch is placed near it); the others may lie out of +-2 GiB: the loader
+// rewrites the lea/mov loads among them, and anything else is refused here, before the process
+// is touched. Calls and jumps (e8/e9) go through veneers instead.
+Result<void> plan_data_references(const ElfFile& patch_elf, ApplyPlan& plan) {
+  const auto& secs = patch_elf.sections();
+  const auto& syms = patch_elf.symbols();
+  for (const auto& rs : secs) {
+    if (rs.type != SHT_RELA || rs.info == 0 || rs.info >= secs.size()) continue;
+    const ElfSection& target = secs[rs.info];
+    if (!(target.flags & SHF_ALLOC) || !(target.flags & SHF_EXECINSTR) || target.type == SHT_NOBITS) continue;
+    LG_TRY(auto code, patch_elf.section_data(target.index));
+    std::vector<uint64_t> starts;
+    for (const auto& s : syms)
+      if (s.defined() && s.shndx == target.index && (s.type == STT_FUNC || s.type == STT_SECTION)) starts.push_back(s.value);
+    Elf_Scn* scn = elf_getscn(patch_elf.raw(), rs.index);
+    Elf_Data* data = scn ? elf_getdata(scn, nullptr) : nullptr;
+    size_t n = data && rs.entsize ? rs.size / rs.entsize : 0;
+    for (size_t i = 0; i < n; ++i) {
+      GElf_Rela rela;
+      if (!gelf_getrela(data, static_cast<int>(i), &rela) || GELF_R_TYPE(rela.r_info) != R_X86_64_PC32) continue;
+      size_t si = GELF_R_SYM(rela.r_info);
+      if (si == 0 || si >= syms.size() || syms[si].defined()) continue;
+      const std::string& name = syms[si].name;
+      if (auto it = plan.symbols.find(name); it != plan.symbols.end() && it->get<uint64_t>() != 0) continue;  // in the target
+      uint64_t off = rela.r_offset;
+      if (off >= 1 && off <= code.size() && (code[off - 1] == 0xe8 || code[off - 1] == 0xe9)) continue;  // a veneer
+      std::string why;
+      auto ref = x86::classify_data_reference(code, starts, off, rela.r_addend, why);
+      if (!ref)
+        return Error(ErrorKind::unsupported,
+                     fmt::format("patch '{}' reaches '{}', which the target object does not define, PC-relatively "
+                                 "(R_X86_64_PC32 in {}+{:#x}, {}): it may lie more than 2 GiB away, and livegraft "
+                                 "can rewrite only loads (mov) and address computations (lea) of such data",
+                                 plan.patch.name, name, target.name, off, why),
+                     0,
+                     "compile the patch with -fPIC (or -mno-direct-extern-access), which reaches other objects' "
+                     "data through the GOT");
+      ref->section = static_cast<uint32_t>(target.index);
+      plan.data_refs.push_back(*ref);
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -182,10 +289,12 @@ nlohmann::json ApplyPlan::load_request(const std::string& absolute_path) const {
           {"object", {{"name", object_name}, {"lo", object_range.lo.value}, {"hi", object_range.hi.value}}},
           {"funcs", funcs_j},
           {"symbols", symbols},
-          {"dlsym", dlsym}};
+          {"dlsym", dlsym},
+          {"data_refs", data_refs_json(data_refs)}};
 }
 
-Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected) {
+Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected,
+                             const PlanOptions& options) {
   ApplyPlan plan;
   LG_TRY(plan.patch, read_patch_object(patch_path));
   if (plan.patch.objects.size() != 1)
@@ -194,15 +303,9 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
   const PatchTargetObject& obj = plan.patch.objects[0];
 
   LG_TRY(auto image, ProcessImage::read(pid));
-  LoadedObject* target = nullptr;
-  if (obj.name) {
-    LG_TRY(target, image.find(*obj.name));
-  } else {
-    LG_TRY(target, image.main_executable());
-  }
-  LG_TRY_VOID(image.open(*target));
+  LG_TRY(LoadedObject* target, find_target_object(image, obj, options));
   plan.object_name = obj.name.value_or("");
-  plan.object_path = target->path;
+  plan.object_path = target->display_path();
   plan.object_range = target->range;
   plan.build_id = target->elf->build_id().value_or("");
   if (obj.build_id && *obj.build_id != plan.build_id)
@@ -250,6 +353,7 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
     }
     plan.dlsym.push_back(u.name);
   }
+  LG_TRY_VOID(plan_data_references(patch_elf, plan));
   return plan;
 }
 

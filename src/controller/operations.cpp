@@ -170,7 +170,7 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
 
   // 1. Validate everything before touching the process.
   say(options, fmt::format("checking {} against process {}", patch_path, pid));
-  LG_TRY(auto plan, plan_apply(pid, abs_path, redirected));
+  LG_TRY(auto plan, plan_apply(pid, abs_path, redirected, PlanOptions{options.symbols_file}));
   if (existing && find_patch(status, plan.patch.name))
     return make_error(ErrorKind::invalid_argument, "patch '{}' is already applied to process {}", plan.patch.name, pid);
 
@@ -251,6 +251,23 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(stats)}};
 }
 
+namespace {
+
+// Adds to each patch the object it patches as mapped now: its path, " (deleted)" when the file
+// was deleted or replaced on disk after the process mapped it (a package upgrade).
+void annotate_objects(pid_t pid, nlohmann::json& status) {
+  auto image = ProcessImage::read(pid);
+  if (!image) return;
+  for (auto& p : status["patches"]) {
+    const auto& funcs = p.value("funcs", nlohmann::json::array());
+    if (funcs.empty()) continue;
+    if (const LoadedObject* o = image->object_containing(RemoteAddr(funcs[0].value("old_addr", uint64_t{0}))))
+      p["object_path"] = o->display_path();
+  }
+}
+
+}  // namespace
+
 Result<nlohmann::json> patch_status(pid_t pid) {
   LG_TRY_VOID(check_process(pid));
   auto client = AgentClient::connect(pid);
@@ -264,6 +281,7 @@ Result<nlohmann::json> patch_status(pid_t pid) {
   status.erase("ok");
   status["pid"] = pid;
   status["agent"] = true;
+  annotate_objects(pid, status);
   return status;
 }
 

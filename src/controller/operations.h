@@ -19,6 +19,7 @@ namespace lg {
 struct OperationOptions {
   std::chrono::milliseconds timeout{10000};     // how long the switch may keep retrying
   std::string agent_path;                       // empty: find it next to the livegraft binary
+  std::string symbols_file;                     // apply --symbols: the target's separate debug file
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
   std::vector<Blocker>* blockers = nullptr;     // filled when a transition gives up
 };
