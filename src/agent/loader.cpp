@@ -208,8 +208,10 @@ Result<void> ObjectLoader::scan_relocations() {
   sym_needed_.assign(o.symbols().size(), false);
   for (size_t i = 0; i < opts_.data_refs.size(); ++i) {
     const auto& d = opts_.data_refs[i];
-    if (d.section >= o.sections().size() || sec_off_[d.section] < 0 || d.len < 6 ||
-        d.insn + d.len > o.sections()[d.section].hdr.sh_size || d.offset + 4 != d.insn + d.len)
+    bool at_end = d.offset + 4 == d.insn + d.len;
+    if (d.section >= o.sections().size() || sec_off_[d.section] < 0 || d.len < 5 || d.offset < d.insn ||
+        d.insn + d.len > o.sections()[d.section].hdr.sh_size || d.offset + 4 > d.insn + d.len ||
+        (d.kind != x86::DataRefKind::generic && !at_end))
       return make_error(ErrorKind::invalid_argument, "{}: data reference #{} does not describe an instruction of a loaded section",
                         o.label(), i);
     data_ref_at_[{d.section, d.offset}] = i;
@@ -429,8 +431,12 @@ Result<bool> ObjectLoader::try_rewrite_data_ref(const RelocInputs& in, size_t se
   uint64_t insn_addr = base + static_cast<uint64_t>(sec_off_[sec]) + ref.insn;
   uint64_t thunk = base + data_thunk_off_ + x86::kDataRefThunkSize * static_cast<uint64_t>(std::distance(data_ref_at_.begin(), it));
   bool used_thunk = false;
-  if (!in.G || !x86::rewrite_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref.kind, in.A, in.G,
-                                       out_->mem_.ptr(thunk - base), thunk, used_thunk))
+  bool ok = in.G && (ref.kind == x86::DataRefKind::generic
+                         ? x86::rewrite_generic_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref, in.G,
+                                                         out_->mem_.ptr(thunk - base), thunk)
+                         : x86::rewrite_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref.kind, in.A,
+                                                 in.G, out_->mem_.ptr(thunk - base), thunk, used_thunk));
+  if (!ok)
     return make_error(ErrorKind::unsupported, "{}: the {} at {}+{:#x} reaches external data out of +-2 GiB and cannot be rewritten",
                       obj_->label(), x86::to_string(ref.kind), obj_->sections()[sec].name, ref.insn);
   return true;

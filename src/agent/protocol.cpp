@@ -112,6 +112,12 @@ LoadRequest parse_load(const json& j) {
       auto kind = x86::data_ref_kind_from_string(get_string(x, "kind"));
       if (!kind) throw RequestError{"data_refs: 'kind' must be \"lea\" or \"load\""};
       ref.kind = *kind;
+      if (ref.kind == x86::DataRefKind::generic) {
+        auto body = from_hex(get_string(x, "body"));
+        if (!body || body->empty() || body->size() > 15) throw RequestError{"data_refs: 'body' must be 1..15 bytes of hex"};
+        ref.body = std::move(*body);
+        ref.scratch = static_cast<uint8_t>(get_u64(x, "scratch"));
+      }
       r.data_refs.push_back(ref);
     }
   }

@@ -213,9 +213,14 @@ Result<LoadedObject*> find_target_object(ProcessImage& image, const PatchTargetO
 
 nlohmann::json data_refs_json(const std::vector<x86::DataRef>& refs) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : refs)
+  for (const auto& r : refs) {
     out.push_back({{"section", r.section}, {"offset", r.offset}, {"insn", r.insn}, {"len", r.len},
                    {"kind", x86::to_string(r.kind)}});
+    if (r.kind == x86::DataRefKind::generic) {
+      out.back()["body"] = to_hex(r.body);
+      out.back()["scratch"] = r.scratch;
+    }
+  }
   return out;
 }
 
@@ -253,7 +258,7 @@ Result<void> plan_data_references(const ElfFile& patch_elf, ApplyPlan& plan) {
         return Error(ErrorKind::unsupported,
                      fmt::format("patch '{}' reaches '{}', which the target object does not define, PC-relatively "
                                  "(R_X86_64_PC32 in {}+{:#x}, {}): it may lie more than 2 GiB away, and livegraft "
-                                 "can rewrite only loads (mov) and address computations (lea) of such data",
+                                 "cannot rewrite branches or stack-pointer instructions that use such data",
                                  plan.patch.name, name, target.name, off, why),
                      0,
                      "compile the patch with -fPIC (or -mno-direct-extern-access), which reaches other objects' "

@@ -45,12 +45,27 @@ TEST(ExternalData, NewExceptionTypeThrownFromPieCode) {
   EXPECT_EQ(t.ask("p -1"), "caught negative or empty: -1");
 }
 
-TEST(ExternalData, StoreToFarDataIsRefusedBeforeTheProcessIsTouched) {
+// A store with an immediate (movl $0, victim_errno(%rip)) and a load feeding a compare: the
+// generic rewrite, through a scratch register saved below the red zone.
+TEST(ExternalData, StoreToAndCompareWithFarDataGoThroughAScratchRegister) {
+  Target t(target_path("victim"));
+  ASSERT_EQ(t.ask("e -3"), "-29");
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("victim_errno_store")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(t.ask("e -3"), "271");   // -29 + 100 * 3
+  EXPECT_EQ(t.ask("e 5"), "51");     // victim_errno cleared by the patch's store
+  EXPECT_EQ(t.ask("e -4"), "4444");  // victim_errno == 4
+  EXPECT_TRUE(t.alive());
+}
+
+// call *victim_hook(%rip): a branch through far data cannot go through the thunk.
+TEST(ExternalData, CallThroughFarFunctionPointerIsRefusedBeforeTheProcessIsTouched) {
   Target t(target_path("victim"));
   std::string before = t.maps();
-  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("victim_errno_store")});
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("victim_hook_call")});
   EXPECT_EQ(r.exit_code, 6) << r.err;
-  EXPECT_NE(r.err.find("'victim_errno'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'victim_hook'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("`call`"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("-fPIC"), std::string::npos) << r.err;
   EXPECT_EQ(t.maps(), before);  // no agent injected
   EXPECT_EQ(t.ask("e -3"), "-29");

@@ -15,3 +15,4 @@ __attribute__((noinline)) int victim_value(int x) {
 #endif
 void victim_set_offset(int v) { offset = v; }
 int* victim_errno_location(void) { return &victim_errno; }
+int (*victim_hook)(int) = victim_value; /* a library's function pointer */
