@@ -58,8 +58,10 @@ json patch_json(const Patch& p) {
   json regions = json::array(), code = json::array(), funcs = json::array();
   for (const auto& r : p.object->regions()) regions.push_back({{"name", r.name}, {"addr", r.addr}, {"size", r.size}, {"prot", prot_string(r.prot)}});
   for (const auto& c : p.object->code_ranges()) code.push_back(range_json(c));
-  for (const auto& f : p.funcs)
+  for (const auto& f : p.funcs) {
     funcs.push_back({{"old_name", f.old_name}, {"old_sympos", f.old_sympos}, {"old_addr", f.old_addr}, {"new_addr", f.new_addr}, {"new_size", f.new_size}});
+    if (f.entry && f.entry != f.new_addr) funcs.back()["entry_thunk"] = f.entry;
+  }
   json eh = nullptr;
   if (auto e = p.object->eh_frame()) eh = {{"addr", e->lo.value}, {"size", e->size()}, {"registered", p.object->eh_frame_registered()}};
   return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"object", p.object_name}, {"regions", regions},
@@ -84,6 +86,7 @@ LoadRequest parse_load(const json& j) {
     fr.old_sympos = f.contains("old_sympos") ? get_u64(f, "old_sympos") : 0;
     fr.old_addr = get_u64(f, "old_addr");
     fr.jump_addr = f.contains("jump_addr") ? get_u64(f, "jump_addr") : fr.old_addr;
+    fr.preserve = f.contains("preserve") ? static_cast<uint32_t>(get_u64(f, "preserve")) : 0;
     auto bytes = from_hex(get_string(f, "orig_bytes"));
     if (!bytes || bytes->size() != fr.orig_bytes.size())
       throw RequestError{fmt::format("function '{}': orig_bytes must be {} bytes of hex", fr.old_name, fr.orig_bytes.size())};

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 
 #include "common/hex.h"
 #include "elf/dwarf_producer.h"
+#include "elf/function_prototype.h"
 #include "x86/patchability.h"
 #include "x86/register_use.h"
 
@@ -41,6 +43,29 @@ bool is_piece_of(const std::string& piece, const std::string& func) {
   return rest.rfind(".cold", 0) == 0 || rest.rfind(".part.", 0) == 0;
 }
 
+// A caller may rely on registers [extra] surviving a call to [old_sym] ([hazard] says which
+// caller, where): the replacement is then entered through a thunk preserving them. A thunk
+// pushes onto the stack before the replacement runs, which is only right when every argument
+// is in a register: the DWARF prototype must prove that. rax, and the registers the prototype
+// may return in, are never preserved.
+Result<uint32_t> entry_thunk_for(const LoadedObject& target, const ElfSymbol& old_sym, const std::string& name,
+                                 x86::RegSet extra, const std::string& hazard) {
+  ArgumentPassing args = argument_passing(target.symbol_file(), old_sym.value);
+  if (!args.registers_only)
+    return Error(ErrorKind::unsupported,
+                 fmt::format("the replacement of '{}' changes registers the original never touched ({}), and {}; an "
+                             "entry thunk preserving them cannot be used because {}",
+                             name, x86::describe(extra), hazard, args.why),
+                 0,
+                 "the target was built with GCC's -fipa-ra (default at -O2), which lets callers keep values in "
+                 "those registers across the call; make the replacement touch no more registers than the "
+                 "original (no calls), or rebuild the target with -fno-ipa-ra");
+  x86::RegSet preserve = extra & ~x86::RegSet{1};
+  if (args.returns_in_rdx) preserve &= ~x86::RegSet{1u << 2};
+  if (args.returns_in_xmm) preserve &= ~x86::RegSet{3u << 16};
+  return static_cast<uint32_t>(preserve);
+}
+
 // The functions of the target object with their code, decoded on demand by the register check.
 struct TargetCode {
   struct Func {
@@ -65,22 +90,37 @@ const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& c
 }
 
 // GCC's -fipa-ra: callers of a function that clobbers few registers may keep values in the
-// others across the call. A replacement that clobbers more is refused unless every direct caller
-// is shown not to rely on them (src/x86/register_use.h).
-Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
-                                        std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
-                                        const std::string& name, std::optional<TargetCode>& cache) {
+// others across the call. A replacement that clobbers more needs every direct caller shown not to
+// rely on them (src/x86/register_use.h); where that cannot be shown, the replacement is called
+// through an entry thunk that preserves them (src/x86/entry_thunk.h), if the function takes all
+// its arguments in registers. Returns the registers the thunk must preserve (0: no thunk).
+Result<uint32_t> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
+                                            std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
+                                            const std::string& name, std::optional<TargetCode>& cache) {
   using namespace x86;
   RegSet extra = clobbered_by(new_code, 0) & ~clobbered_by(old_code, old_sym.value) & ~RegSet{1};  // rax returns
-  if (extra == 0) return {};
+  if (extra == 0) return 0u;
   // Only GCC at -O2 and above does this, and only for callers compiled in the same unit as the
   // callee (or in one link-time-optimised unit); the DWARF of the target says which.
   CompileUnits units(target.symbol_file());
   auto producer = units.producer_of(old_sym.value);
-  if (!producer_may_use_ipa_ra(producer)) return {};
+  if (!producer_may_use_ipa_ra(producer)) return 0u;
   std::optional<uint64_t> unit = producer_is_lto(producer) ? std::nullopt : units.unit_of(old_sym.value);
   const TargetCode& code = target_code(target, cache);
   auto known = [&](uint64_t a) { return code.starts.count(a) != 0; };
+  // Later calls to functions of the target read what those functions read (decoded); a callee
+  // of another unit makes the caller assume the ABI. The replaced function itself is unknown:
+  // its callers' view of it is what is being checked.
+  std::map<uint64_t, const TargetCode::Func*> by_addr;
+  for (const auto& f : code.funcs) by_addr.emplace(f.sym->value, &f);
+  FindCallee find_callee = [&](uint64_t addr) -> std::optional<Callee> {
+    auto it = by_addr.find(addr);
+    if (addr == old_sym.value || it == by_addr.end()) return std::nullopt;
+    auto callee_unit = units.unit_of(addr);
+    bool same = !unit || !callee_unit || *callee_unit == *unit;
+    return Callee{it->second->bytes, addr, same};
+  };
+  std::string hazard;
   for (const auto& f : code.funcs) {
     if (unit) {
       auto caller_unit = units.unit_of(f.sym->value);
@@ -89,28 +129,24 @@ Result<void> check_register_assumptions(LoadedObject& target, const ElfSymbol& o
     auto sites = call_sites(f.bytes, f.sym->value, old_sym.value);
     if (sites.returns.empty() && !sites.tail_jumps) continue;
     bool callers_assume_all = calls_unknown(f.bytes, f.sym->value, known);
-    auto refuse = [&](const std::string& why) {
-      return Error(ErrorKind::unsupported,
-                   fmt::format("the replacement of '{}' changes registers the original never touched ({}), and {}",
-                               name, describe(extra), why),
-                   0,
-                   "the target was built with GCC's -fipa-ra (default at -O2), which lets callers keep values in "
-                   "those registers across the call; make the replacement touch no more registers than the "
-                   "original (no calls), or rebuild the target with -fno-ipa-ra");
-    };
-    if (sites.tail_jumps && f.sym->value != old_sym.value && !callers_assume_all)
-      return refuse(fmt::format("'{}' jumps to it as a tail call", f.sym->name));
-    for (uint64_t ret : sites.returns) {
-      auto r = read_after_call(f.bytes, f.sym->value, ret, extra, callers_assume_all);
-      if (r.read)
-        return refuse(fmt::format("'{}' reads {} after calling it (at {}+{:#x})", f.sym->name, describe(r.read),
-                                  f.sym->name, r.at - f.sym->value));
-      if (r.unsure)
-        return refuse(fmt::format("livegraft cannot prove that '{}' does not rely on them after calling it (at {}+{:#x})",
-                                  f.sym->name, f.sym->name, r.at - f.sym->value));
+    if (sites.tail_jumps && f.sym->value != old_sym.value && !callers_assume_all) {
+      hazard = fmt::format("'{}' jumps to it as a tail call", f.sym->name);
+      break;
     }
+    for (uint64_t ret : sites.returns) {
+      auto r = read_after_call(f.bytes, f.sym->value, ret, extra, callers_assume_all, find_callee);
+      if (r.read)
+        hazard = fmt::format("'{}' reads {} after calling it (at {}+{:#x})", f.sym->name, describe(r.read), f.sym->name,
+                             r.at - f.sym->value);
+      else if (r.unsure)
+        hazard = fmt::format("livegraft cannot prove that '{}' does not rely on them after calling it (at {}+{:#x})",
+                             f.sym->name, f.sym->name, r.at - f.sym->value);
+      if (!hazard.empty()) break;
+    }
+    if (!hazard.empty()) break;
   }
-  return {};
+  if (hazard.empty()) return 0u;
+  return entry_thunk_for(target, old_sym, name, extra, hazard);
 }
 
 // The symbol of a replaced function: from the object's .symtab or its separate debug file (whose
@@ -156,7 +192,7 @@ Result<PlannedFunc> plan_func(pid_t pid, LoadedObject& target, const PatchFunc& 
   p.addr = target.runtime(sym.value);
   p.size = sym.size;
   LG_TRY(auto site, x86::check_patchable(file_bytes, p.addr.value, f.old_name));
-  LG_TRY_VOID(check_register_assumptions(target, sym, file_bytes, new_code, f.old_name, code_cache));
+  LG_TRY(p.preserve, check_register_assumptions(target, sym, file_bytes, new_code, f.old_name, code_cache));
   p.jump_addr = RemoteAddr(site.jump_addr);
   size_t off = site.jump_addr - p.addr.value;
   p.orig_bytes.assign(file_bytes.begin() + static_cast<long>(off), file_bytes.begin() + static_cast<long>(off + 5));
@@ -288,7 +324,8 @@ nlohmann::json ApplyPlan::load_request(const std::string& absolute_path) const {
                        {"old_sympos", f.old_sympos},
                        {"old_addr", f.addr.value},
                        {"jump_addr", f.jump_addr.value},
-                       {"orig_bytes", to_hex(f.orig_bytes)}});
+                       {"orig_bytes", to_hex(f.orig_bytes)},
+                       {"preserve", f.preserve}});
   return {{"op", "load"},
           {"path", absolute_path},
           {"object", {{"name", object_name}, {"lo", object_range.lo.value}, {"hi", object_range.hi.value}}},

@@ -26,6 +26,9 @@ struct PlannedFunc {
   RemoteAddr jump_addr;    // after endbr64
   std::vector<uint8_t> orig_bytes;  // the 5 bytes at jump_addr in the file
   std::vector<RemoteRange> extra_ranges;  // its .cold/.part pieces
+  // Registers an entry thunk must preserve for the original's callers (GCC -fipa-ra,
+  // src/x86/entry_thunk.h); 0 when the replacement is entered directly.
+  uint32_t preserve = 0;
 };
 
 struct ApplyPlan {
