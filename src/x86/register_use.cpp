@@ -112,7 +112,11 @@ RegSet clobbered_by(std::span<const uint8_t> code, uint64_t addr) {
     if (cat == ZYDIS_CATEGORY_CALL || cat == ZYDIS_CATEGORY_SYSCALL) return caller_saved();
     uint64_t target;
     if (cat == ZYDIS_CATEGORY_UNCOND_BR || cat == ZYDIS_CATEGORY_COND_BR) {
-      if (!branch_target(d, at, target) || target < addr || target >= addr + code.size()) return caller_saved();
+      // A displacement of 0 is a relocation not applied yet (patch code in an ET_REL): a jump to
+      // another section, such as the function's .cold part, which may do anything.
+      if (!branch_target(d, at, target) || target < addr || target >= addr + code.size() ||
+          target == at + d.insn.length)
+        return caller_saved();
     }
     RegSet r, w;
     reads_writes(d, r, w);

@@ -26,7 +26,8 @@ RegSet caller_saved();                 // SysV: rax rcx rdx rsi rdi r8-r11, xmm0
 std::string describe(RegSet regs);     // "rcx, rdx, xmm0"
 
 // The caller-saved registers a function may change, decoding [code] at [addr]. Any call,
-// a jump leaving the function, or an undecodable byte makes it "all caller-saved".
+// a jump leaving the function (or with a zero displacement: an unapplied relocation in a patch
+// object, e.g. to its .cold part), or an undecodable byte makes it "all caller-saved".
 RegSet clobbered_by(std::span<const uint8_t> code, uint64_t addr);
 
 // Direct calls (their return addresses) and direct tail jumps to [callee] inside the function

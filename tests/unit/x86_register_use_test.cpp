@@ -19,6 +19,12 @@ TEST(RegisterUse, LeafClobbersOnlyWhatItWrites) {
   EXPECT_EQ(clobbered_by(two, 0x1000), kRax | kRdx);
 }
 
+TEST(RegisterUse, UnrelocatedJumpOfPatchCodeLeavesTheFunction) {
+  // cmp dword [rdi+8], 2; jg <relocated: .text.unlikely>; mov eax, 1; ret
+  std::vector<uint8_t> hot = {0x83, 0x7f, 0x08, 0x02, 0x0f, 0x8f, 0x00, 0x00, 0x00, 0x00, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3};
+  EXPECT_EQ(clobbered_by(hot, 0), caller_saved());
+}
+
 TEST(RegisterUse, AnyCallClobbersEveryCallerSavedRegister) {
   // push rbx; call +0; pop rbx; ret
   std::vector<uint8_t> caller = {0x53, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x5b, 0xc3};
