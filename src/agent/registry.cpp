@@ -140,7 +140,13 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
       plan.writes.push_back({e.stub.slot, le64(cur), le64(pf.entry)});
       const Patch* top = find(e.stack.back());
       for (const auto& tf : top->funcs)
-        if (tf.old_addr == f.old_addr) plan.check.push_back({RemoteAddr(tf.new_addr), RemoteAddr(tf.new_addr + std::max<uint64_t>(tf.new_size, 1))});
+        if (tf.old_addr == f.old_addr) {
+          plan.check.push_back({RemoteAddr(tf.new_addr), RemoteAddr(tf.new_addr + std::max<uint64_t>(tf.new_size, 1))});
+          // A thread inside its entry thunk is on its way into that implementation too.
+          if (tf.entry && tf.entry != tf.new_addr)
+            for (const auto& r : top->object->regions())
+              if (r.addr == tf.entry) plan.check.push_back({RemoteAddr(r.addr), RemoteAddr(r.addr + r.size)});
+        }
       continue;
     }
     std::array<uint8_t, 5> now{};
