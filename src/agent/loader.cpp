@@ -14,6 +14,7 @@
 #include "agent/relocate.h"
 #include "common/fd.h"
 #include "x86/encode.h"
+#include "x86/entry_thunk.h"
 
 namespace lg::agent {
 
@@ -89,10 +90,12 @@ class ObjectLoader {
  private:
   Result<void> check_supported();
   Result<void> layout();
+  uint64_t thunk_eh_bytes() const;
   Result<void> scan_relocations();
   Result<void> resolve_undefined();
   Result<void> place_and_copy();
   Result<void> apply_relocations();
+  Result<bool> try_rewrite_data_ref(const RelocInputs& in, size_t sec);
   Result<void> protect();
   void register_eh_frame();
   void collect_init_fini();
@@ -115,6 +118,16 @@ class ObjectLoader {
   uint64_t got_off_ = 0, veneer_off_ = 0;   // within their groups
   int eh_frame_sec_ = -1;
   bool uses_got_base_ = false;
+  // External data reached PC-relatively (src/x86/data_reference.h): (section, field) -> ref.
+  std::map<std::pair<size_t, uint64_t>, size_t> data_ref_at_;
+  uint64_t data_thunk_off_ = 0;  // within the text group, kDataRefThunkSize bytes per ref
+  // Entry thunks (src/x86/entry_thunk.h): code in the text group, target slots in the data
+  // group, CFI after the patch's .eh_frame (or on its own in the rodata group).
+  std::vector<x86::EntryThunkCode> thunk_code_;
+  std::vector<uint64_t> thunk_off_, thunk_slot_off_;
+  uint64_t thunk_eh_size_ = 0, thunk_eh_off_ = 0;  // thunk_eh_off_: standalone, in rodata
+  Result<void> layout_entry_thunks();
+  Result<void> place_entry_thunks();
 
   std::vector<uint64_t> sym_addr_;
   std::vector<bool> sym_needed_;
@@ -165,6 +178,7 @@ Result<void> ObjectLoader::check_supported() {
 
 Result<void> ObjectLoader::layout() {
   const auto& o = *obj_;
+  for (uint32_t preserve : opts_.entry_thunks) thunk_code_.push_back(x86::encode_entry_thunk(preserve));
   size_t n = o.sections().size();
   sec_off_.assign(n, -1);
   sec_group_.assign(n, Group::data);
@@ -182,6 +196,7 @@ Result<void> ObjectLoader::layout() {
     size += s.hdr.sh_size;
     if (s.name == ".eh_frame" && s.hdr.sh_size > 0 && eh_frame_sec_ < 0) {
       eh_frame_sec_ = static_cast<int>(i);
+      size += thunk_eh_bytes();  // the entry thunks' CIE and FDEs follow the patch's own
       size += 4;  // 1. __register_frame walks CIEs/FDEs until a zero length word: add it.
     }
   }
@@ -202,6 +217,16 @@ Result<void> ObjectLoader::layout() {
 Result<void> ObjectLoader::scan_relocations() {
   const auto& o = *obj_;
   sym_needed_.assign(o.symbols().size(), false);
+  for (size_t i = 0; i < opts_.data_refs.size(); ++i) {
+    const auto& d = opts_.data_refs[i];
+    bool at_end = d.offset + 4 == d.insn + d.len;
+    if (d.section >= o.sections().size() || sec_off_[d.section] < 0 || d.len < 5 || d.offset < d.insn ||
+        d.insn + d.len > o.sections()[d.section].hdr.sh_size || d.offset + 4 > d.insn + d.len ||
+        (d.kind != x86::DataRefKind::generic && !at_end))
+      return make_error(ErrorKind::invalid_argument, "{}: data reference #{} does not describe an instruction of a loaded section",
+                        o.label(), i);
+    data_ref_at_[{d.section, d.offset}] = i;
+  }
   for (size_t sec = 0; sec < o.sections().size(); ++sec) {
     if (sec_off_[sec] < 0) continue;
     const auto& s = o.sections()[sec];
@@ -221,7 +246,8 @@ Result<void> ObjectLoader::scan_relocations() {
       if (sym != 0) sym_needed_[sym] = true;
       if (sym != 0 && o.symbol_section(sym) == SHN_UNDEF && o.symbol_name(sym) == "_GLOBAL_OFFSET_TABLE_") uses_got_base_ = true;
       if (type == R_X86_64_GOTPC32 || type == R_X86_64_GOTPC64 || type == R_X86_64_GOTOFF64) uses_got_base_ = true;
-      if (uses_got_slot(type) && !got_index_.count(sym)) {
+      bool data_ref = type == R_X86_64_PC32 && data_ref_at_.count({sec, r.r_offset});
+      if ((uses_got_slot(type) || data_ref) && !got_index_.count(sym)) {
         uint64_t slot = got_index_.size() + veneer_index_.size();
         got_index_[sym] = slot;
       }
@@ -250,7 +276,9 @@ Result<void> ObjectLoader::scan_relocations() {
   text = align_up(text, 16);
   veneer_off_ = text;
   text += kVeneerSize * veneer_index_.size();
-  return ok_result();
+  data_thunk_off_ = text;
+  text += x86::kDataRefThunkSize * data_ref_at_.size();
+  return layout_entry_thunks();
 }
 
 Result<void> ObjectLoader::resolve_undefined() {
@@ -302,6 +330,9 @@ Result<void> ObjectLoader::place_and_copy() {
   }
   got_off_ += group_start_[static_cast<int>(Group::rodata)];
   veneer_off_ += group_start_[static_cast<int>(Group::text)];
+  data_thunk_off_ += group_start_[static_cast<int>(Group::text)];
+  if (!data_ref_at_.empty())
+    regions.push_back({"[data thunks]", base + data_thunk_off_, x86::kDataRefThunkSize * data_ref_at_.size(), PROT_READ | PROT_EXEC});
   const uint64_t got = base + got_off_;
   uint64_t nslots = got_index_.size() + veneer_index_.size();
   if (nslots) regions.push_back({"[got]", got, 8 * nslots, PROT_READ});
@@ -311,6 +342,7 @@ Result<void> ObjectLoader::place_and_copy() {
   if (eh_frame_sec_ >= 0)
     out_->eh_frame_ = RemoteRange{RemoteAddr(base + static_cast<uint64_t>(sec_off_[eh_frame_sec_])),
                                   RemoteAddr(base + static_cast<uint64_t>(sec_off_[eh_frame_sec_]) + o.sections()[eh_frame_sec_].hdr.sh_size)};
+  LG_TRY_VOID(place_entry_thunks());
 
   // Defined symbols get their run-time addresses.
   uint64_t common_base = base + group_start_[static_cast<int>(Group::data)];
@@ -389,11 +421,106 @@ Result<void> ObjectLoader::apply_relocations() {
         int64_t d = static_cast<int64_t>(in.S + static_cast<uint64_t>(in.A) - in.P);
         if (d < INT32_MIN || d > INT32_MAX) in.S = base + veneer_off_ + kVeneerSize * veneer_index_[sym];
       }
+      LG_TRY(bool rewritten, try_rewrite_data_ref(in, sec));
+      if (rewritten) continue;
       auto res = apply_relocation(in);
       if (!res) return reloc_error(res.error(), r, sec);
     }
   }
   return ok_result();
+}
+
+// A PC32 reference to external data that the 32-bit field cannot reach goes through the symbol's
+// GOT slot instead (src/x86/data_reference.h); one that reaches is left as the compiler made it.
+Result<bool> ObjectLoader::try_rewrite_data_ref(const RelocInputs& in, size_t sec) {
+  if (in.type != R_X86_64_PC32) return false;
+  auto it = data_ref_at_.find({sec, in.P - out_->mem_.addr() - static_cast<uint64_t>(sec_off_[sec])});
+  if (it == data_ref_at_.end()) return false;
+  int64_t d = static_cast<int64_t>(in.S + static_cast<uint64_t>(in.A) - in.P);
+  if (d >= INT32_MIN && d <= INT32_MAX) return false;
+  const auto& ref = opts_.data_refs[it->second];
+  const uint64_t base = out_->mem_.addr();
+  uint64_t insn_addr = base + static_cast<uint64_t>(sec_off_[sec]) + ref.insn;
+  uint64_t thunk = base + data_thunk_off_ + x86::kDataRefThunkSize * static_cast<uint64_t>(std::distance(data_ref_at_.begin(), it));
+  bool used_thunk = false;
+  bool ok = in.G && (ref.kind == x86::DataRefKind::generic
+                         ? x86::rewrite_generic_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref, in.G,
+                                                         out_->mem_.ptr(thunk - base), thunk)
+                         : x86::rewrite_data_ref(out_->mem_.ptr(insn_addr - base), ref.len, insn_addr, ref.kind, in.A,
+                                                 in.G, out_->mem_.ptr(thunk - base), thunk, used_thunk));
+  if (!ok)
+    return make_error(ErrorKind::unsupported, "{}: the {} at {}+{:#x} reaches external data out of +-2 GiB and cannot be rewritten",
+                      obj_->label(), x86::to_string(ref.kind), obj_->sections()[sec].name, ref.insn);
+  return true;
+}
+
+uint64_t ObjectLoader::thunk_eh_bytes() const {
+  std::vector<x86::ThunkFde> fdes;
+  for (const auto& t : thunk_code_)
+    if (!t.code.empty() && !t.cfa_program.empty()) fdes.push_back({0, t.code.size(), &t.cfa_program});
+  bool any = false;
+  for (uint32_t p : opts_.entry_thunks) any |= p != 0;
+  return any ? x86::encode_thunk_eh_frame(0, fdes).size() : 0;
+}
+
+Result<void> ObjectLoader::layout_entry_thunks() {
+  thunk_off_.assign(opts_.entry_thunks.size(), 0);
+  thunk_slot_off_.assign(opts_.entry_thunks.size(), 0);
+  thunk_eh_size_ = thunk_eh_bytes();
+  if (!thunk_eh_size_) return ok_result();
+  auto& text = group_size_[static_cast<int>(Group::text)];
+  auto& data = group_size_[static_cast<int>(Group::data)];
+  for (size_t i = 0; i < opts_.entry_thunks.size(); ++i) {
+    if (!opts_.entry_thunks[i]) continue;
+    text = align_up(text, 16);
+    thunk_off_[i] = text;
+    text += thunk_code_[i].code.size();
+    data = align_up(data, 8);
+    thunk_slot_off_[i] = data;
+    data += 8;
+  }
+  if (eh_frame_sec_ < 0) {  // no .eh_frame of its own: the thunks' CFI stands alone
+    auto& ro = group_size_[static_cast<int>(Group::rodata)];
+    ro = align_up(ro, 8);
+    thunk_eh_off_ = ro;
+    ro += thunk_eh_size_ + 4;
+  }
+  return ok_result();
+}
+
+Result<void> ObjectLoader::place_entry_thunks() {
+  out_->thunks_.assign(opts_.entry_thunks.size(), {});
+  if (!thunk_eh_size_) return ok_result();
+  const uint64_t base = out_->mem_.addr();
+  std::vector<x86::ThunkFde> fdes;
+  for (size_t i = 0; i < opts_.entry_thunks.size(); ++i) {
+    if (!opts_.entry_thunks[i]) continue;
+    uint64_t addr = base + group_start_[static_cast<int>(Group::text)] + thunk_off_[i];
+    uint64_t slot = base + group_start_[static_cast<int>(Group::data)] + thunk_slot_off_[i];
+    auto& t = thunk_code_[i];
+    if (!x86::set_thunk_call_target(t, addr, slot))
+      return make_error(ErrorKind::internal, "entry thunk at {:#x} cannot reach its slot at {:#x}", addr, slot);
+    std::memcpy(out_->mem_.ptr(addr - base), t.code.data(), t.code.size());
+    out_->thunks_[i] = {addr, slot};
+    out_->regions_.push_back({"[entry thunk]", addr, t.code.size(), PROT_READ | PROT_EXEC});
+    fdes.push_back({addr, t.code.size(), &t.cfa_program});
+  }
+  uint64_t at;
+  if (eh_frame_sec_ >= 0) {
+    at = base + static_cast<uint64_t>(sec_off_[eh_frame_sec_]) + obj_->sections()[eh_frame_sec_].hdr.sh_size;
+  } else {
+    at = base + group_start_[static_cast<int>(Group::rodata)] + thunk_eh_off_;
+  }
+  auto eh = x86::encode_thunk_eh_frame(at, fdes);
+  if (eh.size() != thunk_eh_size_) return make_error(ErrorKind::internal, "entry thunk CFI changed size");
+  std::memcpy(out_->mem_.ptr(at - base), eh.data(), eh.size());  // the zero terminator follows (fresh pages)
+  uint64_t lo = out_->eh_frame_ ? out_->eh_frame_->lo.value : at;
+  out_->eh_frame_ = RemoteRange{RemoteAddr(lo), RemoteAddr(at + eh.size())};
+  return ok_result();
+}
+
+void LoadedObject::set_entry_thunk_target(size_t i, uint64_t target) {
+  if (i < thunks_.size() && thunks_[i].slot) std::memcpy(reinterpret_cast<void*>(thunks_[i].slot), &target, 8);
 }
 
 Result<void> ObjectLoader::protect() {

@@ -18,6 +18,7 @@
 #include "agent/address_space.h"
 #include "common/remote.h"
 #include "common/result.h"
+#include "x86/data_reference.h"
 
 namespace lg::agent {
 
@@ -26,6 +27,9 @@ struct LoadOptions {
   RemoteRange target;         // the whole target object: everything is placed near it
   std::map<std::string, uint64_t, std::less<>> symbols;  // resolved by the controller
   std::set<std::string, std::less<>> dlsym_names;        // may be looked up with dlsym(RTLD_DEFAULT)
+  std::vector<x86::DataRef> data_refs;  // rewritten when out of reach (src/x86/data_reference.h)
+  // Registers to preserve around replacement i (src/x86/entry_thunk.h); 0: no entry thunk.
+  std::vector<uint32_t> entry_thunks;
 };
 
 struct LoadedRegion {
@@ -71,6 +75,11 @@ class LoadedObject {
   // Runs .init_array (and .ctors) once. Patch code runs here: call it only after every check.
   void run_constructors();
 
+  // The entry thunk made for LoadOptions::entry_thunks[i] (0 when none), and pointing it at
+  // the replacement it calls (before anything can reach the thunk).
+  uint64_t entry_thunk(size_t i) const { return i < thunks_.size() ? thunks_[i].addr : 0; }
+  void set_entry_thunk_target(size_t i, uint64_t target);
+
  private:
   friend class ObjectLoader;
   LoadedObject() = default;
@@ -85,6 +94,10 @@ class LoadedObject {
   void (*eh_registered_)(void*) = nullptr;  // the host's __deregister_frame, when registered
   std::vector<uint64_t> init_, fini_;  // function pointers, in call order
   bool constructors_ran_ = false;
+  struct Thunk {
+    uint64_t addr = 0, slot = 0;
+  };
+  std::vector<Thunk> thunks_;
 };
 
 // Loads [opts.path]. Errors: not_found (file, unresolved symbol), bad_patch (malformed ELF),

@@ -58,8 +58,10 @@ json patch_json(const Patch& p) {
   json regions = json::array(), code = json::array(), funcs = json::array();
   for (const auto& r : p.object->regions()) regions.push_back({{"name", r.name}, {"addr", r.addr}, {"size", r.size}, {"prot", prot_string(r.prot)}});
   for (const auto& c : p.object->code_ranges()) code.push_back(range_json(c));
-  for (const auto& f : p.funcs)
+  for (const auto& f : p.funcs) {
     funcs.push_back({{"old_name", f.old_name}, {"old_sympos", f.old_sympos}, {"old_addr", f.old_addr}, {"new_addr", f.new_addr}, {"new_size", f.new_size}});
+    if (f.entry && f.entry != f.new_addr) funcs.back()["entry_thunk"] = f.entry;
+  }
   json eh = nullptr;
   if (auto e = p.object->eh_frame()) eh = {{"addr", e->lo.value}, {"size", e->size()}, {"registered", p.object->eh_frame_registered()}};
   return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"object", p.object_name}, {"regions", regions},
@@ -84,6 +86,7 @@ LoadRequest parse_load(const json& j) {
     fr.old_sympos = f.contains("old_sympos") ? get_u64(f, "old_sympos") : 0;
     fr.old_addr = get_u64(f, "old_addr");
     fr.jump_addr = f.contains("jump_addr") ? get_u64(f, "jump_addr") : fr.old_addr;
+    fr.preserve = f.contains("preserve") ? static_cast<uint32_t>(get_u64(f, "preserve")) : 0;
     auto bytes = from_hex(get_string(f, "orig_bytes"));
     if (!bytes || bytes->size() != fr.orig_bytes.size())
       throw RequestError{fmt::format("function '{}': orig_bytes must be {} bytes of hex", fr.old_name, fr.orig_bytes.size())};
@@ -97,6 +100,28 @@ LoadRequest parse_load(const json& j) {
       if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<int64_t>() >= 0))
         throw RequestError{fmt::format("symbol '{}' must have an unsigned integer address", it.key())};
       r.symbols[it.key()] = it->get<uint64_t>();
+    }
+  }
+  if (j.contains("data_refs")) {
+    const json& d = j["data_refs"];
+    if (!d.is_array()) throw RequestError{"field 'data_refs' must be an array"};
+    for (const auto& x : d) {
+      if (!x.is_object()) throw RequestError{"each of 'data_refs' must be an object"};
+      x86::DataRef ref;
+      ref.section = static_cast<uint32_t>(get_u64(x, "section"));
+      ref.offset = get_u64(x, "offset");
+      ref.insn = get_u64(x, "insn");
+      ref.len = static_cast<uint8_t>(get_u64(x, "len"));
+      auto kind = x86::data_ref_kind_from_string(get_string(x, "kind"));
+      if (!kind) throw RequestError{"data_refs: 'kind' must be \"lea\" or \"load\""};
+      ref.kind = *kind;
+      if (ref.kind == x86::DataRefKind::generic) {
+        auto body = from_hex(get_string(x, "body"));
+        if (!body || body->empty() || body->size() > 15) throw RequestError{"data_refs: 'body' must be 1..15 bytes of hex"};
+        ref.body = std::move(*body);
+        ref.scratch = static_cast<uint8_t>(get_u64(x, "scratch"));
+      }
+      r.data_refs.push_back(ref);
     }
   }
   if (j.contains("dlsym")) {

@@ -54,7 +54,7 @@ const Patch* Registry::find(std::string_view name) const {
 uint64_t Registry::new_addr_of(std::string_view patch, uint64_t old_addr) const {
   if (const Patch* p = find(patch))
     for (const auto& f : p->funcs)
-      if (f.old_addr == old_addr) return f.new_addr;
+      if (f.old_addr == old_addr) return f.entry ? f.entry : f.new_addr;
   return 0;
 }
 
@@ -88,7 +88,8 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
       return make_error(ErrorKind::invalid_argument, "function '{}': jump_addr {:#x} is not at its entry {:#x}", f.old_name, f.jump_addr, f.old_addr);
   }
 
-  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names};
+  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names, req.data_refs, {}};
+  for (const auto& f : req.funcs) opts.entry_thunks.push_back(f.preserve);
   LG_TRY(auto obj, load_object(opts));
   LG_TRY(auto meta, read_patch_metadata(*obj));
   if (find(meta.name)) return make_error(ErrorKind::invalid_argument, "a patch named '{}' is already loaded", meta.name);
@@ -111,7 +112,12 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
                         f.old_sympos);
     used[k] = true;
     auto sym = obj->function_at(meta.funcs[k].new_func);
-    patch->funcs.push_back({f.old_name, f.old_sympos, f.old_addr, meta.funcs[k].new_func, sym ? sym->size : 0});
+    uint64_t entry = meta.funcs[k].new_func;
+    if (uint64_t thunk = obj->entry_thunk(patch->funcs.size())) {
+      obj->set_entry_thunk_target(patch->funcs.size(), meta.funcs[k].new_func);
+      entry = thunk;
+    }
+    patch->funcs.push_back({f.old_name, f.old_sympos, f.old_addr, meta.funcs[k].new_func, sym ? sym->size : 0, entry});
   }
 
   // Stubs and writes. Entries created here are removed again if anything below fails.
@@ -131,10 +137,16 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
       if (e.jump_addr != f.jump_addr)
         return make_error(ErrorKind::mismatch, "function '{}' is redirected at {:#x}, the request says {:#x}", f.old_name, e.jump_addr, f.jump_addr);
       uint64_t cur = e.stub.read_slot();
-      plan.writes.push_back({e.stub.slot, le64(cur), le64(pf.new_addr)});
+      plan.writes.push_back({e.stub.slot, le64(cur), le64(pf.entry)});
       const Patch* top = find(e.stack.back());
       for (const auto& tf : top->funcs)
-        if (tf.old_addr == f.old_addr) plan.check.push_back({RemoteAddr(tf.new_addr), RemoteAddr(tf.new_addr + std::max<uint64_t>(tf.new_size, 1))});
+        if (tf.old_addr == f.old_addr) {
+          plan.check.push_back({RemoteAddr(tf.new_addr), RemoteAddr(tf.new_addr + std::max<uint64_t>(tf.new_size, 1))});
+          // A thread inside its entry thunk is on its way into that implementation too.
+          if (tf.entry && tf.entry != tf.new_addr)
+            for (const auto& r : top->object->regions())
+              if (r.addr == tf.entry) plan.check.push_back({RemoteAddr(r.addr), RemoteAddr(r.addr + r.size)});
+        }
       continue;
     }
     std::array<uint8_t, 5> now{};
@@ -147,7 +159,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
     funcs_.emplace(f.old_addr, e);
     patch->created_funcs.push_back(f.old_addr);
     // The stub is not reachable yet (nothing jumps to it): the agent may fill its slot itself.
-    stub.write_slot(pf.new_addr);
+    stub.write_slot(pf.entry);
     auto jmp = x86::encode_jmp_rel32(f.jump_addr, stub.code);
     if (!jmp) return make_error(ErrorKind::internal, "stub {:#x} out of reach of {:#x}", stub.code, f.jump_addr);
     plan.writes.push_back({f.jump_addr, {f.orig_bytes.begin(), f.orig_bytes.end()}, {jmp->begin(), jmp->end()}});

@@ -27,6 +27,7 @@ struct FuncRequest {
   uint64_t old_addr = 0;
   uint64_t jump_addr = 0;              // where the 5-byte jmp goes (after an endbr64)
   std::array<uint8_t, 5> orig_bytes{};  // the bytes at jump_addr before anything was written
+  uint32_t preserve = 0;  // registers an entry thunk keeps for the callers (src/x86/entry_thunk.h)
 };
 
 struct LoadRequest {
@@ -36,6 +37,7 @@ struct LoadRequest {
   std::vector<FuncRequest> funcs;
   std::map<std::string, uint64_t, std::less<>> symbols;
   std::set<std::string, std::less<>> dlsym_names;
+  std::vector<x86::DataRef> data_refs;  // PC-relative external data the loader may rewrite
 };
 
 // One memory write for the controller: verify [old] at [addr], then write [new_bytes].
@@ -55,6 +57,7 @@ struct PatchFunc {
   uint64_t old_addr = 0;
   uint64_t new_addr = 0;
   uint64_t new_size = 0;
+  uint64_t entry = 0;  // what the slot points at: new_addr, or the entry thunk calling it
 };
 
 enum class PatchState { loaded, enabled };

@@ -14,6 +14,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     std::string patch;
     double timeout = 10;
     std::string agent;
+    std::string symbols;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (stop-the-world consistency)");
@@ -21,11 +22,15 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
   add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
+  cmd->add_option("--symbols", args->symbols,
+                  "Separate debug file of a stripped target object (found by build-id, .gnu_debuglink or "
+                  "debuginfod otherwise)");
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
     options.agent_path = args->agent;
+    options.symbols_file = args->symbols;
     options.progress = progress_printer(global);
     options.blockers = &blockers;
     auto result = apply_patch(args->pid, args->patch, options);

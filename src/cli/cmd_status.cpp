@@ -34,8 +34,10 @@ void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     const auto& patches = s.contains("patches") && s["patches"].is_array() ? s["patches"] : nlohmann::json::array();
     if (patches.empty()) std::cout << "  no patches\n";
     for (const auto& p : patches) {
-      std::cout << fmt::format("  patch '{}' [{}] from {}\n", p.value("name", "?"), p.value("state", "?"),
+      std::cout << fmt::format("  patch '{}' [{}] from {}", p.value("name", "?"), p.value("state", "?"),
                                p.value("path", "?"));
+      if (p.contains("object_path")) std::cout << fmt::format(", patching {}", p["object_path"].get<std::string>());
+      std::cout << "\n";
       for (const auto& f : p.value("funcs", nlohmann::json::array()))
         std::cout << fmt::format("    {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"),
                                  f.value("old_addr", uint64_t{0}), f.value("new_addr", uint64_t{0}));

@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "controller/process_image.h"
 #include "elf/patch_object.h"
+#include "x86/data_reference.h"
 
 namespace lg {
 
@@ -25,6 +26,9 @@ struct PlannedFunc {
   RemoteAddr jump_addr;    // after endbr64
   std::vector<uint8_t> orig_bytes;  // the 5 bytes at jump_addr in the file
   std::vector<RemoteRange> extra_ranges;  // its .cold/.part pieces
+  // Registers an entry thunk must preserve for the original's callers (GCC -fipa-ra,
+  // src/x86/entry_thunk.h); 0 when the replacement is entered directly.
+  uint32_t preserve = 0;
 };
 
 struct ApplyPlan {
@@ -36,16 +40,26 @@ struct ApplyPlan {
   std::vector<PlannedFunc> funcs;
   nlohmann::json symbols = nlohmann::json::object();  // name -> address
   std::vector<std::string> dlsym;                     // IFUNC imports
+  // PC-relative references to data of other objects that the loader rewrites when out of
+  // reach (src/x86/data_reference.h).
+  std::vector<x86::DataRef> data_refs;
 
   // The original code no thread may be running for the switch (functions and their pieces).
   std::vector<RemoteRange> original_ranges() const;
   nlohmann::json load_request(const std::string& absolute_path) const;
 };
 
+struct PlanOptions {
+  // `--symbols FILE`: the separate debug file of the target object (src/elf/debug_file.h), for
+  // a stripped object whose debug file is not where the lookup finds it.
+  std::string symbols_file;
+};
+
 // Reads the patch and checks it against process [pid] without any ptrace: target object
 // mapped, build-id equal, every function found (sympos), patchable, and its code in memory
 // equal to the file (or already redirected by livegraft: [redirected] are jump addresses the
 // agent reports), every import resolvable. Errors name what is wrong.
-Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected);
+Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected,
+                             const PlanOptions& options = {});
 
 }  // namespace lg

@@ -334,7 +334,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 
   // 1. Validate everything before touching the process.
   say(options, fmt::format("checking {} against process {}", patch_path, pid));
-  LG_TRY(auto plan, plan_apply(pid, abs_path, redirected));
+  LG_TRY(auto plan, plan_apply(pid, abs_path, redirected, PlanOptions{options.symbols_file}));
   if (auto bad = check_name(plan.patch.name))
     return make_error(ErrorKind::bad_patch, "the patch's name '{}' is unusable: {}", printable(plan.patch.name), *bad);
   if (existing && find_patch(status, plan.patch.name))
@@ -445,6 +445,19 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(stats)}};
 }
 
+// Adds to each patch the object it patches as mapped now: its path, " (deleted)" when the file
+// was deleted or replaced on disk after the process mapped it (a package upgrade).
+void annotate_objects(pid_t pid, nlohmann::json& status) {
+  auto image = ProcessImage::read(pid);
+  if (!image) return;
+  for (auto& p : status["patches"]) {
+    const auto& funcs = p.value("funcs", nlohmann::json::array());
+    if (funcs.empty()) continue;
+    if (const LoadedObject* o = image->object_containing(RemoteAddr(funcs[0].value("old_addr", uint64_t{0}))))
+      p["object_path"] = o->display_path();
+  }
+}
+
 }  // namespace
 
 Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout) {
@@ -474,6 +487,7 @@ Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds t
   status["pid"] = pid;
   status["agent"] = true;
   status["transition"] = hello.contains("transition") ? hello["transition"] : nlohmann::json(nullptr);
+  annotate_objects(pid, status);
   return status;
 }
 

@@ -21,6 +21,7 @@ struct OperationOptions {
   // each request) and, after an injection, the wait for its socket.
   std::chrono::milliseconds timeout{10000};
   std::string agent_path;                       // empty: find it next to the livegraft binary
+  std::string symbols_file;                     // apply --symbols: the target's separate debug file
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
   std::vector<Blocker>* blockers = nullptr;     // filled when a transition gives up
 };

@@ -112,7 +112,11 @@ RegSet clobbered_by(std::span<const uint8_t> code, uint64_t addr) {
     if (cat == ZYDIS_CATEGORY_CALL || cat == ZYDIS_CATEGORY_SYSCALL) return caller_saved();
     uint64_t target;
     if (cat == ZYDIS_CATEGORY_UNCOND_BR || cat == ZYDIS_CATEGORY_COND_BR) {
-      if (!branch_target(d, at, target) || target < addr || target >= addr + code.size()) return caller_saved();
+      // A displacement of 0 is a relocation not applied yet (patch code in an ET_REL): a jump to
+      // another section, such as the function's .cold part, which may do anything.
+      if (!branch_target(d, at, target) || target < addr || target >= addr + code.size() ||
+          target == at + d.insn.length)
+        return caller_saved();
     }
     RegSet r, w;
     reads_writes(d, r, w);
@@ -157,17 +161,29 @@ bool calls_unknown(std::span<const uint8_t> code, uint64_t addr, const std::func
   return false;
 }
 
-ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint64_t return_addr, RegSet watch,
-                              bool callers_assume_all) {
+namespace {
+
+enum class Walk { after_call, on_entry };
+constexpr int kMaxCalleeDepth = 3;
+
+// Follows every path of [code]@[addr] from [start] while registers of [watch] are live.
+// after_call: reaching `ret` with registers still watched is a read unless callers_assume_all;
+// on_entry: `ret` ends the path (the caller continues with whatever is still watched).
+ReadAfterCall walk(std::span<const uint8_t> code, uint64_t addr, uint64_t start, RegSet watch, Walk mode,
+                   bool callers_assume_all, const FindCallee& find_callee, int depth) {
   ReadAfterCall result;
   struct Path {
     uint64_t at;
     RegSet watch;
   };
-  std::vector<Path> work{{return_addr, watch}};
+  std::vector<Path> work{{start, watch}};
   std::set<std::pair<uint64_t, RegSet>> seen;
   int budget = 4096;
   Decoded d;
+  auto callee_of = [&](uint64_t target) -> std::optional<Callee> {
+    if (!find_callee || depth >= kMaxCalleeDepth) return std::nullopt;
+    return find_callee(target);
+  };
   while (!work.empty()) {
     Path p = work.back();
     work.pop_back();
@@ -181,27 +197,44 @@ ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint
       RegSet r, w;
       reads_writes(d, r, w);
       auto cat = d.insn.meta.category;
-      // A call passes its argument registers on: reading them counts as a read here.
-      if (cat == ZYDIS_CATEGORY_CALL) r |= kArgs | kXmmArgs;
+      uint64_t next = p.at + d.insn.length, target = 0;
+      bool direct = (cat == ZYDIS_CATEGORY_CALL || cat == ZYDIS_CATEGORY_UNCOND_BR || cat == ZYDIS_CATEGORY_COND_BR) &&
+                    branch_target(d, p.at, target);
+      bool leaves = direct && (target < addr || target >= addr + code.size());
+      RegSet kill = 0;
+      bool ends = false;
+      if (cat == ZYDIS_CATEGORY_CALL || (cat == ZYDIS_CATEGORY_UNCOND_BR && leaves)) {
+        // A call passes argument registers on; a tail jump out of the function too.
+        std::optional<Callee> callee = direct ? callee_of(target) : std::nullopt;
+        std::optional<RegSet> reads =
+            callee ? reads_on_entry(callee->code, callee->addr, p.watch, find_callee, depth + 1) : std::nullopt;
+        if (reads) {
+          r |= *reads;
+          if (!callee->same_unit) kill = caller_saved();
+        } else {
+          r |= kArgs | kXmmArgs;
+          kill = caller_saved();  // the next callee may clobber them all
+        }
+        ends = cat == ZYDIS_CATEGORY_UNCOND_BR;  // a tail call: the callee returns for us
+      }
       if (r & p.watch) {
         result.read |= r & p.watch;
         if (!result.at) result.at = p.at;
         return result;
       }
       p.watch &= ~w;
-      if (cat == ZYDIS_CATEGORY_CALL) p.watch &= ~caller_saved();  // the next callee may clobber them all
-      if (cat == ZYDIS_CATEGORY_RET) {
-        if (!callers_assume_all) {
+      p.watch &= ~kill;
+      if (ends || cat == ZYDIS_CATEGORY_RET) {
+        if (mode == Walk::after_call && !callers_assume_all) {
           result.read |= p.watch;
           if (!result.at) result.at = p.at;
           return result;
         }
         break;
       }
-      uint64_t next = p.at + d.insn.length, target;
       if (cat == ZYDIS_CATEGORY_UNCOND_BR || cat == ZYDIS_CATEGORY_COND_BR) {
-        if (!branch_target(d, p.at, target) || target < addr || target >= addr + code.size()) {
-          // A jump table or a tail call out of the function: cannot follow.
+        if (!direct || leaves) {
+          // A jump table, or a conditional tail call out of the function: cannot follow.
           result.unsure = true;
           result.at = p.at;
           return result;
@@ -213,6 +246,21 @@ ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint
     }
   }
   return result;
+}
+
+}  // namespace
+
+ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint64_t return_addr, RegSet watch,
+                              bool callers_assume_all, const FindCallee& find_callee) {
+  return walk(code, addr, return_addr, watch, Walk::after_call, callers_assume_all, find_callee, 0);
+}
+
+std::optional<RegSet> reads_on_entry(std::span<const uint8_t> code, uint64_t addr, RegSet watch,
+                                     const FindCallee& find_callee, int depth) {
+  if (depth > kMaxCalleeDepth) return std::nullopt;
+  auto r = walk(code, addr, addr, watch, Walk::on_entry, true, find_callee, depth);
+  if (r.unsure) return std::nullopt;
+  return r.read;
 }
 
 }  // namespace lg::x86

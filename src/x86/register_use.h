@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,7 +26,8 @@ RegSet caller_saved();                 // SysV: rax rcx rdx rsi rdi r8-r11, xmm0
 std::string describe(RegSet regs);     // "rcx, rdx, xmm0"
 
 // The caller-saved registers a function may change, decoding [code] at [addr]. Any call,
-// a jump leaving the function, or an undecodable byte makes it "all caller-saved".
+// a jump leaving the function (or with a zero displacement: an unapplied relocation in a patch
+// object, e.g. to its .cold part), or an undecodable byte makes it "all caller-saved".
 RegSet clobbered_by(std::span<const uint8_t> code, uint64_t addr);
 
 // Direct calls (their return addresses) and direct tail jumps to [callee] inside the function
@@ -46,8 +48,27 @@ struct ReadAfterCall {
   bool unsure = false;  // the analysis ran out of budget or left the function
   uint64_t at = 0;      // address of the first offending instruction
 };
+//
+// A later call inside the function counts as reading every argument register and clobbering
+// every caller-saved one, unless [find_callee] knows the callee: then it reads only what the
+// callee (decoded, following its own known calls a few levels deep) may read before writing,
+// and clobbers nothing — the caller may rely on the callee preserving a register (IPA-RA), so
+// watched registers stay watched after it returns. A callee in another compilation unit
+// (same_unit false) makes the caller assume the ABI: everything caller-saved is clobbered.
+struct Callee {
+  std::span<const uint8_t> code;
+  uint64_t addr = 0;
+  bool same_unit = true;
+};
+using FindCallee = std::function<std::optional<Callee>(uint64_t target)>;
 ReadAfterCall read_after_call(std::span<const uint8_t> code, uint64_t addr, uint64_t return_addr, RegSet watch,
-                              bool callers_assume_all);
+                              bool callers_assume_all, const FindCallee& find_callee = nullptr);
+
+// The registers of [watch] that a call to the function [code]@[addr] may read before writing
+// them (its argument registers in use, precisely). nullopt when it cannot tell (a jump table, an
+// undecodable byte, too deep): callers then count every argument register as read.
+std::optional<RegSet> reads_on_entry(std::span<const uint8_t> code, uint64_t addr, RegSet watch,
+                                     const FindCallee& find_callee, int depth = 0);
 
 // Whether the function calls something its compiler could not see into (an indirect call, or a
 // direct call to an address [is_known_function] rejects, such as a PLT stub): then its own
