@@ -70,7 +70,7 @@ inline long ptrace_req(enum __ptrace_request req, pid_t tid, uint64_t addr = 0, 
 }
 
 // Test-only fault injection (tests/unit/process_*): when set, called at named steps ("poll_pass",
-// "resume_one", "set_regs"); returning true makes that step fail with an io error as if the
+// "resume_one", "set_regs", "run_until_marker"); returning true makes that step fail with an io error as if the
 // kernel had refused it. Never set outside tests.
 using FaultHook = bool (*)(const char* step, pid_t tid);
 extern FaultHook g_fault_hook_for_testing;

@@ -101,7 +101,11 @@ class HijackedThread {
   }
   Result<void> restore() {
     armed_ = false;
-    return process_.put_back(tid_, saved_, xstate_);
+    auto r = process_.put_back(tid_, saved_, xstate_);
+    if (!r)
+      return std::move(r).error().context(
+          fmt::format("putting thread {} back after remote code (if it runs again it restores itself)", tid_));
+    return ok_result();
   }
 
  private:
@@ -327,6 +331,8 @@ Result<void> Process::run_until_marker(pid_t tid, RemoteAddr marker_rip, std::ch
       return make_error(ErrorKind::timeout,
                         "remote code in thread {} of process {} timed out and the thread did not stop again", tid,
                         pid_);
+    if (injected_fault("run_until_marker", tid))
+      return make_error(ErrorKind::io, "waiting for remote code in thread {}: injected fault", tid);
     // Other threads' clone events and signals are serviced now and then: the called function
     // may wait for a lock held by one of them.
     LG_TRY(bool progressed, poll_pass(pass % 16 == 0 ? 0 : tid));
