@@ -9,14 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <filesystem>
 #include <thread>
 
 #include "common/kill_point.h"
 #include "common/proc_maps.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
+#include "process/seccomp_check.h"
 
 namespace lg {
 
@@ -82,37 +81,6 @@ Result<LibcFunctions> find_libc_functions(pid_t pid) {
   return out;
 }
 
-// Seccomp (man 2 seccomp): a thread in strict mode (1) may make only read/write/exit/sigreturn;
-// one under filters (2) may be killed (SIGSYS) for any syscall the filter rejects: the remote
-// mmap/mprotect/munmap/getpid, dlopen's openat/mmap/read, the agent's socket/bind/listen and
-// its control thread's clone3. Nothing about the filter is known without reading it, so such a
-// process is refused before anything is changed in it (the field is per thread: every thread's
-// /proc/PID/task/TID/status is read).
-Result<void> check_no_seccomp(pid_t pid) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    auto text = read_text_file(e.path().string() + "/status");
-    if (!text) continue;  // the thread exited
-    auto field = [&](const char* name) -> long {
-      auto pos = text->find(fmt::format("\n{}:", name));
-      return pos == std::string::npos ? 0 : std::atol(text->c_str() + pos + std::strlen(name) + 2);
-    };
-    const long mode = field("Seccomp");
-    if (mode == 0) continue;
-    const long filters = field("Seccomp_filters");
-    return Error(ErrorKind::unsupported,
-                 fmt::format("process {} runs under seccomp ({}; thread {}): injecting the agent makes syscalls "
-                             "(mmap, mprotect, openat, socket, clone3, ...) that seccomp may kill the process for, "
-                             "so livegraft does not inject into it",
-                             pid, mode == 1 ? "strict mode" : fmt::format("{} filter(s)", filters),
-                             e.path().filename().string()),
-                 0,
-                 "start the program with the agent preloaded (LD_PRELOAD=/path/to/liblivegraft-agent.so), "
-                 "before it installs its seccomp filter");
-  }
-  return ok_result();
-}
-
 Result<std::string> read_remote_string(const Process& process, RemoteAddr addr, size_t max) {
   std::string s;
   uint8_t chunk[256];
@@ -157,7 +125,6 @@ Result<void> inject_library(Process& process, const std::string& library_path,
                       library_path);
   if (::access(fmt::format("/proc/{}/root{}", pid, library_path).c_str(), R_OK) != 0)
     return make_errno_error(ErrorKind::not_found, "library {} as seen by process {}", library_path, pid);
-  LG_TRY_VOID(check_no_seccomp(pid));
   LG_TRY(const LibcFunctions fns, find_libc_functions(pid));
 
   const auto deadline = Clock::now() + timeout;
@@ -178,6 +145,12 @@ Result<void> inject_library(Process& process, const std::string& library_path,
       auto resume = [&] {
         if (!was_stopped) (void)process.resume_thread(tid);
       };
+      // Before anything is changed: the syscalls this thread and the agent's thread (its
+      // child) will make must pass its seccomp filters (seccomp_check.h).
+      if (auto allowed = check_seccomp_allows_injection(pid, tid); !allowed) {
+        resume();
+        return std::move(allowed).error();
+      }
       auto regs = process.get_regs(tid);
       if (!regs) {
         resume();

@@ -116,8 +116,8 @@ TEST(InjectHazards, ControllerKilledAtEveryStepBorrowingAThreadBlockedInRead) { 
 
 TEST(InjectHazards, ControllerKilledAtEveryStepBorrowingABusyThread) { kill_at_every_inject_step({"busy-main"}); }
 
-TEST(InjectHazards, SeccompFilterIsRefusedBeforeTouchingTheProcess) {
-  Target t(target_path("seccomp_socket"));
+TEST(InjectHazards, SeccompFilterKillingASyscallTheAgentNeedsIsRefusedBeforeTouchingTheProcess) {
+  Target t(target_path("seccomp_filtered"), {"socket"});
   const std::string pid = std::to_string(t.pid());
   ASSERT_EQ(t.ask("n"), "1");
   std::string maps_before = t.maps();
@@ -126,10 +126,30 @@ TEST(InjectHazards, SeccompFilterIsRefusedBeforeTouchingTheProcess) {
   EXPECT_EQ(r.json.value("kind", ""), "unsupported") << r.out << r.err;
   const std::string error = r.json.value("error", "");
   EXPECT_NE(error.find("seccomp"), std::string::npos) << error;
+  EXPECT_NE(error.find("socket with KILL_PROCESS"), std::string::npos) << error;
   EXPECT_NE(r.json.value("hint", "").find("LD_PRELOAD"), std::string::npos) << r.out;
   ASSERT_TRUE(t.alive()) << "injection killed the seccomp-filtered target";
   EXPECT_EQ(t.ask("n"), "2");
   EXPECT_EQ(t.maps(), maps_before);
+}
+
+// A filter that kills on mount() only, and one that kills on everything but the syscalls
+// livegraft says injection needs: both let injection and the agent work (the second checks
+// that list against what injection and the agent's start really do).
+class SeccompAllowing : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(InjectHazards, SeccompAllowing, ::testing::Values("mount", "allowlist"));
+
+TEST_P(SeccompAllowing, FilterThatAllowsWhatInjectionNeedsDoesNotPreventIt) {
+  Target t(target_path("seccomp_filtered"), {GetParam()});
+  const std::string pid = std::to_string(t.pid());
+  CliRun r = livegraft({"--json", "inject", pid});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.json["injected"], true);
+  CliRun status = livegraft({"--json", "status", pid});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(status.json["agent"], true) << status.out;
+  ASSERT_TRUE(t.alive());
+  EXPECT_EQ(t.ask("n"), "1");
 }
 
 }  // namespace
