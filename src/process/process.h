@@ -157,6 +157,27 @@ class Process {
   std::map<pid_t, std::unique_ptr<ThreadInfo>> threads_;
 };
 
+// A thread stopped for the length of a scope (for inspecting it, or borrowing it): resumed
+// when the scope ends, unless it was already stopped before (then it stays as it was).
+// resume() reports a failure; the destructor (an early return) prints it, as it cannot return it.
+class ThreadStopScope {
+ public:
+  // Errors as Process::stop_thread.
+  static Result<ThreadStopScope> stop(Process& process, pid_t tid, std::chrono::milliseconds timeout);
+  ThreadStopScope(ThreadStopScope&& other) noexcept;
+  ThreadStopScope(const ThreadStopScope&) = delete;
+  ThreadStopScope& operator=(const ThreadStopScope&) = delete;
+  ~ThreadStopScope();
+  Result<void> resume();
+  pid_t tid() const { return tid_; }
+
+ private:
+  ThreadStopScope(Process& process, pid_t tid, bool armed) : process_(&process), tid_(tid), armed_(armed) {}
+  Process* process_;
+  pid_t tid_;
+  bool armed_;
+};
+
 // Loads [library_path] into the target with dlopen(path, RTLD_NOW) called through a thread for
 // which [thread_is_safe] says yes (the caller rejects threads inside the dynamic loader or the
 // allocator). Threads are tried in turn, with backoff, until [timeout]. dlopen's address comes

@@ -406,4 +406,27 @@ Result<void> Process::poll_events() {
   return ok_result();
 }
 
+Result<ThreadStopScope> ThreadStopScope::stop(Process& process, pid_t tid, std::chrono::milliseconds timeout) {
+  const bool was_stopped = process.is_stopped(tid);
+  LG_TRY_VOID(process.stop_thread(tid, timeout));
+  return ThreadStopScope(process, tid, !was_stopped);
+}
+
+ThreadStopScope::ThreadStopScope(ThreadStopScope&& other) noexcept
+    : process_(other.process_), tid_(other.tid_), armed_(other.armed_) {
+  other.armed_ = false;
+}
+
+ThreadStopScope::~ThreadStopScope() {
+  if (!armed_) return;
+  if (auto r = resume(); !r && r.error().kind != ErrorKind::thread_died)
+    std::fprintf(stderr, "livegraft: %s\n", r.error().describe().c_str());
+}
+
+Result<void> ThreadStopScope::resume() {
+  if (!armed_) return ok_result();
+  armed_ = false;
+  return process_->resume_thread(tid_);
+}
+
 }  // namespace lg

@@ -106,6 +106,8 @@ TEST(ProcessInject, NoSafeThreadTimesOutAsUnsafe) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::unsafe) << r.error().describe();
   EXPECT_FALSE(maps_contain(target.pid(), so));
+  // Every thread stopped for inspection was resumed (ThreadStopScope).
+  for (pid_t tid : (*seized)->threads()) EXPECT_FALSE((*seized)->is_stopped(tid)) << tid;
   seized->reset();
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty());
