@@ -116,6 +116,10 @@ TEST(InjectHazards, ControllerKilledAtEveryStepBorrowingAThreadBlockedInRead) { 
 
 TEST(InjectHazards, ControllerKilledAtEveryStepBorrowingABusyThread) { kill_at_every_inject_step({"busy-main"}); }
 
+TEST(InjectHazards, ControllerKilledAtEveryStepBorrowingAThreadInNanosleep) {
+  kill_at_every_inject_step({"sleepy-main"});
+}
+
 TEST(InjectHazards, SeccompFilterKillingASyscallTheAgentNeedsIsRefusedBeforeTouchingTheProcess) {
   Target t(target_path("seccomp_filtered"), {"socket"});
   const std::string pid = std::to_string(t.pid());

@@ -5,14 +5,16 @@
  *   "v"  prints "v MISMATCHES ADVANCED" (ADVANCED 1: the spinner made progress since the last v)
  * With argv[1] == "busy-main" the main thread spins and a second thread serves stdin (the
  * controller borrows the lowest tid first: then it borrows a thread in user code, not in a
- * syscall). */
+ * syscall); with "sleepy-main" the main thread naps in usleep() in a loop (a syscall restarted
+ * through restart_syscall) and ADVANCED also requires it to have woken up since the last v. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <unistd.h>
 
 #include "target_common.h"
 
-static volatile unsigned long g_iterations, g_mismatches;
+static volatile unsigned long g_iterations, g_mismatches, g_naps;
+static int g_napper;
 static unsigned long g_requests;
 
 __attribute__((noinline)) static void spin(void) {
@@ -37,15 +39,16 @@ static void* spinner(void* arg) {
 
 static void serve(void) {
   char line[64];
-  unsigned long last = 0;
+  unsigned long last = 0, last_naps = 0;
   target_ready();
   while (fgets(line, sizeof line, stdin)) {
     if (line[0] == 'n') {
       printf("%lu\n", ++g_requests);
     } else if (line[0] == 'v') {
-      unsigned long now = g_iterations;
-      printf("v %lu %d\n", g_mismatches, now != last);
+      unsigned long now = g_iterations, naps = g_naps;
+      printf("v %lu %d\n", g_mismatches, now != last && (!g_napper || naps != last_naps));
       last = now;
+      last_naps = naps;
     } else if (line[0] == 'q') {
       break;
     } else {
@@ -68,6 +71,14 @@ int main(int argc, char** argv) {
     spin();
   }
   if (pthread_create(&t, NULL, spinner, NULL) != 0) return 1;
+  if (argc > 1 && strcmp(argv[1], "sleepy-main") == 0) {
+    g_napper = 1;
+    if (pthread_create(&t, NULL, server, NULL) != 0) return 1;
+    for (;;) {
+      usleep(2000);
+      g_naps++;
+    }
+  }
   serve();
   return 0;
 }
