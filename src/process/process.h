@@ -132,8 +132,9 @@ class Process {
   Result<void> run_until_marker(pid_t tid, RemoteAddr marker_rip, std::chrono::milliseconds timeout,
                                 const char* started_kill_point);
   // Brings a thread that ran remote code back into an ordinary interrupt stop and writes
-  // [regs] and [xstate] (not when empty) into it.
-  Result<void> put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate);
+  // [regs], [xstate] (not when empty) and its shadow-stack pointer [ssp] (when known) into it.
+  Result<void> put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate,
+                        std::optional<uint64_t> ssp);
   Result<RemoteAddr> stub_site();
   explicit Process(pid_t pid);
   enum class StopGoal;

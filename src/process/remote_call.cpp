@@ -41,6 +41,7 @@
 #include <sys/user.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "common/kill_point.h"
 #include "common/proc_maps.h"
@@ -74,6 +75,28 @@ Result<void> write_extended_state(pid_t tid, const ExtendedState& state) {
   return ok_result();
 }
 
+// 7. Under a user shadow stack (CET, kernel >= 6.6) a call abandoned half-way (crash, timeout)
+//    leaves its return addresses on the shadow stack: the shadow-stack pointer is saved and put
+//    back with the registers (NT_X86_SHSTK, arch/x86/kernel/shstk.c; ENODEV when the thread has
+//    no shadow stack).
+constexpr unsigned kNtX86Shstk = 0x204;
+
+std::optional<uint64_t> save_shadow_stack_pointer(pid_t tid) {
+  uint64_t ssp = 0;
+  iovec iov{&ssp, sizeof ssp};
+  if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(kNtX86Shstk), &iov) != 0) return std::nullopt;
+  return ssp;
+}
+
+Result<void> write_shadow_stack_pointer(pid_t tid, std::optional<uint64_t> ssp) {
+  if (!ssp) return ok_result();
+  uint64_t value = *ssp;
+  iovec iov{&value, sizeof value};
+  if (::ptrace(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(kNtX86Shstk), &iov) != 0)
+    return make_errno_error(ErrorKind::io, "PTRACE_SETREGSET NT_X86_SHSTK of thread {}", tid);
+  return ok_result();
+}
+
 std::span<const uint8_t> as_bytes(const std::vector<uint8_t>& v) { return {v.data(), v.size()}; }
 
 // The error [e], with a failed restore appended (never lost behind the first error).
@@ -89,7 +112,7 @@ Error with_restore_failure(Error e, const Result<void>& restored) {
 class HijackedThread {
  public:
   HijackedThread(Process& process, pid_t tid, const Registers& saved, ExtendedState xstate)
-      : process_(process), tid_(tid), saved_(saved), xstate_(std::move(xstate)) {}
+      : process_(process), tid_(tid), saved_(saved), xstate_(std::move(xstate)), ssp_(save_shadow_stack_pointer(tid)) {}
   HijackedThread(const HijackedThread&) = delete;
   HijackedThread& operator=(const HijackedThread&) = delete;
   ~HijackedThread() {
@@ -101,7 +124,7 @@ class HijackedThread {
   }
   Result<void> restore() {
     armed_ = false;
-    auto r = process_.put_back(tid_, saved_, xstate_);
+    auto r = process_.put_back(tid_, saved_, xstate_, ssp_);
     if (!r)
       return std::move(r).error().context(
           fmt::format("putting thread {} back after remote code (if it runs again it restores itself)", tid_));
@@ -113,6 +136,7 @@ class HijackedThread {
   pid_t tid_;
   Registers saved_;
   ExtendedState xstate_;
+  std::optional<uint64_t> ssp_;  // 7.
   bool armed_ = true;
 };
 
@@ -263,7 +287,8 @@ Result<RemoteAddr> Process::stub_site() {
   return *stub_site_;
 }
 
-Result<void> Process::put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate) {
+Result<void> Process::put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate,
+                               std::optional<uint64_t> ssp) {
   LG_TRY_VOID(check_tracer_thread());
   ThreadInfo* t = find_thread(tid);
   if (!t) return make_error(ErrorKind::thread_died, "thread {} of process {} exited while running remote code", tid, pid_);
@@ -292,6 +317,7 @@ Result<void> Process::put_back(pid_t tid, const Registers& regs, const ExtendedS
     restore.rax = kERestartNoIntr;  // 3.
   LG_TRY_VOID(write_extended_state(tid, xstate));
   LG_TRY_VOID(set_regs(tid, restore));
+  LG_TRY_VOID(write_shadow_stack_pointer(tid, ssp));  // 7.
   return ok_result();
 }
 
