@@ -44,6 +44,8 @@ struct RemoteArg {
   static RemoteArg string(std::string s) { s.push_back('\0'); return RemoteArg{0, std::move(s)}; }
 };
 
+struct SavedThreadState;  // process_internal.h
+
 class Process {
  public:
   // Validates, then seizes every thread. Errors, each with an actionable message:
@@ -131,10 +133,9 @@ class Process {
   // [marker_rip], a crash, or the timeout (then it is interrupted).
   Result<void> run_until_marker(pid_t tid, RemoteAddr marker_rip, std::chrono::milliseconds timeout,
                                 const char* started_kill_point);
-  // Brings a thread that ran remote code back into an ordinary interrupt stop and writes
-  // [regs], [xstate] (not when empty) and its shadow-stack pointer [ssp] (when known) into it.
-  Result<void> put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate,
-                        std::optional<uint64_t> ssp);
+  // Brings a thread that ran remote code back into an ordinary interrupt stop and writes the
+  // saved state (process_internal.h) back into it.
+  Result<void> put_back(pid_t tid, const SavedThreadState& saved);
   Result<RemoteAddr> stub_site();
   explicit Process(pid_t pid);
   enum class StopGoal;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "process/process.h"
@@ -30,6 +31,14 @@ enum class StopKind {
 };
 
 enum class CallOutcome { none, returned, crashed, interrupted };
+
+// What a thread borrowed for remote code gets back (remote_call.cpp).
+struct SavedThreadState {
+  Registers regs{};
+  ExtendedState xstate;            // empty: not saved (a syscall stub leaves it alone)
+  std::optional<uint64_t> ssp;     // shadow-stack pointer, when the thread has a shadow stack
+  std::optional<uint64_t> sigmask; // blocked signals (PTRACE_GETSIGMASK)
+};
 
 struct Process::ThreadInfo {
   pid_t tid = 0;

@@ -22,10 +22,15 @@
 //     timeout) restarts through the thread's restart_block, which the called function
 //     overwrites if it is itself stopped inside such a syscall; then the interrupted syscall is
 //     re-issued from the start instead (rax = -ERESTARTNOINTR: same registers, same arguments).
-//  4. Signals that arrive during the call are suppressed and raised again when the thread
-//     resumes; a kernel-raised SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP (or abort()) means the
-//     called function crashed: registers are restored and the signal dropped, and the error
-//     says that the locks the function took may still be held.
+//  4. Signals: during a call the thread's asynchronous signals are blocked (PTRACE_SETSIGMASK
+//     after the call registers are set), so they wait in the kernel rather than in the
+//     controller; the trampoline puts the thread's own mask back right after the call, and
+//     signals that arrived meanwhile are delivered there, as the kernel would (a dead
+//     controller loses none). Others arriving while the thread runs our code are delivered too
+//     (stop signals excepted: kept and raised again on resume). A kernel-raised
+//     SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP (or abort()) means the called function crashed:
+//     registers and mask are restored and the signal dropped, and the error says that the
+//     locks the function took may still be held.
 //  5. The called function (dlopen: memcpy, strlen) uses SSE/AVX registers, and the thread may
 //     have been stopped in the middle of vector code: its extended state (NT_X86_XSTATE, the
 //     standard XSAVE layout; man ptrace, arch/x86/kernel/ptrace.c) is saved before the call and
@@ -57,6 +62,11 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kDirectionFlag = 1u << 10;
 constexpr uint64_t kTrapFlag = 1u << 8;
 constexpr uint64_t kPage = 4096;
+constexpr uint64_t bit(int sig) { return uint64_t{1} << (sig - 1); }
+// Every signal but the synchronous faults: blocking those would make the kernel reset their
+// handler to SIG_DFL when the called function faults (kernel/signal.c, force_sig_info_to_task).
+constexpr uint64_t kBlockedDuringCalls =
+    ~(bit(SIGSEGV) | bit(SIGBUS) | bit(SIGILL) | bit(SIGFPE) | bit(SIGTRAP) | bit(SIGSYS) | bit(SIGKILL) | bit(SIGSTOP));
 
 ExtendedState save_extended_state(pid_t tid) {
   ExtendedState buf(64 * 1024);
@@ -111,8 +121,15 @@ Error with_restore_failure(Error e, const Result<void>& restored) {
 // destructor (an early return) restores and prints a failure, since it cannot return it.
 class HijackedThread {
  public:
-  HijackedThread(Process& process, pid_t tid, const Registers& saved, ExtendedState xstate)
-      : process_(process), tid_(tid), saved_(saved), xstate_(std::move(xstate)), ssp_(save_shadow_stack_pointer(tid)) {}
+  // Saves what [saved_regs] and [xstate] do not cover: the shadow-stack pointer and the mask.
+  HijackedThread(Process& process, pid_t tid, const Registers& saved_regs, ExtendedState xstate)
+      : process_(process), tid_(tid) {
+    saved_.regs = saved_regs;
+    saved_.xstate = std::move(xstate);
+    saved_.ssp = save_shadow_stack_pointer(tid);
+    uint64_t mask = 0;
+    if (ptrace_req(PTRACE_GETSIGMASK, tid, sizeof mask, reinterpret_cast<uint64_t>(&mask)) == 0) saved_.sigmask = mask;
+  }
   HijackedThread(const HijackedThread&) = delete;
   HijackedThread& operator=(const HijackedThread&) = delete;
   ~HijackedThread() {
@@ -122,9 +139,10 @@ class HijackedThread {
       std::fprintf(stderr, "livegraft: thread %d of process %d: %s\n", tid_, process_.pid(),
                    r.error().describe().c_str());
   }
+  const SavedThreadState& saved() const { return saved_; }
   Result<void> restore() {
     armed_ = false;
-    auto r = process_.put_back(tid_, saved_, xstate_, ssp_);
+    auto r = process_.put_back(tid_, saved_);
     if (!r)
       return std::move(r).error().context(
           fmt::format("putting thread {} back after remote code (if it runs again it restores itself)", tid_));
@@ -134,9 +152,7 @@ class HijackedThread {
  private:
   Process& process_;
   pid_t tid_;
-  Registers saved_;
-  ExtendedState xstate_;
-  std::optional<uint64_t> ssp_;  // 7.
+  SavedThreadState saved_;
   bool armed_ = true;
 };
 
@@ -287,8 +303,8 @@ Result<RemoteAddr> Process::stub_site() {
   return *stub_site_;
 }
 
-Result<void> Process::put_back(pid_t tid, const Registers& regs, const ExtendedState& xstate,
-                               std::optional<uint64_t> ssp) {
+Result<void> Process::put_back(pid_t tid, const SavedThreadState& saved) {
+  const Registers& regs = saved.regs;
   LG_TRY_VOID(check_tracer_thread());
   ThreadInfo* t = find_thread(tid);
   if (!t) return make_error(ErrorKind::thread_died, "thread {} of process {} exited while running remote code", tid, pid_);
@@ -315,9 +331,14 @@ Result<void> Process::put_back(pid_t tid, const Registers& regs, const ExtendedS
   Registers restore = regs;
   if (clobbered && regs.rax == kERestartRestartBlock && static_cast<int64_t>(regs.orig_rax) >= 0)
     restore.rax = kERestartNoIntr;  // 3.
-  LG_TRY_VOID(write_extended_state(tid, xstate));
+  LG_TRY_VOID(write_extended_state(tid, saved.xstate));
   LG_TRY_VOID(set_regs(tid, restore));
-  LG_TRY_VOID(write_shadow_stack_pointer(tid, ssp));  // 7.
+  LG_TRY_VOID(write_shadow_stack_pointer(tid, saved.ssp));  // 7.
+  if (saved.sigmask) {  // 4.
+    uint64_t mask = *saved.sigmask;
+    if (ptrace_req(PTRACE_SETSIGMASK, tid, sizeof mask, reinterpret_cast<uint64_t>(&mask)) != 0)
+      return make_errno_error(ErrorKind::io, "PTRACE_SETSIGMASK of thread {}", tid);
+  }
   return ok_result();
 }
 
@@ -431,10 +452,14 @@ Result<uint64_t> Process::remote_call(pid_t tid, RemoteAddr fn, std::span<const 
   const auto layout = remote_code::ArenaLayout::for_xstate(saved_ext.size());
   LG_TRY(RemoteArena arena, RemoteArena::map(*this, tid, layout));
 
+  uint64_t saved_mask = 0;
+  if (ptrace_req(PTRACE_GETSIGMASK, tid, sizeof saved_mask, reinterpret_cast<uint64_t>(&saved_mask)) != 0)
+    return make_errno_error(ErrorKind::io, "PTRACE_GETSIGMASK of thread {}", tid);
   // The data block: what the trampoline restores if it has to do it itself.
   LG_TRY_VOID(write_memory(arena.at(layout.data_offset),
                            as_bytes(remote_code::trampoline_data(layout, remote_code::self_restore_registers(saved),
-                                                                 remote_code::xrstor_mask_of(saved_ext), saved_ext))));
+                                                                 remote_code::xrstor_mask_of(saved_ext), saved_ext,
+                                                                 saved_mask))));
   uint64_t sp = arena.at(layout.stack_top()).value;  // 2.
   uint64_t values[6] = {};
   for (size_t i = 0; i < args.size(); ++i) {
@@ -469,6 +494,12 @@ Result<uint64_t> Process::remote_call(pid_t tid, RemoteAddr fn, std::span<const 
   {
     auto set = set_regs(tid, regs);
     if (!set) return with_restore_failure(std::move(set).error(), hijack.restore());
+    // 4. Only now (the trampoline puts the mask back on every path from here on): asynchronous
+    //    signals wait in the kernel while the function runs, and are delivered after it.
+    uint64_t mask = saved_mask | kBlockedDuringCalls;
+    if (ptrace_req(PTRACE_SETSIGMASK, tid, sizeof mask, reinterpret_cast<uint64_t>(&mask)) != 0)
+      return with_restore_failure(make_errno_error(ErrorKind::io, "PTRACE_SETSIGMASK of thread {}", tid),
+                                  hijack.restore());
   }
   kill_point("inject.call_regs_set");
 

@@ -76,7 +76,7 @@ void put64(std::vector<uint8_t>& out, uint64_t offset, uint64_t v) { std::memcpy
 
 // Trampoline data block slots (offsets inside the block).
 constexpr uint64_t kSlotRsp = kGprSlots * 8, kSlotRip = kSlotRsp + 8, kSlotFlags = kSlotRip + 8,
-                   kSlotMask = kSlotFlags + 8;
+                   kSlotMask = kSlotFlags + 8, kSlotSigmask = kSlotMask + 8;
 constexpr uint64_t kXstateInData = 256;  // 64-byte aligned, after the slots
 
 // Stub layout: code first, data slots at kStubData.
@@ -130,12 +130,26 @@ ArenaLayout ArenaLayout::for_xstate(uint64_t xstate_size) {
   return l;
 }
 
-std::vector<uint8_t> trampoline_code(const ArenaLayout& layout) {
+namespace {
+
+std::vector<uint8_t> build_trampoline(const ArenaLayout& layout, uint64_t* marker_end) {
   std::vector<uint8_t> code;
   Emitter e(code);
   const uint64_t d = layout.data_offset;
   e.raw({0x41, 0xff, 0xd3});  // call *%r11
+  // The controller blocked the asynchronous signals for the call (PTRACE_SETSIGMASK): put the
+  // thread's own mask back, so that signals that arrived meanwhile are delivered now, here,
+  // whether or not a controller is still there.
+  e.raw({0x49, 0x89, 0xc4});                     // mov r12, rax
+  e.raw({0xb8, SYS_rt_sigprocmask, 0, 0, 0});     // mov eax, SYS_rt_sigprocmask
+  e.raw({0xbf, 2 /* SIG_SETMASK */, 0, 0, 0});   // mov edi, SIG_SETMASK
+  e.rip_rel({0x48, 0x8d, 0x35}, d + kSlotSigmask);  // lea rsi, [sigmask]
+  e.raw({0x31, 0xd2});                           // xor edx, edx
+  e.raw({0x41, 0xba, 8, 0, 0, 0});               // mov r10d, 8 (sizeof the kernel's sigset)
+  e.raw({0x0f, 0x05});                           // syscall
+  e.raw({0x4c, 0x89, 0xe0});                     // mov rax, r12
   e.marker();
+  *marker_end = e.pos();
   // Self-restore (the controller is gone, or let the thread go): vector state first (it needs
   // eax/edx), then flags (popfq needs the stack, still ours), then the general registers, rsp
   // last, and an indirect jmp through memory back to the interrupted code.
@@ -151,10 +165,21 @@ std::vector<uint8_t> trampoline_code(const ArenaLayout& layout) {
   return code;
 }
 
-uint64_t trampoline_marker_end_offset() { return 3 + 3 + 5 + 2; }
+}  // namespace
+
+std::vector<uint8_t> trampoline_code(const ArenaLayout& layout) {
+  uint64_t marker_end = 0;
+  return build_trampoline(layout, &marker_end);
+}
+
+uint64_t trampoline_marker_end_offset() {
+  uint64_t marker_end = 0;
+  (void)build_trampoline(ArenaLayout::for_xstate(0), &marker_end);  // lengths do not depend on the layout
+  return marker_end;
+}
 
 std::vector<uint8_t> trampoline_data(const ArenaLayout& layout, const user_regs_struct& restore,
-                                     uint64_t xrstor_mask, const std::vector<uint8_t>& xstate) {
+                                     uint64_t xrstor_mask, const std::vector<uint8_t>& xstate, uint64_t sigmask) {
   std::vector<uint8_t> data(layout.xstate_offset + std::max<size_t>(xstate.size(), 576), 0);
   for (size_t i = 0; i < kGprSlots; ++i) put64(data, i * 8, value_of(restore, kSlotRegs[i]));
   put64(data, kSlotRsp, restore.rsp);
@@ -162,6 +187,7 @@ std::vector<uint8_t> trampoline_data(const ArenaLayout& layout, const user_regs_
   put64(data, kSlotFlags, restore.eflags);
   // Without an XSAVE image the mask is 0: xrstor then restores nothing (a zero header is valid).
   put64(data, kSlotMask, xstate.empty() ? 0 : xrstor_mask);
+  put64(data, kSlotSigmask, sigmask);
   if (!xstate.empty()) std::memcpy(data.data() + layout.xstate_offset, xstate.data(), xstate.size());
   return data;
 }

@@ -45,7 +45,8 @@ constexpr uint64_t kSyscallStubSize = 256;
 SyscallStub syscall_stub(RemoteAddr site, const user_regs_struct& restore);
 
 // The call trampoline, in a mapping of its own (the arena):
-//   page 0      code (r-x):  call *%r11 ; mov rdi, rax ; mov eax, MARKER ; syscall ;
+//   page 0      code (r-x):  call *%r11 ; rt_sigprocmask(SIG_SETMASK, [sigmask]) ;
+//                            mov rdi, <result> ; mov eax, MARKER ; syscall ;
 //                            <marker_end> ; xrstor64 [xstate] (mask in edx:eax) ;
 //                            push [rflags] ; popfq ; mov <every gpr but rsp>, [slot] ;
 //                            mov rsp, [rsp slot] ; jmp [rip slot]
@@ -72,9 +73,10 @@ std::vector<uint8_t> trampoline_code(const ArenaLayout& layout);
 // rip at the marker's syscall-entry stop, relative to the arena.
 uint64_t trampoline_marker_end_offset();
 // The data block: registers to restore (already self-restore adjusted), the xrstor mask, the
-// XSAVE image (may be empty: the trampoline then skips xrstor and says so in its mask = 0).
+// XSAVE image (may be empty: the trampoline then skips xrstor and says so in its mask = 0), the
+// thread's own signal mask (put back right after the call).
 std::vector<uint8_t> trampoline_data(const ArenaLayout& layout, const user_regs_struct& restore,
-                                     uint64_t xrstor_mask, const std::vector<uint8_t>& xstate);
+                                     uint64_t xrstor_mask, const std::vector<uint8_t>& xstate, uint64_t sigmask);
 
 // The mask for xrstor from an NT_X86_XSTATE image: every user feature the kernel enables
 // (xstate_fx_sw_bytes.xfeatures at offset 472), except the AMX components a thread may not have

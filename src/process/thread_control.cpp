@@ -175,8 +175,14 @@ void Process::handle_status(ThreadInfo& t, int status) {
         t.call_fault_pc = have_regs ? regs.rip : 0;
         return;
       }
-      t.pending_signals.push_back(info);
-      pass_on(0);
+      // Delivered now, where the thread is (remote_call.cpp, 4.): held by us, it would be lost
+      // if we died. A stop signal would group-stop the process under our remote code: kept.
+      if (is_stopping_signal(sig) || abort_call) {
+        t.pending_signals.push_back(info);
+        pass_on(0);
+      } else {
+        pass_on(sig);
+      }
       return;
     }
   }

@@ -1,6 +1,8 @@
 // Process::remote_call on real targets, one test per hazard.
 #include <gtest/gtest.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -307,6 +309,70 @@ TEST(ProcessRemoteCall, FailedRestoreIsReportedAndTheThreadRestoresItselfWhenRes
   seized->reset();
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty()) << "the thread did not find its way back";
+}
+
+// The controller, in a child process, borrows the target's main thread for usleep(300 ms) and
+// stalls inside its wait (a fault hook) until the test has sent the thread a signal and the
+// controller has polled the thread many times since; then the test SIGKILLs the controller.
+// The signal must still reach the program: it waited in the kernel (blocked during the call),
+// not in the dead controller.
+int g_to_test = -1, g_from_test = -1;
+int g_polls_after_signal = -1;
+bool stall_in_the_call(const char* step, pid_t) {
+  static int calls = 0;
+  if (std::string(step) != "run_until_marker") return false;
+  if (++calls < 4) return false;  // the three remote syscalls of the arena
+  if (g_polls_after_signal < 0) {
+    char c = 'r';
+    (void)!::write(g_to_test, &c, 1);    // the call is running
+    (void)!::read(g_from_test, &c, 1);   // the signal was sent
+    g_polls_after_signal = 0;
+  } else if (++g_polls_after_signal == 200) {
+    char c = 'p';
+    (void)!::write(g_to_test, &c, 1);    // polled the thread 200 times since
+    for (;;) ::pause();                  // wait for SIGKILL
+  }
+  return false;
+}
+
+TEST(ProcessRemoteCall, SignalSentDuringTheCallSurvivesTheControllersDeath) {
+  std::string exe = testing::build_program("process_counter");
+  ASSERT_FALSE(exe.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe, {"1"}));
+  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  const pid_t pid = target.pid();
+  RemoteAddr usleep_fn = testing::libc_function_in(pid, "usleep");
+  int to_test[2], from_test[2];
+  ASSERT_EQ(::pipe(to_test), 0);
+  ASSERT_EQ(::pipe(from_test), 0);
+  pid_t controller = ::fork();
+  if (controller == 0) {
+    g_to_test = to_test[1];
+    g_from_test = from_test[0];
+    g_fault_hook_for_testing = stall_in_the_call;
+    auto seized = Process::seize(pid);
+    if (!seized || !(*seized)->stop_thread(pid, 5s)) ::_exit(2);
+    RemoteArg args[] = {RemoteArg::of(300000)};
+    (void)(*seized)->remote_call(pid, usleep_fn, args, 10s);
+    ::_exit(3);  // not reached: killed while the call runs
+  }
+  char c = 0;
+  ASSERT_EQ(::read(to_test[0], &c, 1), 1);
+  ASSERT_EQ(c, 'r');
+  ASSERT_EQ(::syscall(SYS_tgkill, pid, pid, SIGUSR1), 0);
+  c = 's';
+  ASSERT_EQ(::write(from_test[1], &c, 1), 1);
+  ASSERT_EQ(::read(to_test[0], &c, 1), 1);
+  ASSERT_EQ(c, 'p');
+  ASSERT_EQ(::kill(controller, SIGKILL), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(controller, &st, 0), controller);
+  EXPECT_TRUE(WIFSIGNALED(st)) << "the controller ended before it was killed";
+  EXPECT_FALSE(target.wait_prefix("usr1", 5s).empty()) << "the signal was lost with the controller";
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  for (int fd : {to_test[0], to_test[1], from_test[0], from_test[1]}) ::close(fd);
 }
 
 TEST(ProcessResume, ResumeAllTriesEveryThreadAndReportsTheFailures) {
