@@ -35,8 +35,8 @@ struct SyscallResult {
   int error() const { return is_error() ? -static_cast<int>(static_cast<int64_t>(value)) : 0; }
 };
 
-// One argument of a remote call: a plain value, or bytes copied onto the thread's stack (below
-// its red zone) whose address is passed.
+// One argument of a remote call: a plain value, or bytes copied onto the call's own stack (in
+// the remote-call mapping) whose address is passed.
 struct RemoteArg {
   uint64_t value = 0;
   std::optional<std::string> bytes;
@@ -96,7 +96,8 @@ class Process {
   // syscall restarts). The mapping is freed afterwards, except after a crash or a timeout (the
   // abandoned call's frames stay valid for whoever still refers to them). A fatal signal in the
   // called function is an error saying that locks it took may still be held (registers
-  // restored, the signal not delivered). Other threads keep running as they were.
+  // restored, the signal not delivered). The thread's asynchronous signals are blocked during
+  // the call and delivered right after it. Other threads keep running as they were.
   // Errors: timeout, thread_died, io, unsafe (crashed: locks may be held).
   Result<uint64_t> remote_call(pid_t tid, RemoteAddr fn, std::span<const RemoteArg> args,
                                std::chrono::milliseconds timeout);
