@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <thread>
 
+#include "common/kill_point.h"
 #include "common/proc_maps.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
+#include "process/seccomp_check.h"
 
 namespace lg {
 
@@ -132,37 +134,44 @@ Result<void> inject_library(Process& process, const std::string& library_path,
     for (pid_t tid : process.threads()) {
       auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (remaining.count() <= 0) break;
-      bool was_stopped = process.is_stopped(tid);
-      auto stopped = process.stop_thread(tid, std::min(remaining, std::chrono::milliseconds(1000)));
+      auto stopped = ThreadStopScope::stop(process, tid, std::min(remaining, std::chrono::milliseconds(1000)));
       if (!stopped) {
         if (stopped.error().kind == ErrorKind::thread_died) continue;
         if (stopped.error().kind == ErrorKind::timeout) continue;
         return std::move(stopped).error();
       }
-      auto resume = [&] {
-        if (!was_stopped) (void)process.resume_thread(tid);
-      };
+      kill_point("inject.thread_stopped");
+      // Before anything is changed: the syscalls this thread and the agent's thread (its
+      // child) will make must pass its seccomp filters (seccomp_check.h).
+      LG_TRY_VOID(check_seccomp_allows_injection(pid, tid));
       auto regs = process.get_regs(tid);
       if (!regs) {
-        resume();
         if (regs.error().kind == ErrorKind::thread_died) continue;
         return std::move(regs).error();
       }
       auto safe = thread_is_safe(tid, *regs);
       if (!safe) {
-        resume();
         if (safe.error().kind == ErrorKind::thread_died) continue;
         return std::move(safe).error().context(fmt::format("checking thread {}", tid));
       }
       if (!*safe) {
         last_refusal = fmt::format("thread {} at pc {:#x}", tid, regs->rip);
-        resume();
         continue;
       }
       auto loaded = dlopen_in(process, tid, fns, library_path, remaining);
-      resume();
+      kill_point("inject.dlopen_done");
+      auto resumed = stopped->resume();
       if (!loaded && loaded.error().kind == ErrorKind::thread_died) continue;
-      return loaded;
+      if (!loaded) {
+        Error e = std::move(loaded).error();
+        if (!resumed) e.message += fmt::format("; resuming the thread failed too: {}", resumed.error().message);
+        return e;
+      }
+      if (!resumed)
+        return std::move(resumed).error().context(
+            fmt::format("{} was loaded into process {}, but the borrowed thread {} could not be resumed", library_path,
+                        pid, tid));
+      return ok_result();
     }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::min(backoff, std::chrono::duration_cast<std::chrono::milliseconds>(

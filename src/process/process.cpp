@@ -111,6 +111,8 @@ Error permission_error(pid_t pid, const ProcStatus& st, int err) {
 
 }  // namespace
 
+FaultHook g_fault_hook_for_testing = nullptr;
+
 void PollBackoff::idle() {
   timespec ts{0, delay_us_ * 1000};
   ::nanosleep(&ts, nullptr);
@@ -173,7 +175,7 @@ Result<std::unique_ptr<Process>> Process::seize(pid_t pid) {
     for (pid_t tid : *tids) {
       if (!seen.insert(tid).second) continue;
       found_new = true;
-      if (ptrace_req(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE) == 0) {
+      if (ptrace_req(PTRACE_SEIZE, tid, 0, kSeizeOptions) == 0) {
         process->add_thread(tid, false);
         continue;
       }
@@ -264,6 +266,7 @@ Result<Registers> Process::get_regs(pid_t tid) const {
 
 Result<void> Process::set_regs(pid_t tid, const Registers& regs) {
   LG_TRY(ThreadInfo * t, stopped_thread(tid));
+  if (injected_fault("set_regs", tid)) return make_error(ErrorKind::io, "PTRACE_SETREGS of thread {}: injected fault", tid);
   if (ptrace_req(PTRACE_SETREGS, t->tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0)
     return make_errno_error(ErrorKind::io, "PTRACE_SETREGS of thread {}", tid);
   return ok_result();

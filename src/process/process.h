@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <cstdint>
@@ -24,15 +25,26 @@
 namespace lg {
 
 using Registers = user_regs_struct;
+// The x87/SSE/AVX state of a thread (PTRACE_GETREGSET NT_X86_XSTATE), empty when unavailable.
+using ExtendedState = std::vector<uint8_t>;
 
-// One argument of a remote call: a plain value, or bytes copied onto the thread's stack (below
-// its red zone) whose address is passed.
+// The raw result of a syscall: -4095..-1 are -errno.
+struct SyscallResult {
+  uint64_t value = 0;
+  bool is_error() const { return value > static_cast<uint64_t>(-4096); }
+  int error() const { return is_error() ? -static_cast<int>(static_cast<int64_t>(value)) : 0; }
+};
+
+// One argument of a remote call: a plain value, or bytes copied onto the call's own stack (in
+// the remote-call mapping) whose address is passed.
 struct RemoteArg {
   uint64_t value = 0;
   std::optional<std::string> bytes;
   static RemoteArg of(uint64_t v) { return RemoteArg{v, std::nullopt}; }
   static RemoteArg string(std::string s) { s.push_back('\0'); return RemoteArg{0, std::move(s)}; }
 };
+
+struct SavedThreadState;  // process_internal.h
 
 class Process {
  public:
@@ -76,14 +88,26 @@ class Process {
   }
 
   // Calls fn(args...) (SysV ABI, at most 6 integer args) in thread [tid], which must be stopped
-  // by us; returns rax. Discipline: every register is restored afterwards on every path; the
-  // red zone (128 bytes) is skipped and the stack 16-byte aligned; a thread interrupted inside a
-  // restartable syscall gets orig_rax/rax back so the syscall restarts; the call returns to
-  // address 0 and the resulting SIGSEGV stop (rip == 0) marks completion, any other fatal
-  // signal is an error (registers restored, the signal not delivered). Other threads keep
-  // running as they were while the call runs. Errors: timeout, thread_died, io.
+  // by us; returns rax. The thread runs the call itself from a trampoline in a mapping of our
+  // own (code, guard page, a 256 KiB stack, the saved registers and XSAVE image), which a
+  // `call` enters and a marker syscall ends (docs/injection.md): a live controller stops the
+  // thread there and restores every register with ptrace; if the controller dies at any
+  // moment, the thread restores itself and continues exactly where it was (an interrupted
+  // syscall restarts). The mapping is freed afterwards, except after a crash or a timeout (the
+  // abandoned call's frames stay valid for whoever still refers to them). A fatal signal in the
+  // called function is an error saying that locks it took may still be held (registers
+  // restored, the signal not delivered). The thread's asynchronous signals are blocked during
+  // the call and delivered right after it. Other threads keep running as they were.
+  // Errors: timeout, thread_died, io, unsafe (crashed: locks may be held).
   Result<uint64_t> remote_call(pid_t tid, RemoteAddr fn, std::span<const RemoteArg> args,
                                std::chrono::milliseconds timeout);
+
+  // Makes thread [tid] (stopped by us) perform syscall [nr] with [args] and returns the raw
+  // kernel result. The syscall instruction is a stub written into never-executed padding at the
+  // end of an executable segment, restored afterwards; like remote_call it is safe against the
+  // controller dying at any moment. Errors: not_found (no padding anywhere), thread_died, io.
+  Result<SyscallResult> remote_syscall(pid_t tid, long nr, std::array<uint64_t, 6> args,
+                                       std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   // Services the ptrace stops of threads that should be running, without blocking: a thread
   // that cloned is resumed (and its new thread seized and resumed), a signal is delivered, an
@@ -105,6 +129,15 @@ class Process {
   struct ThreadInfo;  // private state of one thread (process.cpp)
 
  private:
+  friend class HijackedThread;  // remote_call.cpp: puts a borrowed thread back
+  // Runs a hijacked thread (PTRACE_SYSCALL) until its marker syscall-entry stop at
+  // [marker_rip], a crash, or the timeout (then it is interrupted).
+  Result<void> run_until_marker(pid_t tid, RemoteAddr marker_rip, std::chrono::milliseconds timeout,
+                                const char* started_kill_point);
+  // Brings a thread that ran remote code back into an ordinary interrupt stop and writes the
+  // saved state (process_internal.h) back into it.
+  Result<void> put_back(pid_t tid, const SavedThreadState& saved);
+  Result<RemoteAddr> stub_site();
   explicit Process(pid_t pid);
   enum class StopGoal;
   Result<void> check_tracer_thread() const;
@@ -123,7 +156,29 @@ class Process {
   bool process_exited_ = false;
   bool stopping_all_ = false;
   UniqueFd mem_fd_;
+  std::optional<RemoteAddr> stub_site_;
   std::map<pid_t, std::unique_ptr<ThreadInfo>> threads_;
+};
+
+// A thread stopped for the length of a scope (for inspecting it, or borrowing it): resumed
+// when the scope ends, unless it was already stopped before (then it stays as it was).
+// resume() reports a failure; the destructor (an early return) prints it, as it cannot return it.
+class ThreadStopScope {
+ public:
+  // Errors as Process::stop_thread.
+  static Result<ThreadStopScope> stop(Process& process, pid_t tid, std::chrono::milliseconds timeout);
+  ThreadStopScope(ThreadStopScope&& other) noexcept;
+  ThreadStopScope(const ThreadStopScope&) = delete;
+  ThreadStopScope& operator=(const ThreadStopScope&) = delete;
+  ~ThreadStopScope();
+  Result<void> resume();
+  pid_t tid() const { return tid_; }
+
+ private:
+  ThreadStopScope(Process& process, pid_t tid, bool armed) : process_(&process), tid_(tid), armed_(armed) {}
+  Process* process_;
+  pid_t tid_;
+  bool armed_;
 };
 
 // Loads [library_path] into the target with dlopen(path, RTLD_NOW) called through a thread for

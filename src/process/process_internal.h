@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "process/process.h"
@@ -26,9 +27,18 @@ enum class StopKind {
   trap,    // PTRACE_EVENT_STOP with SIGTRAP: our PTRACE_INTERRUPT, or a new thread's first stop
   group,   // PTRACE_EVENT_STOP with a stopping signal: the process is group-stopped (SIGSTOP...)
   signal,  // signal-delivery-stop (only at the end of a remote call; the signal is suppressed)
+  syscall, // syscall-entry stop at the marker of remote code (PTRACE_O_TRACESYSGOOD)
 };
 
 enum class CallOutcome { none, returned, crashed, interrupted };
+
+// What a thread borrowed for remote code gets back (remote_call.cpp).
+struct SavedThreadState {
+  Registers regs{};
+  ExtendedState xstate;            // empty: not saved (a syscall stub leaves it alone)
+  std::optional<uint64_t> ssp;     // shadow-stack pointer, when the thread has a shadow stack
+  std::optional<uint64_t> sigmask; // blocked signals (PTRACE_GETSIGMASK)
+};
 
 struct Process::ThreadInfo {
   pid_t tid = 0;
@@ -43,7 +53,11 @@ struct Process::ThreadInfo {
   // suppressed them; they are raised again (with their siginfo when the kernel allows) right
   // before the thread resumes, so the program still gets them.
   std::vector<siginfo_t> pending_signals;
-  // Remote call bookkeeping.
+  // Remote call bookkeeping. A hijacked thread runs with PTRACE_SYSCALL; its syscall-entry
+  // stop at call_marker_rip with orig_rax == the marker syscall ends the call (call_result is
+  // rdi there).
+  uint64_t call_marker_rip = 0;
+  uint64_t call_result = 0;
   CallOutcome call_outcome = CallOutcome::none;
   bool call_abort = false;
   int call_signal = 0;
@@ -53,12 +67,24 @@ struct Process::ThreadInfo {
   bool call_clobbered_restart_block = false;
 };
 
+// The options every seized thread gets (inherited by auto-attached new threads).
+constexpr uint64_t kSeizeOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD;
+
 constexpr uint64_t kERestartNoIntr = static_cast<uint64_t>(-513);
 constexpr uint64_t kERestartRestartBlock = static_cast<uint64_t>(-516);
 
 // ptrace with the argument casts done once.
 inline long ptrace_req(enum __ptrace_request req, pid_t tid, uint64_t addr = 0, uint64_t data = 0) {
   return ::ptrace(req, tid, reinterpret_cast<void*>(addr), reinterpret_cast<void*>(data));
+}
+
+// Test-only fault injection (tests/unit/process_*): when set, called at named steps ("poll_pass",
+// "resume_one", "set_regs", "run_until_marker"); returning true makes that step fail with an io error as if the
+// kernel had refused it. Never set outside tests.
+using FaultHook = bool (*)(const char* step, pid_t tid);
+extern FaultHook g_fault_hook_for_testing;
+inline bool injected_fault(const char* step, pid_t tid) {
+  return g_fault_hook_for_testing != nullptr && g_fault_hook_for_testing(step, tid);
 }
 
 // Sleeps with a growing delay while a poll loop makes no progress (20 us .. 1 ms).

@@ -15,6 +15,9 @@
 //  5. A traced thread's exit is reported as WIFEXITED/WIFSIGNALED for its tid. A multi-threaded
 //     leader that exited is reported only when every other thread is gone: a zombie leader
 //     never stops, so threads found zombie ('Z' in /proc/PID/task/TID/stat) are dropped.
+//  6. A thread running remote code is resumed with PTRACE_SYSCALL, so that the marker syscall
+//     at the end of the code stops it (PTRACE_O_TRACESYSGOOD: WSTOPSIG is SIGTRAP | 0x80).
+//     Every other syscall-entry/exit stop on the way is passed on.
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -27,6 +30,7 @@
 
 #include "common/proc_maps.h"
 #include "process/process_internal.h"
+#include "process/remote_code.h"
 
 namespace lg {
 
@@ -79,11 +83,30 @@ void Process::handle_status(ThreadInfo& t, int status) {
   const int sig = WSTOPSIG(status);
   const int event = status >> 16;
   const bool abort_call = t.want == ThreadWant::call && t.call_abort;
-  // Restart a stop we do not keep; re-ask for the interrupt stop if we still want one.
+  // Restart a stop we do not keep; re-ask for the interrupt stop if we still want one. A
+  // thread running remote code keeps reporting syscalls (6.).
   auto pass_on = [&](int inject) {
-    ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(inject));
+    ptrace_req(t.want == ThreadWant::call ? PTRACE_SYSCALL : PTRACE_CONT, tid, 0, static_cast<uint64_t>(inject));
     if (t.want == ThreadWant::stop || abort_call) ptrace_req(PTRACE_INTERRUPT, tid);
   };
+
+  if (event == 0 && sig == (SIGTRAP | 0x80)) {  // a syscall stop (6.)
+    if (t.want == ThreadWant::call && !abort_call) {
+      Registers regs{};
+      if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0 &&
+          regs.rip == t.call_marker_rip && regs.orig_rax == static_cast<uint64_t>(remote_code::kMarkerSyscall)) {
+        t.stopped = true;
+        t.kind = StopKind::syscall;
+        t.call_outcome = CallOutcome::returned;
+        t.call_result = regs.rdi;
+        return;
+      }
+      if (static_cast<int64_t>(regs.orig_rax) >= 0 && regs.rax == kERestartRestartBlock)
+        t.call_clobbered_restart_block = true;
+    }
+    pass_on(0);
+    return;
+  }
 
   if (event == PTRACE_EVENT_CLONE) {
     unsigned long child = 0;
@@ -144,13 +167,6 @@ void Process::handle_status(ThreadInfo& t, int status) {
     case ThreadWant::call: {
       Registers regs{};
       bool have_regs = ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
-      if (sig == SIGSEGV && have_regs && regs.rip == 0) {
-        // The called function returned to our null return address.
-        t.stopped = true;
-        t.kind = StopKind::signal;
-        t.call_outcome = CallOutcome::returned;
-        return;
-      }
       if (is_crash(info, pid_)) {
         t.stopped = true;
         t.kind = StopKind::signal;
@@ -159,14 +175,21 @@ void Process::handle_status(ThreadInfo& t, int status) {
         t.call_fault_pc = have_regs ? regs.rip : 0;
         return;
       }
-      t.pending_signals.push_back(info);
-      pass_on(0);
+      // Delivered now, where the thread is (remote_call.cpp, 4.): held by us, it would be lost
+      // if we died. A stop signal would group-stop the process under our remote code: kept.
+      if (is_stopping_signal(sig) || abort_call) {
+        t.pending_signals.push_back(info);
+        pass_on(0);
+      } else {
+        pass_on(sig);
+      }
       return;
     }
   }
 }
 
 Result<bool> Process::poll_pass(pid_t only_tid) {
+  if (injected_fault("poll_pass", only_tid)) return make_error(ErrorKind::io, "waitpid: injected fault");
   std::vector<pid_t> tids;
   for (const auto& [tid, t] : threads_) {
     if (t->stopped) continue;
@@ -298,6 +321,8 @@ bool Process::is_stopped(pid_t tid) const {
 
 Result<void> Process::resume_one(ThreadInfo& t) {
   const pid_t tid = t.tid;
+  if (injected_fault("resume_one", tid))
+    return make_error(ErrorKind::io, "resuming thread {} of process {}: injected fault", tid, pid_);
   // 3. Raise the suppressed signals again. rt_tgsigqueueinfo keeps the siginfo of queued
   // signals (sigqueue, timers); the kernel refuses it for kernel- and kill()-sent ones, which
   // get a plain tgkill.
@@ -353,6 +378,9 @@ Result<void> Process::resume_thread(pid_t tid) {
 
 Result<void> Process::resume_all() {
   LG_TRY_VOID(check_tracer_thread());
+  // Every thread is tried: one that cannot be resumed must not leave the others frozen. The
+  // failures are reported together.
+  std::vector<Error> failures;
   for (pid_t tid : threads()) {
     ThreadInfo* t = find_thread(tid);
     if (!t) continue;
@@ -360,9 +388,16 @@ Result<void> Process::resume_all() {
       t->want = ThreadWant::run;
       continue;
     }
-    LG_TRY_VOID(resume_one(*t));
+    if (auto r = resume_one(*t); !r) failures.push_back(std::move(r).error());
   }
-  return poll_events();
+  auto polled = poll_events();
+  if (failures.empty()) return polled;
+  Error e = failures.front();
+  if (failures.size() > 1) {
+    e.message = fmt::format("{} threads of process {} could not be resumed: {}", failures.size(), pid_, e.message);
+    for (size_t i = 1; i < failures.size() && i < 8; ++i) e.message += "; " + failures[i].message;
+  }
+  return e;
 }
 
 Result<void> Process::poll_events() {
@@ -375,6 +410,29 @@ Result<void> Process::poll_events() {
   if (threads_.empty() || process_exited_)
     return make_error(ErrorKind::thread_died, "process {} exited", pid_);
   return ok_result();
+}
+
+Result<ThreadStopScope> ThreadStopScope::stop(Process& process, pid_t tid, std::chrono::milliseconds timeout) {
+  const bool was_stopped = process.is_stopped(tid);
+  LG_TRY_VOID(process.stop_thread(tid, timeout));
+  return ThreadStopScope(process, tid, !was_stopped);
+}
+
+ThreadStopScope::ThreadStopScope(ThreadStopScope&& other) noexcept
+    : process_(other.process_), tid_(other.tid_), armed_(other.armed_) {
+  other.armed_ = false;
+}
+
+ThreadStopScope::~ThreadStopScope() {
+  if (!armed_) return;
+  if (auto r = resume(); !r && r.error().kind != ErrorKind::thread_died)
+    std::fprintf(stderr, "livegraft: %s\n", r.error().describe().c_str());
+}
+
+Result<void> ThreadStopScope::resume() {
+  if (!armed_) return ok_result();
+  armed_ = false;
+  return process_->resume_thread(tid_);
 }
 
 }  // namespace lg

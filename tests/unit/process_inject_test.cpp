@@ -106,6 +106,40 @@ TEST(ProcessInject, NoSafeThreadTimesOutAsUnsafe) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::unsafe) << r.error().describe();
   EXPECT_FALSE(maps_contain(target.pid(), so));
+  // Every thread stopped for inspection was resumed (ThreadStopScope).
+  for (pid_t tid : (*seized)->threads()) EXPECT_FALSE((*seized)->is_stopped(tid)) << tid;
+  seized->reset();
+  target.drain();
+  EXPECT_FALSE(target.wait_prefix("tick").empty());
+}
+
+TEST(ProcessInject, ThreadWithAlmostNoStackLeftIsBorrowedAndTheNextDlopenStillWorks) {
+  std::string exe = testing::build_program("process_low_stack");
+  ASSERT_FALSE(exe.empty());
+  std::string first = testing::build_shared_library("process_inject_low1", "int process_inject_low1(void) { return 1; }\n");
+  std::string second = testing::build_shared_library("process_inject_low2", "int process_inject_low2(void) { return 2; }\n");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(second.empty());
+  TargetProcess target;
+  ASSERT_TRUE(target.start(exe));
+  std::string low = target.wait_prefix("low ");
+  ASSERT_FALSE(low.empty());
+  const pid_t low_tid = static_cast<pid_t>(std::atol(low.c_str() + 4));
+  ASSERT_LT(std::atol(low.c_str() + low.find(' ', 4) + 1), 2048) << low;
+  auto seized = Process::seize(target.pid());
+  ASSERT_TRUE(seized.ok()) << seized.error().describe();
+  // Only the thread with ~1.5 KiB of stack left may be borrowed: dlopen needs far more.
+  auto only_low = [&](pid_t tid, const Registers& regs) -> Result<bool> {
+    if (tid != low_tid) return false;
+    return not_in_ld_so(target.pid())(tid, regs);
+  };
+  auto r = inject_library(**seized, first, only_low, 10s);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_TRUE(maps_contain(target.pid(), first));
+  // The loader lock was released: another dlopen, in any thread, completes.
+  auto again = inject_library(**seized, second, not_in_ld_so(target.pid()), 10s);
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_TRUE(maps_contain(target.pid(), second));
   seized->reset();
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty());
