@@ -123,3 +123,84 @@ TEST(BuilderRecord, FixOfATemplateRebuildsTheUnitsIncludingTheGeneratedHeader) {
   EXPECT_NE(out.find("1 unit(s) to diff: main.c"), std::string::npos) << out;
   EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
 }
+
+// A fix that adds lines shifts every later __LINE__; kept as in the original (#line directives
+// after each change, the one inside a comment moved below it), the patch holds only `check`.
+TEST(BuilderLines, LinesAddedAboveUnchangedFunctionsDoNotMakeThemChanged) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("lines", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED check\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("later_a"), std::string::npos) << out;
+  EXPECT_EQ(out.find("later_b"), std::string::npos) << out;
+  EXPECT_NE(out.find("#line directive(s) keep the original line numbers"), std::string::npos) << out;
+  // Without: the stored __LINE__ values differ, the LINE-ONLY rule cannot excuse them.
+  ASSERT_EQ(build_patch("lines", &out, "prog", "--no-keep-line-numbers"), 0) << out;
+  EXPECT_NE(out.find("CHANGED later_a"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED later_b"), std::string::npos) << out;
+}
+
+TEST(BuilderTypeLayout, ChangedStructLayoutIsReportedWithItsMembersAndUsers) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("layout", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED handle"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED serve"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: the fix changes the layout of struct request (8 -> 12 bytes)"), std::string::npos) << out;
+  EXPECT_NE(out.find("short int flags at 4 (2 bytes) -> int flags at 4 (4 bytes)"), std::string::npos) << out;
+  EXPECT_NE(out.find("+ int extra at 8 (4 bytes)"), std::string::npos) << out;
+  EXPECT_NE(out.find("used by the patched handle, serve"), std::string::npos) << out;
+  EXPECT_NE(out.find("objects of the old layout alive during the switch would be misread"), std::string::npos) << out;
+}
+
+namespace {
+
+// `livegraft build` of projects/one-step with another diff (written into the copy).
+int build_with_diff(const std::string& diff, std::string* out) {
+  const fs::path work = project_copy("one-step");
+  if (int rc = run("make -C " + work.string(), out); rc != 0) return 100 + rc;
+  std::ofstream(work / "other.diff") << diff;
+  return run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "other.diff").string() +
+                 " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string() + " --work-dir " +
+                 (work.string() + ".work"),
+             out);
+}
+
+}  // namespace
+
+TEST(BuilderErrors, CompilerMessageIsInTheErrorOfAFixThatDoesNotCompile) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  EXPECT_NE(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-__attribute__((noinline)) int answer(int i) { return i * 2; }\n"
+                            "+__attribute__((noinline)) int answer(int i) { return i * no_such_name; }\n",
+                            &out),
+            0);
+  EXPECT_NE(out.find("error: "), std::string::npos) << out;
+  EXPECT_NE(out.find("no_such_name"), std::string::npos) << out;  // gcc's own message, quotes as the locale has them
+  EXPECT_NE(out.find("undeclared"), std::string::npos) << out;
+}
+
+TEST(BuilderErrors, PatchMessageIsInTheErrorOfADiffThatDoesNotApply) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  EXPECT_NE(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-int a_line_that_is_not_there(void);\n"
+                            "+int another(void);\n",
+                            &out),
+            0);
+  EXPECT_NE(out.find("does not apply"), std::string::npos) << out;
+  EXPECT_NE(out.find("Hunk #1 FAILED"), std::string::npos) << out;
+}
+
+TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -8 +8 @@\n"
+                            "-    printf(\"%d\\n\", answer(i));\n"
+                            "+    printf(\"answer %d\\n\", answer(i));\n",
+                            &out),
+            0) << out;
+  EXPECT_NE(out.find("CHANGED main"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
+}
