@@ -64,6 +64,8 @@ for case in "$@"; do
   (
     # Each case in a subshell: its variables and functions are its own.
     set -u
+    # The Debian build flags first: a case may use them in its variables.
+    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
     # shellcheck disable=SC1090
     . "$cases_dir/$case/case.sh"
     echo "$PKG|$CVE|$BUILD_SYSTEM|$KIND" >"$w/meta"
@@ -78,7 +80,6 @@ for case in "$@"; do
         { echo "reversing $p failed: $(tail -n 2 "$w/prepare.log" | oneline)" >"$w/result"; exit 1; }
     done
     cp "debian/patches/$FIX" "$w/fix.diff"
-    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
     if ! build_vulnerable >"$w/build.log" 2>&1; then
       echo "the vulnerable build failed: $(tail -n 3 "$w/build.log" | oneline)" >"$w/result"
       exit 1
