@@ -114,7 +114,7 @@ j = json.load(open(sys.argv[1]))
 print(", ".join(f["name"] + ("" if f["status"] == "CHANGED" else " (" + f["status"].lower() + ")") for f in j.get("functions", [])))
 PY
     if [ $rc -ne 0 ]; then
-      msg=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j.get("error",{}).get("message",""))' "$w/livegraft-build.json" 2>/dev/null)
+      msg=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1])).get("error",""); print(e if isinstance(e, str) else e.get("message",""))' "$w/livegraft-build.json" 2>/dev/null)
       [ -n "$msg" ] || msg=$(grep -v '^livegraft build: ' "$w/livegraft-build.log" | head -n 3)
       echo "build refused: $(echo "$msg" | oneline)" >"$w/result"
       exit 1
