@@ -166,15 +166,22 @@ void write_wrapper(const fs::path& path, const std::string& real, const fs::path
       << "f=$(mktemp " << shell_quote((record_dir / "cmd.XXXXXX").string()) << ")\n"
       << "{ printf '%s\\0' \"$PWD\" " << shell_quote(real) << "; for a in \"$@\"; do printf '%s\\0' \"$a\"; done; } > \"$f\"\n"
       << "if [ -n \"$LIVEGRAFT_RECORD_ONLY\" ]; then\n"
-      << "  c=; o=; p=; srcs=; fake=1\n"
+      << "  c=; o=; p=; mf=; md=; srcs=; fake=1\n"
       << "  for a in \"$@\"; do\n"
       << "    [ \"$p\" = -o ] && o=$a\n"
+      << "    [ \"$p\" = -MF ] && mf=$a\n"
       << "    case $a in -c) c=1 ;; -E|-S|-M|-MM|--version|-v|-dump*|-print-*|--print-*) fake= ;;\n"
+      << "      -MD|-MMD) md=1 ;; -Wp,-MD,*|-Wp,-MMD,*) mf=${a#*,*,} ;;\n"
       << "      -o?*) o=${a#-o} ;; -*) ;; *.c|*.cc|*.cpp|*.cxx|*.C) srcs=\"$srcs $a\" ;; esac\n"
       << "    p=$a\n"
       << "  done\n"
       << "  if [ -n \"$fake\" ] && { [ -n \"$c\" ] || [ -n \"$o\" ]; }; then\n"
-      << "    if [ -n \"$o\" ]; then : > \"$o\"; else for s in $srcs; do b=${s##*/}; : > \"${b%.*}.o\"; done; fi\n"
+      // An empty but valid object (ar/ranlib/libtool handle it), and the dependency file a
+      // build may move next (automake: mv -f .deps/x.Tpo .deps/x.Plo).
+      << "    if [ -n \"$o\" ]; then cp " << shell_quote((path.parent_path() / "empty.o").string()) << " \"$o\"; else for s in $srcs; do b=${s##*/}; cp "
+      << shell_quote((path.parent_path() / "empty.o").string()) << " \"${b%.*}.o\"; done; fi\n"
+      << "    [ -n \"$mf\" ] && : > \"$mf\"\n"
+      << "    [ -z \"$mf\" ] && [ -n \"$md\" ] && [ -n \"$o\" ] && : > \"${o%.*}.d\"\n"
       << "    exit 0\n"
       << "  fi\n"
       << "fi\n"
@@ -220,6 +227,13 @@ Wrappers install_wrappers(const fs::path& bin, const fs::path& record_dir) {
     std::string real = find_in_path(n, bin);
     if (!real.empty()) write_wrapper(bin / n, real, record_dir);
   }
+  // What a record-only compile or link writes: an empty object (a valid ELF file, so a build's
+  // ar, ranlib or libtool steps on it succeed).
+  std::string cc_real = find_in_path("cc", bin);
+  if (cc_real.empty()) cc_real = find_in_path("gcc", bin);
+  std::string cmd = shell_quote(cc_real.empty() ? std::string("cc") : cc_real) + " -c -x c /dev/null -o " +
+                    shell_quote((bin / "empty.o").string()) + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) std::ofstream(bin / "empty.o").put('\0');
   const char* path = std::getenv("PATH");
   Wrappers w{fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
                          shell_quote((bin / cc).string()), shell_quote((bin / cxx).string())),
