@@ -25,6 +25,9 @@ cases_dir=$root/tests/realworld/cases
 export REALWORLD=$root/tests/realworld
 [ -x "$livegraft" ] && [ -f "$agent" ] || { echo "run.sh: build livegraft and its agent first ($build)" >&2; exit 1; }
 mkdir -p "$work_root"
+for tool in dpkg-buildflags patch python3; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed: skipping the corpus" >&2; exit 77; }
+done
 
 if [ $# -eq 0 ]; then
   set -- $(cd "$cases_dir" && ls)
