@@ -153,6 +153,29 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     return fail(make_error(ErrorKind::invalid_argument, "{} does not apply to {} with patch -p1:{}", options.diff_path,
                            source_dir.string(), trimmed(out)));
 
+  // Build files often name the tree by absolute path (autoconf's abs_srcdir, SQLite's TOP, a
+  // CMake build directory): in the copy they would still read the original. Where the kernel
+  // allows (root, or an unprivileged user namespace), the build and the fixed compiles run in a
+  // private mount namespace with the copy bound over DIR's path, so every path means the copy.
+  std::string ns_prefix;
+  // (Not when the work directory is inside DIR: the mount would hide it.)
+  const bool work_outside_source = fs::path(work).lexically_relative(source_dir).string().starts_with("..");
+  if (options.bind_copy_over_source && work_outside_source) {
+    for (const char* u : {"unshare --mount --propagation private", "unshare --user --map-root-user --mount --propagation private"}) {
+      std::string probe = fmt::format("{} sh -c {} >/dev/null 2>&1", u,
+                                      shell_quote(fmt::format("mount --bind {} {}", shell_quote(src.string()), shell_quote(source_dir.string()))));
+      if (std::system(probe.c_str()) == 0) {
+        ns_prefix = u;
+        break;
+      }
+    }
+  }
+  auto in_copy = [&](const std::string& cmd) {
+    return fmt::format("{} sh -c {}", ns_prefix,
+                       shell_quote(fmt::format("mount --bind {} {} && {}", shell_quote(src.string()), shell_quote(source_dir.string()), cmd)));
+  };
+  if (!ns_prefix.empty()) progress(fmt::format("the copy is mounted over {} for the build (a private mount namespace)", source_dir.string()));
+
   // 2. The translation units to diff, as compile commands that run in the source tree.
   std::vector<CompileCommand> compiles;
   std::vector<LinkCommand> links;
@@ -187,8 +210,9 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     fs::create_directories(work / "records");
     progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
                          record_only ? "record-only: nothing compiled, " : ""));
-    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote(src.string()), record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "",
-                                  wrappers.env, build);
+    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
+                                  record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers.env, build);
+    if (!ns_prefix.empty()) cmd = in_copy(cmd);
     if (run_captured(cmd, log, &out) != 0) {
       if (record_only) return again_with_real_build(fmt::format("`{}` failed in record-only mode", build));
       return fail(make_error(ErrorKind::io, "the project's build (`{}`) failed after the fix was applied:{}", build, trimmed(out)));
@@ -297,7 +321,8 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
                                "came from):{}",
                                rel, source_dir.string(), trimmed(out)));
       progress(fmt::format("compiling the fixed {}", rel));
-      if (run_captured(object_command(fixed_cmd, fixed_o), log, &out) != 0) {
+      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+      if (run_captured(fixed_compile, log, &out) != 0) {
         // A generated header the record-only mode left empty: the real build writes it.
         if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
         return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(out)));

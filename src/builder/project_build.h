@@ -28,6 +28,9 @@ struct ProjectBuildOptions {
   // Run the build in record-only mode first (compiles and links only create their outputs;
   // falls back to the real build when that cannot stand in for it). false: the real build.
   bool record_only_pass = true;
+  // Run the build and the fixed compiles with the copy bind-mounted over source_dir in a
+  // private mount namespace (when unshare allows), so absolute paths in build files mean the copy.
+  bool bind_copy_over_source = true;
   // Compile the fixed units with #line directives that keep the original's line numbers.
   bool keep_line_numbers = true;
   std::function<void(const std::string&)> progress;  // one line per step (stderr in the CLI)

@@ -15,6 +15,7 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto work = std::make_shared<std::string>();
   auto db = std::make_shared<std::string>();
   auto no_lines = std::make_shared<bool>(false);
+  auto no_bind = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("build", "Build a patch object from a source tree and a fix (kpatch-build for user space)");
   cmd->add_option("--source", opts->source_dir, "The source tree the running binary was built from")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--diff", opts->diff_path, "The fix, a unified diff applied with patch -p1")->required()->check(CLI::ExistingFile);
@@ -30,9 +31,13 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 "Compile the fixed sources as they are (default: #line directives keep the original's line numbers "
                 "outside the changed lines)");
   cmd->add_option("--work-dir", *work, "Work directory (default: a new one under $TMPDIR)");
+  cmd->add_flag("--no-bind-mount", *no_bind,
+                "Run the build in the copy as it is (default: in a private mount namespace with the copy mounted over "
+                "DIR's path, when unshare allows, so absolute paths in build files mean the copy)");
   cmd->add_flag("--keep-work-dir", opts->keep_work_dir, "Keep the work directory on success too");
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
-  cmd->callback([opts, json, build_cmd, work, db, no_lines, &global, &exit_code] {
+  cmd->callback([opts, json, build_cmd, work, db, no_lines, no_bind, &global, &exit_code] {
+    opts->bind_copy_over_source = !*no_bind;
     if (*json) global.json = true;
     if (!db->empty()) opts->compile_commands = *db;
     opts->keep_line_numbers = !*no_lines;

@@ -204,3 +204,14 @@ TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
   EXPECT_NE(out.find("CHANGED main"), std::string::npos) << out;
   EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
 }
+
+// The build files name the tree by absolute path: the build runs with the copy mounted over the
+// tree's path (a private mount namespace), so it sees the fix and recompiles prog.c.
+TEST(BuilderRecord, BuildFilesWithAbsolutePathsToTheTreeSeeTheFixedCopy) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("absolute-paths", &out), 0) << out;
+  if (out.find("the copy is mounted over") == std::string::npos)
+    GTEST_SKIP() << "no mount namespace here (unshare refused): " << out;
+  EXPECT_NE(out.find("CHANGED answer\n"), std::string::npos) << out;
+}

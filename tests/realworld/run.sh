@@ -78,9 +78,25 @@ for case in "$@"; do
     fi
     cp -a "$tree" "$w/src"
     cd "$w/src" || exit 1
-    for p in "${REVERT[@]:-$FIX}"; do
+    # The vulnerable tree: every Debian patch but the fix. Like quilt: pop the patches from the
+    # end of the series down to the fix, then push the later ones again (as long as they apply
+    # without it).
+    series=$(sed -e 's/#.*//' debian/patches/series | awk 'NF { print $1 }')
+    later=()
+    popped=
+    for p in $(echo "$series" | tac); do
       patch -R -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1 ||
         { echo "reversing $p failed: $(tail -n 2 "$w/prepare.log" | oneline)" >"$w/result"; exit 1; }
+      [ "$p" = "$FIX" ] && { popped=1; break; }
+      later=("$p" "${later[@]}")
+    done
+    [ -n "$popped" ] || { echo "$FIX is not in debian/patches/series" >"$w/result"; exit 1; }
+    for p in "${later[@]}"; do
+      if ! patch -p1 --batch --quiet --dry-run <"debian/patches/$p" >>"$w/prepare.log" 2>&1; then
+        echo "$p does not apply without the fix: left out with the patches after it" >>"$w/prepare.log"
+        break
+      fi
+      patch -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1
     done
     cp "debian/patches/$FIX" "$w/fix.diff"
     if ! build_vulnerable >"$w/build.log" 2>&1; then
