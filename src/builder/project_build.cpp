@@ -40,6 +40,31 @@ int run_captured(const std::string& cmd, const fs::path& log, std::string* outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Runs two shell commands at the same time (the original and the fixed compile of a unit: the
+// wall time of one); their outputs go to *out_a/*out_b and to `log`. Returns both exit codes.
+std::pair<int, int> run_pair(const std::string& a, const std::string& b, const fs::path& log, std::string* out_a,
+                             std::string* out_b) {
+  std::string la = log.string() + ".a", lb = log.string() + ".b";
+  std::string cmd = fmt::format("( {} ) >{} 2>&1 & pa=$!; ( {} ) >{} 2>&1; rb=$?; wait $pa; ra=$?; exit $(( (ra != 0) * 2 + (rb != 0) ))", a,
+                                shell_quote(la), b, shell_quote(lb));
+  int status = std::system(cmd.c_str());
+  int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  *out_a = slurp(la);
+  *out_b = slurp(lb);
+  std::ofstream(log, std::ios::app) << "$ " << a << "\n" << *out_a << "$ " << b << "\n" << *out_b;
+  std::error_code ec;
+  fs::remove(la, ec);
+  fs::remove(lb, ec);
+  if (rc == 255) return {-1, -1};
+  return {(rc & 2) ? 1 : 0, (rc & 1) ? 1 : 0};
+}
+
 // The part of a tool's output a person needs: the lines that say error (or, without any, the
 // last lines), at most `max` of them, indented for an error message.
 std::string trimmed(const std::string& output, size_t max = 12) {
@@ -303,6 +328,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   fs::create_directories(work / "orig");
   fs::create_directories(work / "patched");
   std::vector<DiffResult> parts;
+  std::string fixed_out;
   std::vector<std::pair<std::string, std::string>> object_pairs;  // for the type-layout report
   for (size_t i = 0; i < units.size(); ++i) {
     const Unit& u = units[i];
@@ -314,18 +340,19 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       rebase(fixed_cmd, source_dir.string(), src.string());
       const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
       const fs::path orig_o = work / "orig" / name, fixed_o = work / "patched" / name;
-      progress(fmt::format("compiling the original {}{}", rel, u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
-      if (run_captured(object_command(orig_cmd, orig_o), log, &out) != 0)
+      progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
+                           u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
+      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+      auto [orig_rc, fixed_rc] = run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out);
+      if (orig_rc != 0)
         return fail(make_error(ErrorKind::io,
                                "compiling the original {} in {} failed (the source tree must be the built tree the target "
                                "came from):{}",
                                rel, source_dir.string(), trimmed(out)));
-      progress(fmt::format("compiling the fixed {}", rel));
-      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
-      if (run_captured(fixed_compile, log, &out) != 0) {
+      if (fixed_rc != 0) {
         // A generated header the record-only mode left empty: the real build writes it.
         if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
-        return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(out)));
+        return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
       }
       DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
       auto r = diff_objects(d);
