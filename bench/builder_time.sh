@@ -5,7 +5,8 @@
 # tests/builder/real/lua5.4/fix.diff: iter_aux in src/lutf8lib.c) against the project's own
 # incremental rebuild of the changed file (the fix applied, `make linux`: compile lutf8lib.c,
 # re-archive liblua.a, relink lua and luac). Median of RUNS (default 5) each; prints a table.
-# Target (issue 3): livegraft build <= 3 x rebuild + 1 s.
+# Target (issue 7): livegraft build <= 2 x rebuild + 1 s. The per-case figures of the real-world
+# corpus come from tests/realworld/run.sh (docs/realworld.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -33,7 +34,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 for i in $(seq "$runs"); do
   t0=$(now)
   "$livegraft" build --source "$work/lua" --diff "$case_dir/fix.diff" --target "$work/lua/src/lua" \
-    --build-command 'make -B linux' -o "$work/fix.o" >"$work/livegraft-build.log" 2>&1
+    --build-command 'make linux' -o "$work/fix.o" >"$work/livegraft-build.log" 2>&1
   t1=$(now)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >>"$work/build-times"
 done
@@ -53,13 +54,13 @@ done
 
 b=$(median <"$work/build-times")
 r=$(median <"$work/rebuild-times")
-target=$(awk -v r="$r" 'BEGIN { printf "%.3f", 3 * r + 1 }')
+target=$(awk -v r="$r" 'BEGIN { printf "%.3f", 2 * r + 1 }')
 verdict=$(awk -v b="$b" -v t="$target" 'BEGIN { print (b <= t) ? 1 : 0 }')
 printf '\nlua5.4 %s (%s lines of C in src/), one-function fix (iter_aux, src/lutf8lib.c), median of %s runs\n' \
   "$(basename "$tree")" "$lines" "$runs"
 printf '%-44s %10s   %s\n' "what" "median s" "all runs (s)"
-printf '%-44s %10.3f   %s\n' "livegraft build (make -B linux, recorded)" "$b" "$(tr '\n' ' ' <"$work/build-times" | xargs printf '%.3f ')"
+printf '%-44s %10.3f   %s\n' "livegraft build (make linux, recorded)" "$b" "$(tr '\n' ' ' <"$work/build-times" | xargs printf '%.3f ')"
 printf '%-44s %10.3f   %s\n' "incremental rebuild (fix applied, make linux)" "$r" "$(tr '\n' ' ' <"$work/rebuild-times" | xargs printf '%.3f ')"
-printf '%-44s %10.3f   %s\n' "target: 3 x rebuild + 1 s" "$target" "$([ "$verdict" = 1 ] && echo met || echo NOT met)"
+printf '%-44s %10.3f   %s\n' "target: 2 x rebuild + 1 s" "$target" "$([ "$verdict" = 1 ] && echo met || echo NOT met)"
 printf 'machine: %s, %s cores, %s; load average %s\n' "$(uname -m)" "$(nproc)" "$(gcc --version | head -n 1)" \
   "$(cut -d' ' -f1-3 /proc/loadavg)"

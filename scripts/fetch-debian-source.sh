@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Usage: scripts/fetch-debian-source.sh NAME DESTDIR
+# Usage: scripts/fetch-debian-source.sh NAME[=VERSION] DESTDIR
 #
-# Gets the Debian source package NAME (for example lua5.4) into DESTDIR with `apt-get source`.
+# Gets the Debian source package NAME (for example lua5.4; pinned with lua5.4=5.4.4-3+deb12u1)
+# into DESTDIR with `apt-get source`.
 # The deb-src entries are derived from this machine's own apt sources (the archive it already
 # uses), written to a separate file under /etc/apt/sources.list.d/; nothing here names a host.
 # Cached: when DESTDIR already holds an unpacked source tree of NAME, it prints that directory
@@ -15,7 +16,8 @@ if [ $# -ne 2 ]; then
   echo "usage: $0 NAME DESTDIR" >&2
   exit 2
 fi
-name=$1
+spec=$1
+name=${spec%%=*}
 dest=$2
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
@@ -70,13 +72,16 @@ if [ ! -e "$srcfile" ] && [ ! -e "$srclist" ]; then
 fi
 
 # apt-get source needs the Sources indices: update once (or again when they are missing).
-if ! apt-cache showsrc "$name" 2>/dev/null | grep -q '^Package:'; then
+# (grep reads all of apt-cache's output: with -q it would exit early and pipefail would see
+# apt-cache die of SIGPIPE.)
+has_source() { apt-cache showsrc "$name" 2>/dev/null | grep '^Package:' >/dev/null; }
+if ! has_source; then
   echo "fetch-debian-source: apt-get update" >&2
   if ! "${sudo_cmd[@]}" apt-get update -q >&2; then
     echo "fetch-debian-source: apt-get update failed (no network?)" >&2
     exit 77
   fi
-  if ! apt-cache showsrc "$name" 2>/dev/null | grep -q '^Package:'; then
+  if ! has_source; then
     echo "fetch-debian-source: no source package '$name' in the configured archive" >&2
     exit 77
   fi
@@ -90,9 +95,9 @@ if ! command -v dpkg-source >/dev/null; then
   }
 fi
 
-echo "fetch-debian-source: apt-get source $name into $dest" >&2
-if ! (cd "$dest" && apt-get source -q "$name" >&2); then
-  echo "fetch-debian-source: apt-get source $name failed (no network?)" >&2
+echo "fetch-debian-source: apt-get source $spec into $dest" >&2
+if ! (cd "$dest" && apt-get source -q "$spec" >&2); then
+  echo "fetch-debian-source: apt-get source $spec failed (no network or that version is gone)" >&2
   exit 77
 fi
 if ! tree=$(find_tree); then

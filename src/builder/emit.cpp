@@ -277,6 +277,7 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
       auto it = maps[pi].section.find(s.shndx);
       if (s.index == 0 || s.is_section() || s.type == STT_FILE || !s.defined() || it == maps[pi].section.end()) continue;
       std::string name = out_name(s);
+      if (s.name.ends_with(".localalias")) continue;  // after the loop: the function it aliases
       if (s.bind != STB_LOCAL) {
         if (globals.count(name))
           return make_error(ErrorKind::unsupported, "global symbol {} is defined by two changed files", name);
@@ -284,6 +285,23 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
             w.add_symbol(name, s.bind, s.type, static_cast<uint16_t>(it->second), s.value, s.size, s.other);
       } else {
         maps[pi].symbol[s.index] = w.add_symbol(name, STB_LOCAL, s.type, static_cast<uint16_t>(it->second), s.value, s.size, s.other);
+      }
+    }
+  }
+  // GCC's f.localalias (same section and address as f): references to it use f's symbol, so
+  // the patch has one name per function (the loader and the reader see `f`).
+  for (size_t pi = 0; pi < parts.size(); ++pi) {
+    const Object& obj = *parts[pi]->patched;
+    for (const Symbol& a : obj.symbols) {
+      if (!a.name.ends_with(".localalias") || !a.defined() || !maps[pi].section.count(a.shndx)) continue;
+      for (const Symbol& f : obj.symbols)
+        if (&f != &a && f.is_function() && f.shndx == a.shndx && f.value == a.value && maps[pi].symbol.count(f.index) &&
+            !f.name.ends_with(".localalias"))
+          maps[pi].symbol[a.index] = maps[pi].symbol[f.index];
+      if (!maps[pi].symbol.count(a.index)) {
+        auto it = maps[pi].section.find(a.shndx);
+        maps[pi].symbol[a.index] =
+            w.add_symbol(out_name(a), STB_LOCAL, a.type, static_cast<uint16_t>(it->second), a.value, a.size, a.other);
       }
     }
   }

@@ -143,8 +143,18 @@ Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
   (void)orig;
   Inclusion out;
   Includer inc(patched, diag);
+  // GCC's `f.localalias` (a local alias of a global function, for calls that must not be
+  // interposed) is the same code as `f`: replaced and copied with it, never on its own.
+  auto alias_of_another = [&](const Symbol& a) {
+    if (!a.name.ends_with(".localalias")) return false;
+    for (const Symbol& b : patched.symbols)
+      if (&b != &a && b.is_function() && b.shndx == a.shndx && b.value == a.value && !b.name.ends_with(".localalias"))
+        return true;
+    return false;
+  };
   for (Symbol& s : patched.symbols) {
     if (!s.defined() || s.index == 0 || s.parent) continue;
+    if (s.is_function() && alias_of_another(s)) continue;
     if (s.is_function() && s.status == Status::changed) {
       if (s.type == STT_GNU_IFUNC) {
         diag.refusals.push_back(fmt::format("{} is an IFUNC resolver: not supported", s.name));
@@ -164,7 +174,7 @@ Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
   for (const Symbol* f : out.replaced) {
     size_t n = 0;
     for (const Symbol& s : patched.symbols)
-      if (s.shndx == f->shndx && s.is_function()) ++n;
+      if (s.shndx == f->shndx && s.is_function() && !alias_of_another(s)) ++n;
     if (n > 1)
       diag.refusals.push_back(fmt::format(
           "{} shares section {} with {} other functions: compile with -ffunction-sections -fdata-sections",

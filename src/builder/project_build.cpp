@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,10 +13,12 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "builder/compile_commands.h"
 #include "builder/emit.h"
+#include "builder/line_map.h"
 #include "builder/target.h"
+#include "builder/type_layout.h"
 #include "builder/verify.h"
 
 namespace fs = std::filesystem;
@@ -24,174 +27,62 @@ namespace lg::builder {
 
 namespace {
 
-// One compilation: the directory it runs in and its argv (argv[0] the compiler).
-struct CompileCommand {
-  std::string directory;
-  std::vector<std::string> argv;
-  std::string file;  // the source file, absolute
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs a shell command with its output appended to `log`; returns its exit status.
-int run_logged(const std::string& cmd, const fs::path& log) {
-  std::string full = "( " + cmd + " ) >>" + shell_quote(log.string()) + " 2>&1";
-  int status = std::system(full.c_str());
+// Runs a shell command; its output (stdout+stderr) goes to *output and is appended to `log`.
+int run_captured(const std::string& cmd, const fs::path& log, std::string* output = nullptr) {
+  FILE* p = popen(("( " + cmd + " ) 2>&1").c_str(), "r");
+  if (!p) return -1;
+  std::string out;
+  char buf[8192];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  std::ofstream(log, std::ios::app) << "$ " << cmd << "\n" << out;
+  if (output) *output = std::move(out);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::vector<std::string> split_command(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool in_single = false, in_double = false, have = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (in_single) { if (c == '\'') in_single = false; else cur += c; continue; }
-    if (in_double) {
-      if (c == '"') in_double = false;
-      else if (c == '\\' && i + 1 < s.size()) cur += s[++i];
-      else cur += c;
-      continue;
-    }
-    if (c == '\'') { in_single = have = true; continue; }
-    if (c == '"') { in_double = have = true; continue; }
-    if (c == '\\' && i + 1 < s.size()) { cur += s[++i]; have = true; continue; }
-    if (c == ' ' || c == '\t' || c == '\n') {
-      if (have || !cur.empty()) out.push_back(cur);
-      cur.clear();
-      have = false;
-      continue;
-    }
-    cur += c;
-  }
-  if (have || !cur.empty()) out.push_back(cur);
-  return out;
+// Runs two shell commands at the same time (the original and the fixed compile of a unit: the
+// wall time of one); their outputs go to *out_a/*out_b and to `log`. Returns both exit codes.
+std::pair<int, int> run_pair(const std::string& a, const std::string& b, const fs::path& log, std::string* out_a,
+                             std::string* out_b) {
+  std::string la = log.string() + ".a", lb = log.string() + ".b";
+  std::string cmd = fmt::format("( {} ) >{} 2>&1 & pa=$!; ( {} ) >{} 2>&1; rb=$?; wait $pa; ra=$?; exit $(( (ra != 0) * 2 + (rb != 0) ))", a,
+                                shell_quote(la), b, shell_quote(lb));
+  int status = std::system(cmd.c_str());
+  int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  *out_a = slurp(la);
+  *out_b = slurp(lb);
+  std::ofstream(log, std::ios::app) << "$ " << a << "\n" << *out_a << "$ " << b << "\n" << *out_b;
+  std::error_code ec;
+  fs::remove(la, ec);
+  fs::remove(lb, ec);
+  if (rc == 255) return {-1, -1};
+  return {(rc & 2) ? 1 : 0, (rc & 1) ? 1 : 0};
 }
 
-std::string abs_in(const std::string& dir, const std::string& file) {
-  fs::path p(file);
-  return (p.is_absolute() ? p : fs::path(dir) / p).lexically_normal().string();
-}
-
-Result<std::vector<CompileCommand>> read_compile_commands(const fs::path& json_path) {
-  std::ifstream in(json_path);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    return make_error(ErrorKind::invalid_argument, "{}: not valid JSON: {}", json_path.string(), e.what());
+// The part of a tool's output a person needs: the lines that say error (or, without any, the
+// last lines), at most `max` of them, indented for an error message.
+std::string trimmed(const std::string& output, size_t max = 12) {
+  std::vector<std::string> lines, errors;
+  std::istringstream in(output);
+  for (std::string l; std::getline(in, l);) {
+    if (l.empty()) continue;
+    lines.push_back(l);
+    if (l.find("error") != std::string::npos || l.find("FAILED") != std::string::npos ||
+        l.find("failed") != std::string::npos || l.find("No such file") != std::string::npos ||
+        l.find("malformed") != std::string::npos || l.find("can't find") != std::string::npos)
+      errors.push_back(l);
   }
-  std::vector<CompileCommand> out;
-  for (const auto& e : j) {
-    CompileCommand c;
-    c.directory = e.value("directory", "");
-    if (e.contains("arguments")) c.argv = e["arguments"].get<std::vector<std::string>>();
-    else c.argv = split_command(e.value("command", ""));
-    c.file = abs_in(c.directory, e.value("file", ""));
-    if (!c.argv.empty()) out.push_back(std::move(c));
-  }
-  return out;
-}
-
-// The compiler wrapper: records each compilation (cwd, argv; NUL-separated) and runs the real
-// compiler unchanged, so the original build is the project's own. With LIVEGRAFT_RECORD_ONLY
-// set, a compile (-c) or link (-o) only creates its output file empty and runs nothing (the
-// record-only pass: every command of `make -B` without compiling the project); other
-// invocations (-E, --version, -dumpmachine, -print-*) still run, since a build may use their
-// output.
-void write_wrapper(const fs::path& path, const std::string& real, const fs::path& record_dir) {
-  std::ofstream out(path);
-  out << "#!/bin/sh\n"
-      << "f=$(mktemp " << shell_quote((record_dir / "cmd.XXXXXX").string()) << ")\n"
-      << "{ printf '%s\\0' \"$PWD\" " << shell_quote(real) << "; for a in \"$@\"; do printf '%s\\0' \"$a\"; done; } > \"$f\"\n"
-      << "if [ -n \"$LIVEGRAFT_RECORD_ONLY\" ]; then\n"
-      << "  c=; o=; p=; srcs=; fake=1\n"
-      << "  for a in \"$@\"; do\n"
-      << "    [ \"$p\" = -o ] && o=$a\n"
-      << "    case $a in -c) c=1 ;; -E|-S|-M|-MM|--version|-v|-dump*|-print-*|--print-*) fake= ;;\n"
-      << "      -o?*) o=${a#-o} ;; -*) ;; *.c|*.cc|*.cpp|*.cxx|*.C) srcs=\"$srcs $a\" ;; esac\n"
-      << "    p=$a\n"
-      << "  done\n"
-      << "  if [ -n \"$fake\" ] && { [ -n \"$c\" ] || [ -n \"$o\" ]; }; then\n"
-      << "    if [ -n \"$o\" ]; then : > \"$o\"; else for s in $srcs; do b=${s##*/}; : > \"${b%.*}.o\"; done; fi\n"
-      << "    exit 0\n"
-      << "  fi\n"
-      << "fi\n"
-      << "exec " << shell_quote(real) << " \"$@\"\n";
-  out.close();
-  fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-}
-
-enum class RecordMode { record_only, build, build_overriding_cc };
-
-// The absolute path of `name` (a bare command name) in $PATH, skipping `skip`; empty if absent.
-std::string find_in_path(const std::string& name, const fs::path& skip) {
-  if (name.find('/') != std::string::npos) return fs::exists(name) ? name : std::string();
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    if (dir.empty() || fs::path(dir) == skip) continue;
-    fs::path candidate = fs::path(dir) / name;
-    if (access(candidate.c_str(), X_OK) == 0 && !fs::is_directory(candidate)) return candidate.string();
-  }
-  return {};
-}
-
-// Puts wrappers under `bin` for every compiler name a build may call (cc, gcc, g++, ... and
-// $CC/$CXX when they are one word), so that a Makefile that sets its own CC (`CC= gcc
-// -std=gnu99`) still goes through a wrapper and keeps its own flags.
-struct Wrappers {
-  std::string env;  // prefix for the build command: PATH with the wrappers first, CC and CXX
-  fs::path cc, cxx;
-};
-Wrappers install_wrappers(const fs::path& bin, const fs::path& record_dir) {
-  fs::create_directories(bin);
-  std::set<std::string> names = {"cc", "gcc", "c++", "g++", "clang", "clang++", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-g++"};
-  std::string cc = "cc", cxx = "c++";
-  for (auto [var, def] : {std::pair{"CC", &cc}, std::pair{"CXX", &cxx}}) {
-    const char* v = std::getenv(var);
-    if (v && *v && split_command(v).size() == 1) {
-      names.insert(fs::path(v).filename().string());
-      *def = fs::path(v).filename().string();
-      if (fs::path(v).is_absolute()) {
-        write_wrapper(bin / *def, v, record_dir);
-        names.erase(*def);
-      }
-    }
-  }
-  for (const std::string& n : names) {
-    std::string real = find_in_path(n, bin);
-    if (!real.empty()) write_wrapper(bin / n, real, record_dir);
-  }
-  const char* path = std::getenv("PATH");
-  Wrappers w{fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
-                         shell_quote((bin / cc).string()), shell_quote((bin / cxx).string())),
-             bin / cc, bin / cxx};
-  return w;
-}
-
-std::vector<CompileCommand> read_records(const fs::path& record_dir) {
-  std::vector<CompileCommand> out;
-  for (const auto& e : fs::directory_iterator(record_dir)) {
-    std::ifstream in(e.path(), std::ios::binary);
-    std::vector<std::string> fields;
-    for (std::string f; std::getline(in, f, '\0');) fields.push_back(f);
-    if (fields.size() < 2) continue;
-    CompileCommand c;
-    c.directory = fields[0];
-    c.argv.assign(fields.begin() + 1, fields.end());
-    bool compiles = std::find(c.argv.begin(), c.argv.end(), "-c") != c.argv.end();
-    for (const std::string& a : c.argv) {
-      static const char* const exts[] = {".c", ".cc", ".cpp", ".cxx", ".C"};
-      for (const char* x : exts)
-        if (compiles && a.size() > strlen(x) && a.ends_with(x) && a[0] != '-') c.file = abs_in(c.directory, a);
-    }
-    if (!c.file.empty()) out.push_back(std::move(c));
-  }
+  const std::vector<std::string>& pick = errors.empty() ? lines : errors;
+  size_t from = errors.empty() && pick.size() > max ? pick.size() - max : 0;
+  std::string out;
+  for (size_t i = from; i < pick.size() && i < from + max; ++i) out += "\n    " + pick[i].substr(0, 300);
+  if (pick.size() - from > max) out += fmt::format("\n    ... ({} more)", pick.size() - from - max);
   return out;
 }
 
@@ -210,26 +101,24 @@ std::vector<std::string> files_in_diff(const std::string& diff_path) {
   return {files.begin(), files.end()};
 }
 
-bool is_source(const std::string& f) {
-  for (const char* x : {".c", ".cc", ".cpp", ".cxx", ".C"})
-    if (f.ends_with(x)) return true;
+bool is_pic(const CompileCommand& c) {
+  for (const std::string& a : c.argv)
+    if (a == "-fPIC" || a == "-fpic" || a == "-DPIC") return true;
   return false;
 }
 
-// Rewrites a compile command to produce `object` with the section flags; drops -o and
-// dependency-file options, keeps everything else (the project's own flags).
-std::string object_command(const CompileCommand& c, const fs::path& object) {
-  std::string cmd = "cd " + shell_quote(c.directory) + " && " + shell_quote(c.argv[0]);
-  for (size_t i = 1; i < c.argv.size(); ++i) {
-    const std::string& a = c.argv[i];
-    if (a == "-o" || a == "-MF" || a == "-MT" || a == "-MQ") { ++i; continue; }
-    if (a == "-MD" || a == "-MMD" || a == "-MP" || a.starts_with("-Wp,-MD") || a.starts_with("-Wp,-MMD")) continue;
-    if (a == "-ffunction-sections" || a == "-fdata-sections") continue;
-    cmd += " " + shell_quote(a);
-  }
-  cmd += " -ffunction-sections -fdata-sections -o " + shell_quote(object.string());
-  return cmd;
+std::string canonical_or_same(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(p, ec);
+  return ec ? p : c.string();
 }
+
+// One translation unit and the commands that compiled it (libtool compiles a file twice:
+// -fPIC -DPIC -o .libs/x.o for the shared library, and again for the static one), best first.
+struct Unit {
+  std::string file;  // absolute, in the source tree
+  std::vector<CompileCommand> candidates;
+};
 
 }  // namespace
 
@@ -260,154 +149,269 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     return build_project_patch(again);
   };
   auto fail = [&](Error e) {
-    e.hint = fmt::format("the work directory is kept: {} (build.log has the compiler output)", work.string());
+    e.hint = fmt::format("the work directory is kept: {} (build.log has every command and its output)", work.string());
     return e;
   };
   const fs::path log = work / "build.log";
   const fs::path src = work / "src";
   const fs::path source_dir = fs::canonical(options.source_dir);
+  const std::string diff_path = fs::absolute(options.diff_path).string();
 
   progress(fmt::format("reading the target {}", options.target_path));
   auto target = load_target(options.target_path);
   if (!target) return fail(std::move(target).error());
 
+  std::vector<std::string> touched = files_in_diff(diff_path);
+  if (touched.empty()) return fail(make_error(ErrorKind::invalid_argument, "{} changes no file", options.diff_path));
+
+  // 1. A copy of the tree with its timestamps (so the project's incremental build sees the
+  //    objects up to date and rebuilds only what the fix changes), the fix applied to it.
   progress(fmt::format("copying {} to {}", source_dir.string(), src.string()));
   std::error_code ec;
   fs::remove_all(src, ec);
-  fs::copy(source_dir, src, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-  if (ec) return fail(make_error(ErrorKind::io, "copying {}: {}", source_dir.string(), ec.message()));
+  std::string out;
+  if (run_captured(fmt::format("cp -a {} {}", shell_quote(source_dir.string()), shell_quote(src.string())), log, &out) != 0)
+    return fail(make_error(ErrorKind::io, "copying {} failed:{}", source_dir.string(), trimmed(out)));
+  progress(fmt::format("applying {}", options.diff_path));
+  if (run_captured(fmt::format("cd {} && patch -p1 --batch --forward < {}", shell_quote(src.string()), shell_quote(diff_path)),
+                   log, &out) != 0)
+    return fail(make_error(ErrorKind::invalid_argument, "{} does not apply to {} with patch -p1:{}", options.diff_path,
+                           source_dir.string(), trimmed(out)));
 
-  // The project's compile commands: compile_commands.json, or a build run through the wrapper.
-  std::vector<CompileCommand> commands;
+  // Build files often name the tree by absolute path (autoconf's abs_srcdir, SQLite's TOP, a
+  // CMake build directory): in the copy they would still read the original. Where the kernel
+  // allows (root, or an unprivileged user namespace), the build and the fixed compiles run in a
+  // private mount namespace with the copy bound over DIR's path, so every path means the copy.
+  std::string ns_prefix;
+  // (Not when the work directory is inside DIR: the mount would hide it.)
+  const bool work_outside_source = fs::path(work).lexically_relative(source_dir).string().starts_with("..");
+  if (options.bind_copy_over_source && work_outside_source) {
+    for (const char* u : {"unshare --mount --propagation private", "unshare --user --map-root-user --mount --propagation private"}) {
+      std::string probe = fmt::format("{} sh -c {} >/dev/null 2>&1", u,
+                                      shell_quote(fmt::format("mount --bind {} {}", shell_quote(src.string()), shell_quote(source_dir.string()))));
+      if (std::system(probe.c_str()) == 0) {
+        ns_prefix = u;
+        break;
+      }
+    }
+  }
+  auto in_copy = [&](const std::string& cmd) {
+    return fmt::format("{} sh -c {}", ns_prefix,
+                       shell_quote(fmt::format("mount --bind {} {} && {}", shell_quote(src.string()), shell_quote(source_dir.string()), cmd)));
+  };
+  if (!ns_prefix.empty()) progress(fmt::format("the copy is mounted over {} for the build (a private mount namespace)", source_dir.string()));
+
+  // 2. The translation units to diff, as compile commands that run in the source tree.
+  std::vector<CompileCommand> compiles;
+  std::vector<LinkCommand> links;
   fs::path db;
   for (const char* c : {"compile_commands.json", "build/compile_commands.json"})
     if (fs::exists(source_dir / c)) db = source_dir / c;
+  if (options.compile_commands) db = fs::absolute(*options.compile_commands);
+  const bool record_only = db.empty() && options.record_only_pass;
   if (!db.empty()) {
+    // compile_commands.json (CMake, Meson): the units whose file the fix changes; a changed
+    // header may affect any unit, so then all of them (their objects tell what changed).
     progress(fmt::format("using {}", db.string()));
     auto cc = read_compile_commands(db);
     if (!cc) return fail(std::move(cc).error());
-    // Compile in the copy: rewrite the tree's paths.
+    bool header_changed = std::any_of(touched.begin(), touched.end(), [](auto& f) { return !is_source_file(f); });
     for (CompileCommand& c : *cc) {
-      auto rebase = [&](std::string& s) {
-        if (s.starts_with(source_dir.string())) s = src.string() + s.substr(source_dir.string().size());
-      };
-      rebase(c.directory);
-      rebase(c.file);
-      for (std::string& a : c.argv) rebase(a);
-    }
-    commands = std::move(*cc);
-  }
-  // Without a compile_commands.json: the project's build command with the compilers wrapped.
-  // First a record-only pass (every command recorded, nothing compiled: fast); when it fails,
-  // records nothing, or a recorded command does not compile in the copy (a generated header
-  // the record-only pass left empty), the real build.
-  const std::string build = options.build_command.value_or("make -B");
-  std::optional<Wrappers> wrappers;
-  auto record_build = [&](RecordMode mode) -> Result<std::vector<CompileCommand>> {
-    if (!wrappers) wrappers = install_wrappers(work / "bin", work / "records");
-    std::error_code ec2;
-    fs::remove_all(work / "records", ec2);
-    fs::create_directories(work / "records");
-    progress(fmt::format("{} the original with `{}` (compilers wrapped to record commands{})",
-                         mode == RecordMode::record_only ? "recording the commands that build" : "building", build,
-                         mode == RecordMode::build_overriding_cc ? ", CC/CXX overridden on the make command line" : ""));
-    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote(src.string()),
-                                  mode == RecordMode::record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers->env, build);
-    // Last resort for a Makefile whose CC names a compiler by absolute path (not found through
-    // $PATH): the make command-line override, which replaces the Makefile's CC and its flags.
-    if (mode == RecordMode::build_overriding_cc)
-      cmd += fmt::format(" CC={} CXX={}", shell_quote(wrappers->cc.string()), shell_quote(wrappers->cxx.string()));
-    if (run_logged(cmd, log) != 0)
-      return make_error(ErrorKind::io, "the original build (`{}`) failed", build);
-    return read_records(work / "records");
-  };
-  // The real build, and when it compiled nothing through the wrappers, the CC override.
-  auto real_build = [&]() -> Result<std::vector<CompileCommand>> {
-    auto full = record_build(RecordMode::build);
-    if (full && full->empty()) full = record_build(RecordMode::build_overriding_cc);
-    return full;
-  };
-  bool record_only = false;
-  if (db.empty() && options.record_only_pass) {
-    auto r = record_build(RecordMode::record_only);
-    if (r && !r->empty()) {
-      commands = std::move(*r);
-      record_only = true;
-    } else {
-      auto full = real_build();
-      if (!full) return fail(std::move(full).error());
-      commands = std::move(*full);
-    }
-  } else if (db.empty()) {
-    auto full = real_build();
-    if (!full) return fail(std::move(full).error());
-    commands = std::move(*full);
-  }
-  if (commands.empty())
-    return fail(make_error(ErrorKind::not_found, "no compile commands found (no compile_commands.json, and the build compiled nothing through $CC/$CXX)"));
-
-  // Which translation units the fix touches.
-  std::vector<std::string> touched = files_in_diff(options.diff_path);
-  if (touched.empty()) return fail(make_error(ErrorKind::invalid_argument, "{} changes no file", options.diff_path));
-  bool header_changed = std::any_of(touched.begin(), touched.end(), [](auto& f) { return !is_source(f); });
-  std::vector<const CompileCommand*> units;
-  auto select_units = [&] {
-    units.clear();
-    for (const CompileCommand& c : commands) {
-      bool match = header_changed;  // a changed header may affect any unit: diff them all
+      bool match = header_changed;
       for (const std::string& f : touched)
-        if (c.file == (src / f).lexically_normal().string()) match = true;
-      if (match && std::none_of(units.begin(), units.end(), [&](auto* u) { return u->file == c.file; })) units.push_back(&c);
+        if (c.file == (source_dir / f).lexically_normal().string()) match = true;
+      if (match) compiles.push_back(std::move(c));
     }
-  };
-  select_units();
-  if (units.empty()) return fail(make_error(ErrorKind::not_found, "none of the files the fix changes is compiled by the build"));
+    if (compiles.empty())
+      return fail(make_error(ErrorKind::not_found, "none of the files the fix changes ({}) is compiled according to {}",
+                             fmt::join(touched, ", "), db.string()));
+  } else {
+    // The project's own incremental build after the fix, the compilers wrapped: what it
+    // recompiles is what the fix changes, generated sources included (parse.y -> parse.c, an
+    // amalgamation, a template). In record-only mode the compiles and links only create their
+    // outputs empty; generators and other commands run.
+    const std::string build = options.build_command.value_or("make");
+    Wrappers wrappers = install_wrappers(work / "bin", work / "records");
+    fs::create_directories(work / "records");
+    progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
+                         record_only ? "record-only: nothing compiled, " : ""));
+    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
+                                  record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers.env, build);
+    if (!ns_prefix.empty()) cmd = in_copy(cmd);
+    if (run_captured(cmd, log, &out) != 0) {
+      if (record_only) return again_with_real_build(fmt::format("`{}` failed in record-only mode", build));
+      return fail(make_error(ErrorKind::io, "the project's build (`{}`) failed after the fix was applied:{}", build, trimmed(out)));
+    }
+    RecordedBuild rec = read_records(work / "records");
+    for (CompileCommand& c : rec.compiles) {
+      rebase(c, src.string(), source_dir.string());
+      compiles.push_back(std::move(c));
+    }
+    for (LinkCommand& l : rec.links) {
+      auto back = [&](std::string& s) {
+        if (s.starts_with(src.string())) s = source_dir.string() + s.substr(src.string().size());
+      };
+      back(l.directory);
+      back(l.output);
+      for (std::string& i : l.inputs) back(i);
+      links.push_back(std::move(l));
+    }
+    if (compiles.empty())
+      return fail(make_error(ErrorKind::not_found,
+                             "`{}` recompiled nothing after the fix was applied (is {} the built tree the target came "
+                             "from? does the build call the compiler through $CC/$CXX or by a name in $PATH?)",
+                             build, source_dir.string()));
+  }
 
+  // Which recompiled units go into the target: the inputs of the link that wrote it (by path,
+  // or by name/soname), else the units whose source file the target's symbol table names.
+  const std::string target_canon = canonical_or_same(options.target_path);
+  const std::string target_name = fs::path(target_canon).filename().string();
+  const LinkCommand* target_link = nullptr;
+  for (const LinkCommand& l : links) {
+    std::string name = fs::path(l.output).filename().string();
+    if (canonical_or_same(l.output) == target_canon || name == target_name || (target->soname && name == *target->soname))
+      target_link = &l;
+  }
+  std::set<std::string> linked;
+  if (target_link)
+    for (const std::string& i : target_link->inputs) linked.insert(i);
+  const std::set<std::string>& target_files = target->source_files;
+  std::vector<Unit> units;
+  for (const CompileCommand& c : compiles) {
+    bool in_link = linked.contains(c.output) || (c.one_step && linked.contains(c.file));
+    bool by_name = target_files.empty() || target_files.contains(fs::path(c.file).filename().string());
+    if (!db.empty()) by_name = true;  // the database lists the project's units; the diff chose them
+    if (target_link && !in_link && !by_name) {
+      progress(fmt::format("{} is recompiled but not linked into {}: skipped", fs::relative(c.file, source_dir).string(), target_name));
+      continue;
+    }
+    if (!target_link && !by_name) continue;
+    auto u = std::find_if(units.begin(), units.end(), [&](const Unit& x) { return x.file == c.file; });
+    if (u == units.end()) u = units.insert(units.end(), Unit{c.file, {}});
+    if (std::any_of(u->candidates.begin(), u->candidates.end(), [&](const CompileCommand& x) { return x.argv == c.argv; }))
+      continue;
+    // Best first: the compile whose object the target's link used, then PIC for a library.
+    bool lib = target->soname.has_value();
+    auto rank = [&](const CompileCommand& x) {
+      return (linked.contains(x.output) || (x.one_step && linked.contains(x.file)) ? 0 : 2) + (is_pic(x) == lib ? 0 : 1);
+    };
+    auto at = std::find_if(u->candidates.begin(), u->candidates.end(), [&](const CompileCommand& x) { return rank(c) < rank(x); });
+    u->candidates.insert(at, c);
+  }
+  if (units.empty())
+    return fail(make_error(ErrorKind::not_found, "none of the units the build recompiled is part of {} ({} recompiled)",
+                           options.target_path, compiles.size()));
+  for (const Unit& u : units) result.recompiled.push_back(fs::relative(u.file, source_dir).string());
+  progress(fmt::format("{} unit(s) to diff: {}", units.size(), fmt::join(result.recompiled, ", ")));
+
+  // 3. The fixed sources keep the original's line numbers outside the changed lines (#line), so
+  //    only code the fix changed differs (not every function below an added line).
+  std::set<std::string> relined;
+  auto keep_lines = [&](const std::string& rel) -> Result<void> {
+    if (options.keep_line_numbers == false || !relined.insert(rel).second) return {};
+    fs::path o = source_dir / rel, p = src / rel;
+    if (!fs::is_regular_file(o) || !fs::is_regular_file(p)) return {};
+    auto n = keep_original_lines_in_file(o.string(), p.string());
+    if (!n) return std::move(n).error();
+    if (*n) progress(fmt::format("{}: {} #line directive(s) keep the original line numbers", rel, *n));
+    result.line_directives += *n;
+    return {};
+  };
+  for (const std::string& f : touched)
+    if (auto r = keep_lines(f); !r) return fail(std::move(r).error());
+  for (const Unit& u : units)
+    if (auto r = keep_lines(fs::relative(u.file, source_dir).string()); !r) return fail(std::move(r).error());
+
+  // 4. Each unit compiled as the original (in the source tree, read only) and as fixed (in the
+  //    copy), with the builder's section flags; each pair diffed against the target.
   fs::create_directories(work / "orig");
   fs::create_directories(work / "patched");
-  auto object_name = [&](size_t i, const CompileCommand& c) { return fmt::format("{}-{}.o", i, fs::path(c.file).stem().string()); };
-  auto compile_originals = [&]() -> bool {
-    for (size_t i = 0; i < units.size(); ++i) {
-      progress(fmt::format("compiling the original {}", fs::relative(units[i]->file, src).string()));
-      if (run_logged(object_command(*units[i], work / "orig" / object_name(i, *units[i])), log) != 0) return false;
-    }
-    return true;
-  };
-  if (!compile_originals()) {
-    if (!record_only) return fail(make_error(ErrorKind::io, "compiling the original failed (see build.log)"));
-    progress("a recorded command did not compile after the record-only pass: running the real build");
-    auto full = real_build();
-    if (!full) return fail(std::move(full).error());
-    commands = std::move(*full);
-    select_units();
-    if (units.empty()) return fail(make_error(ErrorKind::not_found, "none of the files the fix changes is compiled by the build"));
-    if (!compile_originals()) return fail(make_error(ErrorKind::io, "compiling the original failed (see build.log)"));
-  }
-  progress(fmt::format("applying {}", options.diff_path));
-  if (run_logged(fmt::format("cd {} && patch -p1 --batch --forward < {}", shell_quote(src.string()),
-                             shell_quote(fs::absolute(options.diff_path).string())), log) != 0)
-    return fail(make_error(ErrorKind::invalid_argument, "{} does not apply to {} with patch -p1", options.diff_path, source_dir.string()));
-
   std::vector<DiffResult> parts;
+  std::string fixed_out;
+  std::vector<std::pair<std::string, std::string>> object_pairs;  // for the type-layout report
   for (size_t i = 0; i < units.size(); ++i) {
-    std::string rel = fs::relative(units[i]->file, src).string();
-    progress(fmt::format("compiling the patched {}", rel));
-    if (run_logged(object_command(*units[i], work / "patched" / object_name(i, *units[i])), log) != 0)
-      return fail(make_error(ErrorKind::io, "compiling the patched {} failed", rel));
-    DiffOptions d{(work / "orig" / object_name(i, *units[i])).string(), (work / "patched" / object_name(i, *units[i])).string(), &*target};
-    auto r = diff_objects(d);
-    // A record-only pass leaves generated files empty; an original compiled against such a
-    // file compiles but is not the code that runs: verification says so, the real build fixes it.
-    if (!r && record_only && r.error().message.find(kTargetBuiltDifferently) != std::string::npos)
-      return again_with_real_build(fmt::format("{}: the rebuilt original differs from the target after the record-only pass", rel));
-    if (!r) return fail(std::move(r).error().context(rel));
-    for (const auto& w : r->warnings) result.warnings.push_back(rel + ": " + w);
-    if (r->functions.empty()) continue;
-    progress(fmt::format("{}: {} function(s) changed or new", rel, r->functions.size()));
+    const Unit& u = units[i];
+    const std::string rel = fs::relative(u.file, source_dir).string();
+    std::optional<DiffResult> chosen;
+    for (size_t k = 0; k < u.candidates.size(); ++k) {
+      const CompileCommand& orig_cmd = u.candidates[k];
+      CompileCommand fixed_cmd = orig_cmd;
+      rebase(fixed_cmd, source_dir.string(), src.string());
+      const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
+      const fs::path orig_o = work / "orig" / name, fixed_o = work / "patched" / name;
+      progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
+                           u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
+      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+      auto [orig_rc, fixed_rc] = run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out);
+      if (orig_rc != 0)
+        return fail(make_error(ErrorKind::io,
+                               "compiling the original {} in {} failed (the source tree must be the built tree the target "
+                               "came from):{}",
+                               rel, source_dir.string(), trimmed(out)));
+      if (fixed_rc != 0) {
+        // A generated header the record-only mode left empty: the real build writes it.
+        if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
+        return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
+      }
+      DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
+      auto r = diff_objects(d);
+      if (!r && k + 1 < u.candidates.size() && r.error().message.find(kTargetBuiltDifferently) != std::string::npos) {
+        progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
+        continue;
+      }
+      if (!r) return fail(std::move(r).error().context(rel));
+      object_pairs.emplace_back(orig_o.string(), fixed_o.string());
+      chosen = std::move(r.value());
+      break;
+    }
+    if (!chosen) continue;
+    DiffResult& r = *chosen;
+    for (const auto& w : r.warnings) result.warnings.push_back(rel + ": " + w);
+    for (const auto& l : r.line_only) result.line_only.push_back(l);
+    if (r.functions.empty()) continue;
+    progress(fmt::format("{}: {} function(s) changed or new", rel, r.functions.size()));
     result.changed_files.push_back(rel);
-    for (const auto& f : r->functions) result.functions.push_back(f);
-    parts.push_back(std::move(r.value()));
+    for (const auto& f : r.functions) {
+      result.functions.push_back(f);
+      // What will surely fail at apply, said now (item: build-time warnings).
+      if (f.status == Status::changed && (f.name == "main" || f.name == "__libc_start_main"))
+        result.warnings.push_back(fmt::format(
+            "{}: {} is changed: the thread that runs it never leaves it, so `livegraft apply` cannot switch that "
+            "thread (the old {} keeps running); move the fix into a function {} calls",
+            rel, f.name, f.name, f.name));
+    }
+    for (const std::string& e : r.externals) {
+      bool known = std::any_of(target->symbols.begin(), target->symbols.end(), [&](const TargetSymbol& s) { return s.name == e; });
+      if (!known && !target->imports.contains(e))
+        result.warnings.push_back(fmt::format(
+            "{}: the patch uses {}, which {} neither defines nor imports: the loader must find it in another loaded "
+            "object (dlsym), or apply fails",
+            rel, e, fs::path(options.target_path).filename().string()));
+    }
+    parts.push_back(std::move(r));
   }
+
+  // 5. Types whose layout the fix changes (DWARF of both builds): objects of the old layout
+  //    alive during the switch would be misread by the new code.
+  std::set<std::string> patched_functions;
+  for (const FunctionChange& f : result.functions) patched_functions.insert(f.name);
+  for (const auto& [o, p] : object_pairs) {
+    auto changes = compare_type_layouts(o, p, patched_functions);
+    if (!changes) {
+      progress(fmt::format("type layouts not compared: {}", changes.error().message));
+      continue;
+    }
+    for (TypeLayoutChange& c : *changes) {
+      result.warnings.push_back(describe(c));
+      result.type_changes.push_back(std::move(c));
+    }
+  }
+
+  if (parts.empty())
+    return fail(make_error(ErrorKind::not_found, "the fix changes no function in {} (recompiled: {}{})", options.target_path,
+                           fmt::join(result.recompiled, ", "),
+                           result.line_only.empty() ? "" : fmt::format("; only __LINE__ values in {}", fmt::join(result.line_only, ", "))));
 
   PatchMetadata meta;
   std::string stem = fs::path(options.output_path).stem().string();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "builder/diff.h"
+#include "builder/type_layout.h"
 #include "common/result.h"
 
 namespace lg::builder {
@@ -19,18 +20,29 @@ struct ProjectBuildOptions {
   std::string output_path;
   std::string patch_name;                 // empty: from the output file name
   std::optional<std::string> work_dir;    // empty: a fresh directory under $TMPDIR
-  std::optional<std::string> build_command;  // empty: `make -B` (must rebuild every file: the copy may hold objects)
+  // The project's incremental build, run in the fixed copy of the built tree; what it recompiles
+  // is what the patch is built from. Empty: `make`.
+  std::optional<std::string> build_command;
+  std::optional<std::string> compile_commands;  // a compile_commands.json (default: DIR/ or DIR/build/)
   bool keep_work_dir = false;
-  // Record the compile commands with a record-only pass of the build command first (nothing
-  // compiled; falls back to the real build when that pass cannot stand in for it). false: always
-  // the real build.
+  // Run the build in record-only mode first (compiles and links only create their outputs;
+  // falls back to the real build when that cannot stand in for it). false: the real build.
   bool record_only_pass = true;
+  // Run the build and the fixed compiles with the copy bind-mounted over source_dir in a
+  // private mount namespace (when unshare allows), so absolute paths in build files mean the copy.
+  bool bind_copy_over_source = true;
+  // Compile the fixed units with #line directives that keep the original's line numbers.
+  bool keep_line_numbers = true;
   std::function<void(const std::string&)> progress;  // one line per step (stderr in the CLI)
 };
 
 struct ProjectBuildResult {
-  std::vector<std::string> changed_files;   // translation units the fix touched
+  std::vector<std::string> changed_files;   // translation units with changed functions
+  std::vector<std::string> recompiled;      // units the build recompiled that go into the target
   std::vector<FunctionChange> functions;    // across all of them
+  std::vector<std::string> line_only;       // functions that differ only in __LINE__ values
+  std::vector<TypeLayoutChange> type_changes;
+  size_t line_directives = 0;               // #line directives inserted into the fixed sources
   std::vector<std::string> warnings;
   std::string work_dir;
 };

@@ -87,6 +87,18 @@ Result<TargetBinary> load_target(const std::string& path) {
       }
     }
   }
+  // The names the binary imports (undefined in .dynsym): the dynamic linker binds them, so a
+  // patch may use them too.
+  if (dynsym) {
+    GElf_Shdr sh;
+    gelf_getshdr(dynsym, &sh);
+    Elf_Data* d = elf_getdata(dynsym, nullptr);
+    for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
+      GElf_Sym s;
+      if (!gelf_getsym(d, static_cast<int>(i), &s) || s.st_shndx != SHN_UNDEF) continue;
+      if (const char* n = elf_strptr(elf, sh.sh_link, s.st_name); n && *n) t.imports.insert(n);
+    }
+  }
   Elf_Scn* table = symtab ? symtab : dynsym;
   t.has_symtab = symtab != nullptr;
   if (table) {
@@ -102,6 +114,7 @@ Result<TargetBinary> load_target(const std::string& path) {
       uint8_t type = GELF_ST_TYPE(s.st_info), bind = GELF_ST_BIND(s.st_info);
       if (type == STT_FILE) {
         file = base_name(name);
+        t.source_files.insert(file);
         continue;
       }
       if (s.st_shndx == SHN_UNDEF || type == STT_SECTION) continue;

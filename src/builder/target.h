@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct TargetBinary {
   std::optional<std::string> soname;    // DT_SONAME (libraries); nullopt for executables
   bool has_symtab = false;
   std::vector<TargetSymbol> symbols;    // defined symbols, .symtab order (or .dynsym)
+  std::set<std::string> source_files;   // the STT_FILE names of .symtab (base names)
+  std::set<std::string> imports;        // undefined .dynsym names (bound by the dynamic linker)
 
   struct Load { uint64_t vaddr, offset, filesz; };
   std::vector<Load> loads;

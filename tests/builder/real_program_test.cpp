@@ -112,7 +112,7 @@ TEST(BuilderRealProgram, Lua54Utf8CodesFixBuiltAppliedAndRevertedInRunningInterp
   const std::string pid = std::to_string(lua.pid());
   const fs::path fix = work / "fix.o";
   ASSERT_EQ(run(quote(livegraft) + " build --source " + quote(lua_tree) + " --diff " + quote(cases / "fix.diff") +
-                    " --target /proc/" + pid + "/exe --build-command 'make -B linux' -o " + quote(fix),
+                    " --target /proc/" + pid + "/exe --build-command 'make linux' -o " + quote(fix),
                 &out), 0) << out;
   // gcc keeps iter_aux out of line (two callers, iter_auxstrict and iter_auxlax): one function.
   EXPECT_NE(out.find("CHANGED iter_aux\n"), std::string::npos) << out;

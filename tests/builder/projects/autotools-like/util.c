@@ -1,0 +1,3 @@
+#include "config.h"
+
+int util_value(int i) { return BASE + i; }

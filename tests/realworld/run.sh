@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Usage: tests/realworld/run.sh [CASE...]   (default: every case under tests/realworld/cases/)
+#
+# The real-world corpus: security fixes from the debian/patches/ of Debian 12 source packages.
+# For each case (tests/realworld/cases/NAME/case.sh): fetch the source (scripts/fetch-debian-
+# source.sh, cached in $LIVEGRAFT_DEBIAN_SOURCES, default /var/cache/livegraft-src), reverse the
+# fix to get the vulnerable tree, build it the Debian way (dpkg-buildflags), start the case's
+# probe (a program that uses the vulnerable code and answers one line per request), build the
+# patch from the real fix with `livegraft build`, apply it live, see the fixed answer, revert,
+# see the vulnerable answer again. Also times the project's own incremental rebuild of the fix.
+# Prints a table (markdown) on stdout; details per case in $WORK/NAME/ (default
+# build/realworld/NAME/).
+#
+# Environment: BUILD_DIR (livegraft's build, default build), WORK, LIVEGRAFT_DEBIAN_SOURCES.
+# Exit: 0 every case that ran was patched live, 1 some case failed, 77 no case could run
+# (sources unavailable: no apt or no network).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${BUILD_DIR:-$root/build}" && pwd)
+livegraft=$build/livegraft
+agent=$build/liblivegraft-agent.so
+cache=${LIVEGRAFT_DEBIAN_SOURCES:-/var/cache/livegraft-src}
+work_root=${WORK:-$build/realworld}
+cases_dir=$root/tests/realworld/cases
+export REALWORLD=$root/tests/realworld
+[ -x "$livegraft" ] && [ -f "$agent" ] || { echo "run.sh: build livegraft and its agent first ($build)" >&2; exit 1; }
+mkdir -p "$work_root"
+for tool in dpkg-buildflags patch python3; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed: skipping the corpus" >&2; exit 77; }
+done
+
+if [ $# -eq 0 ]; then
+  set -- $(cd "$cases_dir" && ls)
+fi
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+oneline() { tr '\n' ' ' | sed -e 's/|/\\|/g' -e 's/  */ /g' | cut -c1-"${2:-220}"; }
+
+# The probe, talked to through a coprocess: ask prints the answer line to one request.
+probe_pid=
+start_probe() {
+  coproc PROBE { cd "$w" && exec env $PROBE_ENV "$@" 2>>"$w/probe.err"; }
+  probe_pid=$PROBE_PID
+}
+ask() {
+  local line=
+  echo "${1:-go}" >&"${PROBE[1]}" || { echo "probe gone"; return; }
+  if ! IFS= read -r -t 60 line <&"${PROBE[0]}"; then echo "no answer"; return; fi
+  echo "$line"
+}
+stop_probe() {
+  if [ -n "$probe_pid" ]; then
+    kill -9 "$probe_pid" 2>/dev/null
+    wait "$probe_pid" 2>/dev/null
+    probe_pid=
+  fi
+}
+
+rows=()
+ran=0 live=0 skipped=0
+for case in "$@"; do
+  w=$work_root/$case
+  rm -rf "$w"
+  mkdir -p "$w"
+  result= functions= build_s= incr_s= target_kind= cve= pkg= bs=
+  (
+    # Each case in a subshell: its variables and functions are its own.
+    set -u
+    # The Debian build flags first: a case may use them in its variables.
+    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
+    # shellcheck disable=SC1090
+    . "$cases_dir/$case/case.sh"
+    echo "$PKG|$CVE|$BUILD_SYSTEM|$KIND" >"$w/meta"
+    if ! tree=$("$root/scripts/fetch-debian-source.sh" "$PKG" "$cache" 2>"$w/fetch.log" | tail -n 1) || [ -z "$tree" ]; then
+      echo "skipped: source unavailable ($(tail -n 1 "$w/fetch.log"))" >"$w/result"
+      exit 77
+    fi
+    cp -a "$tree" "$w/src"
+    cd "$w/src" || exit 1
+    # The vulnerable tree: every Debian patch but the fix. Like quilt: pop the patches from the
+    # end of the series down to the fix, then push the later ones again (as long as they apply
+    # without it).
+    series=$(sed -e 's/#.*//' debian/patches/series | awk 'NF { print $1 }')
+    later=()
+    popped=
+    for p in $(echo "$series" | tac); do
+      patch -R -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1 ||
+        { echo "reversing $p failed: $(tail -n 2 "$w/prepare.log" | oneline)" >"$w/result"; exit 1; }
+      [ "$p" = "$FIX" ] && { popped=1; break; }
+      later=("$p" "${later[@]}")
+    done
+    [ -n "$popped" ] || { echo "$FIX is not in debian/patches/series" >"$w/result"; exit 1; }
+    for p in "${later[@]}"; do
+      if ! patch -p1 --batch --quiet --dry-run <"debian/patches/$p" >>"$w/prepare.log" 2>&1; then
+        echo "$p does not apply without the fix: left out with the patches after it" >>"$w/prepare.log"
+        break
+      fi
+      patch -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1
+    done
+    cp "debian/patches/$FIX" "$w/fix.diff"
+    if ! build_vulnerable >"$w/build.log" 2>&1; then
+      echo "the vulnerable build failed: $(tail -n 3 "$w/build.log" | oneline)" >"$w/result"
+      exit 1
+    fi
+    cd "$w" || exit 1
+    cp "$cases_dir/$case"/probe.* "$w/" 2>/dev/null
+    if ! build_probe >"$w/probe-build.log" 2>&1; then
+      echo "the probe did not build: $(tail -n 3 "$w/probe-build.log" | oneline)" >"$w/result"
+      exit 1
+    fi
+    PROBE_ENV=${PROBE_ENV:-}
+    start_probe "${PROBE_CMD[@]}"
+    trap stop_probe EXIT
+    before=$(ask)
+    echo "before: $before" >"$w/answers"
+    if ! [[ $before =~ $VULNERABLE ]]; then
+      echo "the vulnerable build does not show the bug (answer: $before)" >"$w/result"
+      exit 1
+    fi
+    target=$TARGET
+    [ "$target" = exe ] && target=/proc/$probe_pid/exe
+    [ "${target#/}" = "$target" ] && target=$w/src/$target
+    t0=$(now)
+    "$livegraft" build --source "$w/src" --diff "$w/fix.diff" --target "$target" -o "$w/fix.o" --json \
+      "${LIVEGRAFT_BUILD_ARGS[@]}" >"$w/livegraft-build.json" 2>"$w/livegraft-build.log"
+    rc=$?
+    t1=$(now)
+    elapsed "$t0" "$t1" >"$w/build_seconds"
+    python3 - "$w/livegraft-build.json" >"$w/functions" 2>/dev/null <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(", ".join(f["name"] + ("" if f["status"] == "CHANGED" else " (" + f["status"].lower() + ")") for f in j.get("functions", [])))
+PY
+    if [ $rc -ne 0 ]; then
+      msg=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1])).get("error",""); print(e if isinstance(e, str) else e.get("message",""))' "$w/livegraft-build.json" 2>/dev/null)
+      [ -n "$msg" ] || msg=$(grep -v '^livegraft build: ' "$w/livegraft-build.log" | head -n 3)
+      echo "build refused: $(echo "$msg" | oneline)" >"$w/result"
+      exit 1
+    fi
+    if ! "$livegraft" apply "$probe_pid" "$w/fix.o" --agent "$agent" >"$w/apply.log" 2>&1; then
+      echo "apply refused: $(grep -v '^$' "$w/apply.log" | head -n 4 | oneline)" >"$w/result"
+      exit 1
+    fi
+    after=$(ask)
+    echo "after apply: $after" >>"$w/answers"
+    if ! [[ $after =~ $FIXED ]]; then
+      echo "applied, but the fix is not observed (answer: $after)" >"$w/result"
+      exit 1
+    fi
+    "$livegraft" revert "$probe_pid" fix >"$w/revert.log" 2>&1 || { echo "revert failed: $(head -n 3 "$w/revert.log" | oneline)" >"$w/result"; exit 1; }
+    reverted=$(ask)
+    echo "after revert: $reverted" >>"$w/answers"
+    if ! [[ $reverted =~ $VULNERABLE ]]; then
+      echo "reverted, but the old behaviour is not back (answer: $reverted)" >"$w/result"
+      exit 1
+    fi
+    stop_probe
+    # The project's own incremental rebuild of the fix, for comparison: in the vulnerable tree
+    # itself (a CMake build directory names its source tree by absolute path; a copy would not do).
+    cd "$w/src" && patch -p1 --batch --quiet <"$w/fix.diff" >/dev/null
+    t0=$(now)
+    incremental_build >"$w/incremental.log" 2>&1
+    t1=$(now)
+    elapsed "$t0" "$t1" >"$w/incremental_seconds"
+    echo "patched live; fix observed, reverted" >"$w/result"
+    exit 0
+  )
+  status=$?
+  IFS='|' read -r pkg cve bs target_kind <"$w/meta" 2>/dev/null
+  result=$(cat "$w/result" 2>/dev/null || echo "failed (see $w)")
+  functions=$(cat "$w/functions" 2>/dev/null)
+  build_s=$(cat "$w/build_seconds" 2>/dev/null || echo -)
+  incr_s=$(cat "$w/incremental_seconds" 2>/dev/null || echo -)
+  if [ $status -eq 77 ]; then
+    skipped=$((skipped + 1))
+  else
+    ran=$((ran + 1))
+    [ $status -eq 0 ] && live=$((live + 1))
+  fi
+  rows+=("| $case | $pkg | $cve | $bs | $target_kind | ${functions:--} | $build_s s / $incr_s s | $result |")
+  echo "run.sh: $case: $result" >&2
+done
+
+echo "| case | package (pinned) | CVE | build system | target | functions in the patch | livegraft build / incremental rebuild | result |"
+echo "|---|---|---|---|---|---|---|---|"
+for r in "${rows[@]}"; do echo "$r"; done
+echo
+echo "$live of $ran cases patched live ($skipped skipped); $(uname -m), $(nproc) cores, $(gcc --version | head -n 1), load $(cut -d' ' -f1-3 /proc/loadavg)"
+[ $ran -eq 0 ] && exit 77
+[ $live -eq $ran ] && exit 0
+exit 1
