@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/blockers.h"
+#include "cli/model_option.h"
 #include "cli/output.h"
 #include "cli/pid_option.h"
 #include "controller/operations.h"
@@ -13,18 +14,21 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     int pid = 0;
     std::string patch;
     double timeout = 10;
+    std::string model;
     std::string agent;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (stop-the-world consistency)");
+  auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (per-thread consistency by default)");
   add_pid_option(cmd, args->pid);
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
   add_timeout_option(cmd, args->timeout);
+  add_model_option(cmd, args->model);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
+    options.model = to_model(args->model);
     options.agent_path = args->agent;
     options.progress = progress_printer(global);
     options.blockers = &blockers;
@@ -42,9 +46,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
       std::cout << fmt::format("  {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"), f.value("old_addr", uint64_t{0}),
                                f.value("new_addr", uint64_t{0}));
     const auto& t = r["transition"];
-    std::cout << fmt::format("  {}{} thread(s) stopped for {} us, {} attempt(s)\n",
-                             r["agent_injected"].get<bool>() ? "agent injected; " : "", t["threads"].get<size_t>(),
-                             t["stopped_us"].get<long>(), t["attempts"].get<int>());
+    std::cout << fmt::format("  {}{}\n", r["agent_injected"].get<bool>() ? "agent injected; " : "", transition_summary(t));
   });
 }
 

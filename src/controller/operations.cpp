@@ -11,6 +11,7 @@
 #include "common/scope_guard.h"
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
+#include "controller/per_thread_ops.h"
 #include "process/process.h"
 #include "unwind/unwinder.h"
 
@@ -182,6 +183,8 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
     injected = conn.injected;
   }
   AgentClient& agent = *existing;
+  if (options.model == ConsistencyModel::per_thread)
+    return apply_per_thread(pid, abs_path, plan, agent, injected, redirected, options);
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
   LG_TRY(auto loaded, agent.request(plan.load_request(abs_path)));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
@@ -229,6 +232,7 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
     return make_error(ErrorKind::not_found, "no patch '{}' in process {} (applied: {})", patch_name, pid,
                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
   }
+  if (options.model == ConsistencyModel::per_thread) return revert_per_thread(pid, patch_name, *client, status, options);
   LG_TRY(auto prep, client->request({{"op", "prepare_revert"}, {"name", patch_name}}));
   ScopeGuard cancel([&] { (void)client->request({{"op", "cancel_revert"}, {"name", patch_name}}); });
   LG_TRY(auto writes, writes_from_json(prep["writes"]));

@@ -16,7 +16,12 @@
 
 namespace lg {
 
+// docs/consistency.md. per_thread: one thread stopped at a time, each switched when its own
+// stack is clean (the default); stop_the_world: every thread stopped, all switched at once.
+enum class ConsistencyModel { per_thread, stop_the_world };
+
 struct OperationOptions {
+  ConsistencyModel model = ConsistencyModel::per_thread;
   std::chrono::milliseconds timeout{10000};     // how long the switch may keep retrying
   std::string agent_path;                       // empty: find it next to the livegraft binary
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
