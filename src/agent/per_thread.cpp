@@ -271,10 +271,20 @@ Result<void> Registry::complete(std::string_view name) {
     transition_.reset();
     return ok_result();
   }
+  // A forced thread may still be inside the code that goes away: keep it mapped.
+  auto unload = [&] {
+    if (st.forced) {
+      for (auto& q : patches_)
+        if (q.get() == p) kept_.push_back(std::move(q));
+      std::erase_if(patches_, [](const auto& q) { return !q; });
+    } else {
+      drop_patch(p);
+    }
+  };
   if (load) {  // reversed: as if it never happened
     for (uint64_t a : p->created_funcs) LG_TRY_VOID(forget_entry(a));
     transition_.reset();
-    drop_patch(p);
+    unload();
     return ok_result();
   }
   if (st.reversed) {  // a revert reversed: the patch stays enabled
@@ -288,7 +298,7 @@ Result<void> Registry::complete(std::string_view name) {
     if (it->second.stack.empty()) LG_TRY_VOID(forget_entry(f.old_addr));
   }
   transition_.reset();
-  drop_patch(p);
+  unload();
   return ok_result();
 }
 
@@ -298,6 +308,12 @@ Result<void> Registry::reverse(std::string_view name) {
   st.reversed = !st.reversed;
   // Threads born from now on start on the side the transition now moves to.
   return set_newborn_marker(st.reversed ? kNoTransition : st.id);
+}
+
+Result<void> Registry::mark_forced(std::string_view name) {
+  LG_TRY_VOID(find_pt(name, PtPhase::switching));
+  transition_->pt.forced = true;
+  return ok_result();
 }
 
 Result<void> Registry::abort_per_thread(Patch* p) {

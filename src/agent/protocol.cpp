@@ -119,6 +119,7 @@ json transition_json(const Registry& reg) {
     int64_t now_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
     out["id"] = st.id;
     out["reversed"] = st.reversed;
+    out["forced"] = st.forced;
     out["phase"] = to_string(st.phase);
     out["marker_offset"] = marker_tp_offset();
     out["elapsed_ms"] = now_ms - st.started_ms;
@@ -137,7 +138,7 @@ json patch_json(const Patch& p) {
     funcs.push_back({{"old_name", f.old_name}, {"old_sympos", f.old_sympos}, {"old_addr", f.old_addr}, {"new_addr", f.new_addr}, {"new_size", f.new_size}});
   json eh = nullptr;
   if (auto e = p.object->eh_frame()) eh = {{"addr", e->lo.value}, {"size", e->size()}, {"registered", p.object->eh_frame_registered()}};
-  return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"object", p.object_name}, {"regions", regions},
+  return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"model", to_string(p.model)}, {"object", p.object_name}, {"regions", regions},
           {"code", code}, {"eh_frame", eh}, {"funcs", funcs}};
 }
 
@@ -284,6 +285,7 @@ json Agent::dispatch(const json& req) {
   if (op == "poke_finish") return result_json(registry_.poke_finish(get_string(req, "name")));
   if (op == "complete") return result_json(registry_.complete(get_string(req, "name")));
   if (op == "reverse") return result_json(registry_.reverse(get_string(req, "name")));
+  if (op == "force") return result_json(registry_.mark_forced(get_string(req, "name")));
   throw RequestError{fmt::format("unknown op '{}'", op)};
 }
 

@@ -110,6 +110,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
   patch->name = meta.name;
   patch->path = req.path;
   patch->object_name = req.object_name;
+  patch->model = req.model;
   std::vector<bool> used(meta.funcs.size(), false);
   for (const auto& f : req.funcs) {
     size_t k = 0;

@@ -81,6 +81,7 @@ const char* to_string(PtPhase p);
 struct PerThreadState {
   uint64_t id = 0;
   bool reversed = false;
+  bool forced = false;  // some thread was switched without a clean stack (`livegraft force`)
   PtPhase phase = PtPhase::prepared;
   std::vector<PtFunc> funcs;
   std::vector<RemoteRange> initial_ranges;  // code of the initial universe (+ thunks)
@@ -106,6 +107,7 @@ struct Patch {
   std::unique_ptr<LoadedObject> object;
   std::vector<PatchFunc> funcs;
   std::vector<uint64_t> created_funcs;  // old_addrs whose stub this patch's load created
+  Model model = Model::stop_the_world;  // how it was applied
 };
 
 struct FuncEntry {
@@ -153,6 +155,9 @@ class Registry {
   Result<void> complete(std::string_view name);
   // The transition now moves threads back to its initial universe (or forward again).
   Result<void> reverse(std::string_view name);
+  // The controller is about to switch threads whatever their stacks hold: code this transition
+  // would unload stays mapped for good (a forced thread may still be running it).
+  Result<void> mark_forced(std::string_view name);
 
   const std::vector<std::unique_ptr<Patch>>& patches() const { return patches_; }
   const std::map<uint64_t, FuncEntry>& functions() const { return funcs_; }
@@ -183,6 +188,7 @@ class Registry {
   std::optional<Transition> transition_;
   std::optional<std::string> disabled_;
   CodeArena arena_;
+  std::vector<std::unique_ptr<Patch>> kept_;  // unloaded after a forced transition: never unmapped
   uint64_t next_transition_id_ = 0;
 };
 

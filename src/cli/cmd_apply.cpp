@@ -14,7 +14,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     int pid = 0;
     std::string patch;
     double timeout = 10;
-    std::string model;
+    std::string model, on_timeout;
     std::string agent;
   };
   auto args = std::make_shared<Args>();
@@ -23,12 +23,14 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
   add_timeout_option(cmd, args->timeout);
   add_model_option(cmd, args->model);
+  add_on_timeout_option(cmd, args->on_timeout);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
     options.model = to_model(args->model);
+    options.on_timeout = to_on_timeout(args->on_timeout);
     options.agent_path = args->agent;
     options.progress = progress_printer(global);
     options.blockers = &blockers;
@@ -40,6 +42,12 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     }
     const auto& r = *result;
     if (global.json) return print_json_ok(r);
+    if (r.contains("continued")) {
+      std::cout << fmt::format("{} of patch '{}' in process {} completed ({})\n  {}\n",
+                               r.value("reversed", false) ? "reversed the " + r.value("continued", std::string("?")) : "the " + r.value("continued", std::string("?")),
+                               r["patch"].get<std::string>(), args->pid, "it was in progress", transition_summary(r["transition"]));
+      return;
+    }
     std::cout << fmt::format("applied patch '{}' to process {} ({})\n", r["patch"].get<std::string>(), args->pid,
                              r["object"].get<std::string>());
     for (const auto& f : r["functions"])

@@ -22,6 +22,17 @@ inline void add_model_option(CLI::App* cmd, std::string& model) {
       ->capture_default_str();
 }
 
+inline void add_on_timeout_option(CLI::App* cmd, std::string& on_timeout) {
+  on_timeout = "reverse";
+  cmd->add_option("--on-timeout", on_timeout,
+                  "Per-thread model, when --timeout passes: reverse (threads go back, the process ends as it was) or keep "
+                  "(the transition stays in progress for a later apply, revert or force)")
+      ->check(CLI::IsMember({"reverse", "keep"}))
+      ->capture_default_str();
+}
+
+inline OnTimeout to_on_timeout(const std::string& s) { return s == "keep" ? OnTimeout::keep : OnTimeout::reverse; }
+
 inline ConsistencyModel to_model(const std::string& m) {
   return m == "stop-the-world" ? ConsistencyModel::stop_the_world : ConsistencyModel::per_thread;
 }

@@ -165,6 +165,11 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
     existing.emplace(std::move(*c));
     LG_TRY(status, existing->request({{"op", "status"}}));
     for (const auto& f : status["functions"]) redirected.emplace_back(f.value("jump_addr", uint64_t{0}));
+    if (status.contains("transition") && status["transition"].is_object()) {  // per_thread_ops.cpp
+      LG_TRY(auto patch_object, read_patch_object(abs_path));
+      LG_TRY(auto handled, handle_transition_in_progress(pid, *existing, status, patch_object.name, Intent::apply, options));
+      if (handled) return std::move(*handled);
+    }
   } else if (c.error().kind != ErrorKind::not_found) {
     return std::move(c).error();
   }
@@ -225,6 +230,8 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
     return std::move(client).error();
   }
   LG_TRY(auto status, client->request({{"op", "status"}}));
+  LG_TRY(auto handled, handle_transition_in_progress(pid, *client, status, patch_name, Intent::revert, options));
+  if (handled) return std::move(*handled);
   const nlohmann::json* patch = find_patch(status, patch_name);
   if (!patch) {
     std::vector<std::string> names;
@@ -266,9 +273,22 @@ Result<nlohmann::json> patch_status(pid_t pid) {
   }
   LG_TRY(auto status, client->request({{"op", "status"}}));
   status.erase("ok");
+  if (auto survey = survey_transition(pid, status); !survey) status["transition"]["survey_error"] = survey.error().message;
   status["pid"] = pid;
   status["agent"] = true;
   return status;
+}
+
+Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options) {
+  LG_TRY_VOID(check_process(pid));
+  auto client = AgentClient::connect(pid);
+  if (!client) {
+    if (client.error().kind == ErrorKind::not_found)
+      return make_error(ErrorKind::not_found, "process {} has no livegraft agent: no transition to force", pid);
+    return std::move(client).error();
+  }
+  LG_TRY(auto status, client->request({{"op", "status"}}));
+  return force_per_thread(pid, *client, status, options);
 }
 
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) {

@@ -20,8 +20,13 @@ namespace lg {
 // stack is clean (the default); stop_the_world: every thread stopped, all switched at once.
 enum class ConsistencyModel { per_thread, stop_the_world };
 
+// What a per-thread transition does when --timeout passes: reverse (the process ends as it
+// was) or keep it in progress for a later command (apply continues, revert reverses, force).
+enum class OnTimeout { reverse, keep };
+
 struct OperationOptions {
   ConsistencyModel model = ConsistencyModel::per_thread;
+  OnTimeout on_timeout = OnTimeout::reverse;
   std::chrono::milliseconds timeout{10000};     // how long the switch may keep retrying
   std::string agent_path;                       // empty: find it next to the livegraft binary
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
@@ -34,6 +39,9 @@ Result<std::string> find_agent_library(const std::string& configured);
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options);
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options);
 Result<nlohmann::json> patch_status(pid_t pid);
+// `livegraft force PID`: switches every pending thread of the per-thread transition in progress
+// whatever its stack holds, then completes it (docs/consistency.md, "Force").
+Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options);
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options);
 
 }  // namespace lg

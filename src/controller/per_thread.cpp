@@ -120,6 +120,11 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                uint64_t addr = v.regs.fs_base + static_cast<uint64_t>(static_cast<int64_t>(goal.marker_offset));
                LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
                if (on_side(marker)) return ok_result();
+               if (goal.force) {
+                 LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
+                 ++stats_.switched;
+                 return ok_result();
+               }
                if (!v.trace.complete) {
                  pending.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason), describe(v.trace)});
                  return ok_result();
@@ -171,6 +176,35 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
     }
     backoff = std::min(backoff * 2, milliseconds(100));
   }
+}
+
+Result<std::vector<ThreadSurvey>> PerThreadSwitcher::survey(const SwitchGoal& goal) {
+  std::vector<ThreadSurvey> out;
+  LG_TRY_VOID(process_.poll_events());
+  for (pid_t tid : process_.threads()) {
+    ThreadSurvey s{tid};
+    LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
+             uint64_t addr = v.regs.fs_base + static_cast<uint64_t>(static_cast<int64_t>(goal.marker_offset));
+             LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
+             s.switched = (marker == goal.id) == goal.to_target;
+             if (s.switched) return ok_result();
+             s.stack = describe(v.trace);
+             if (!v.trace.complete) {
+               s.reason = fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason);
+               return ok_result();
+             }
+             for (const auto& f : v.trace.frames)
+               for (const auto& r : goal.affected)
+                 if (r.contains(f.lookup_pc)) {
+                   s.reason = fmt::format("{} is on its stack", unwinder_.symbolize(f.lookup_pc));
+                   return ok_result();
+                 }
+             s.reason = "not switched yet (its stack is clean: the next round switches it)";
+             return ok_result();
+           }));
+    if (!v.gone) out.push_back(std::move(s));
+  }
+  return out;
 }
 
 void PerThreadSwitcher::detach() {

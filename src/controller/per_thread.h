@@ -25,6 +25,15 @@ struct SwitchGoal {
   int32_t marker_offset = 0;   // the marker's %fs offset
   bool to_target = true;       // false after a reversal: threads go back to the initial universe
   std::vector<RemoteRange> affected;  // code a thread may not have on its stack to move
+  bool force = false;          // move every thread whatever its stack holds (`livegraft force`)
+};
+
+// One thread's place in a transition, as `status` reports it.
+struct ThreadSurvey {
+  pid_t tid = 0;
+  bool switched = false;
+  std::string reason;              // pending: what holds it
+  std::vector<std::string> stack;  // pending: its symbolized stack
 };
 
 struct PerThreadStats {
@@ -50,6 +59,10 @@ class PerThreadSwitcher {
   // that left threads pending (progress).
   Result<void> switch_all(const SwitchGoal& goal, std::chrono::milliseconds timeout,
                           const std::function<void(size_t switched, const std::vector<Blocker>&)>& on_round);
+
+  // Looks at every thread once, alone, without switching any: which are on the goal's side and
+  // what holds the others.
+  Result<std::vector<ThreadSurvey>> survey(const SwitchGoal& goal);
 
   const std::vector<Blocker>& pending() const { return pending_; }
   PerThreadStats& stats() { return stats_; }

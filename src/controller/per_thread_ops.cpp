@@ -7,6 +7,7 @@
 
 #include "common/fd.h"
 #include "common/hex.h"
+#include "common/kill_point.h"
 #include "common/scope_guard.h"
 #include "controller/per_thread.h"
 #include "x86/prologue.h"
@@ -70,6 +71,7 @@ nlohmann::json stats_json(const PerThreadStats& s) {
 struct PtInfo {
   uint64_t id = 0;
   int32_t marker_offset = 0;
+  bool reversed = false;
   std::vector<RemoteRange> interiors, check, check_target;
 };
 
@@ -86,30 +88,53 @@ Result<PtInfo> pt_info(const nlohmann::json& reply) {
   return info;
 }
 
-// Runs the switching phase: forward; on timeout reversed back to where it started. Returns
-// the forward failure (after a successful reversal) so the caller can report it.
-Result<void> run_switch(PerThreadSwitcher& sw, AgentClient& agent, const std::string& name, const PtInfo& info,
-                        const std::vector<RemoteRange>& extra_check, const OperationOptions& options, const char* what) {
-  SwitchGoal goal{info.id, info.marker_offset, true, info.check};
-  goal.affected.insert(goal.affected.end(), extra_check.begin(), extra_check.end());
+// From status["transition"] (a per-thread transition in progress).
+Result<PtInfo> pt_info_from_status(const nlohmann::json& t) {
+  PtInfo info;
+  info.id = t.value("id", uint64_t{0});
+  info.marker_offset = t.value("marker_offset", 0);
+  info.reversed = t.value("reversed", false);
+  LG_TRY(info.check, ranges_from_json(t.value("check", nlohmann::json::array())));
+  LG_TRY(info.check_target, ranges_from_json(t.value("check_target", nlohmann::json::array())));
+  return info;
+}
+
+SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_check, bool force) {
+  SwitchGoal goal{info.id, info.marker_offset, !info.reversed, info.reversed ? info.check_target : info.check, force};
+  if (!info.reversed) goal.affected.insert(goal.affected.end(), extra_check.begin(), extra_check.end());
+  return goal;
+}
+
+// Drives the transition towards its current goal (the target universe, or back to the initial
+// one when [info.reversed]) and completes it. When --timeout passes: reverse it and finish the
+// reversal (the process ends as it was before this transition), or keep it in progress.
+Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string& name, PtInfo& info,
+                   const std::vector<RemoteRange>& extra_check, const OperationOptions& options, bool force) {
+  int calls = 0;
   auto progress = [&](size_t switched, const std::vector<Blocker>& pending) {
-    static thread_local int calls = 0;
     if (++calls % 10 == 1)
-      say(options, fmt::format("waiting: {} thread(s) switched, {} pending (first: thread {}: {})", switched, pending.size(),
+      say(options, fmt::format("waiting: {} thread(s) switched, {} pending (thread {}: {})", switched, pending.size(),
                                pending.front().tid, pending.front().reason));
   };
-  auto forward = sw.switch_all(goal, options.timeout, progress);
-  if (forward) return ok_result();
+  if (force) LG_TRY_VOID(agent.request({{"op", "force"}, {"name", name}}));
+  auto forward = sw.switch_all(goal_of(info, extra_check, force), options.timeout, progress);
+  if (forward) {
+    kill_point("per_thread.before_complete");
+    LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+    return ok_result();
+  }
   if (forward.error().kind != ErrorKind::unsafe) return forward;
   if (options.blockers) *options.blockers = sw.pending();
-  // 1. Timed out: reverse, so that the process is left as it was (threads already switched go
-  //    back once the new code is off their stacks).
-  say(options, fmt::format("timed out; reversing the {}", what));
+  if (options.on_timeout == OnTimeout::keep)
+    return Error(ErrorKind::unsafe, forward.error().message + "; the transition stays in progress", 0,
+                 "`livegraft status` shows it; `apply` again continues it, `revert` reverses it, `force` forces it");
+  // 1. Threads already switched go back once the code they moved to is off their stacks.
+  say(options, "timed out; reversing the transition");
   LG_TRY_VOID(agent.request({{"op", "reverse"}, {"name", name}}));
-  SwitchGoal back{info.id, info.marker_offset, false, info.check_target};
-  if (auto r = sw.switch_all(back, std::max(options.timeout, milliseconds(10000)), progress); !r)
-    return Error(ErrorKind::unsafe,
-                 fmt::format("{}; reversing it did not finish either: {}", forward.error().message, r.error().message), 0,
+  info.reversed = !info.reversed;
+  kill_point("per_thread.after_reverse");
+  if (auto r = sw.switch_all(goal_of(info, extra_check, false), std::max(options.timeout, milliseconds(10000)), progress); !r)
+    return Error(ErrorKind::unsafe, fmt::format("{}; reversing it did not finish either: {}", forward.error().message, r.error().message), 0,
                  "the transition stays in progress; `livegraft status` shows it");
   LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
   return Error(ErrorKind::unsafe, forward.error().message + "; reversed: the process is as it was", 0, "retry later, or raise --timeout");
@@ -158,13 +183,11 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   LG_TRY_VOID(sw.wait_outside(info.interiors, options.timeout));
   LG_TRY_VOID(agent.request({{"op", "poke_finish"}, {"name", name}}));
   abort_load.dismiss();  // threads are dispatched from here on: reverse, never abort
+  kill_point("apply.per_thread_switching");
 
   // 2. Thread by thread.
   say(options, "switching threads one at a time (per-thread)");
-  LG_TRY_VOID(run_switch(sw, agent, name, info, plan.original_ranges(), options, "apply"));
-  if (auto c = agent.request({{"op", "complete"}, {"name", name}}); !c)
-    return Error(ErrorKind::agent, fmt::format("every thread of process {} runs patch '{}', but the agent did not complete it: {}", pid, name,
-                                               c.error().message));
+  LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
   detach.dismiss();
   sw.detach();
 
@@ -187,14 +210,91 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  kill_point("revert.per_thread_switching");
   say(options, "switching threads back one at a time (per-thread)");
-  LG_TRY_VOID(run_switch(sw, agent, patch_name, info, {}, options, "revert"));
-  if (auto c = agent.request({{"op", "complete"}, {"name", patch_name}}); !c)
-    return Error(ErrorKind::agent, fmt::format("no thread of process {} runs patch '{}' any more, but the agent could not unload it: {}", pid,
-                                               patch_name, c.error().message));
+  LG_TRY_VOID(drive(sw, agent, patch_name, info, {}, options, false));
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(sw.stats())}};
+}
+
+Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent, const nlohmann::json& status,
+                                                                    const std::string& patch_name, Intent intent,
+                                                                    const OperationOptions& options) {
+  const auto& t = status.value("transition", nlohmann::json());
+  if (!t.is_object()) return std::optional<nlohmann::json>{};
+  const std::string patch = t.value("patch", "?"), kind = t.value("kind", "?");
+  auto busy = [&](const char* why) {
+    return Error(ErrorKind::busy,
+                 fmt::format("a {} transition ({}) of patch '{}' is in progress in process {}{}", t.value("model", "?"), kind, patch, pid, why),
+                 0, fmt::format("`livegraft status {0}` shows it; `livegraft {1} {0} ...` continues it, `livegraft force {0}` forces it", pid,
+                                kind == "apply" ? "apply" : "revert"));
+  };
+  if (t.value("model", "") != "per-thread" || t.value("phase", "") != "switching") return busy(" (another livegraft is running it)");
+  if (patch != patch_name) return busy("");
+  LG_TRY(auto info, pt_info_from_status(t));
+  // Seizing first makes sure no other controller drives it (ptrace admits one tracer).
+  LG_TRY(auto process, Process::seize(pid));
+  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  PerThreadSwitcher sw(*process, *unwinder);
+  ScopeGuard detach([&] { sw.detach(); });
+  // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
+  bool want_reversed = (intent == Intent::apply) != (kind == "apply");
+  if (want_reversed != info.reversed) {
+    say(options, fmt::format("reversing the {} of '{}' in progress", kind, patch));
+    LG_TRY_VOID(agent.request({{"op", "reverse"}, {"name", patch}}));
+    info.reversed = want_reversed;
+  } else {
+    say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
+  }
+  LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, false));
+  detach.dismiss();
+  sw.detach();
+  return std::optional<nlohmann::json>(nlohmann::json{{"pid", pid},
+                                                      {"patch", patch},
+                                                      {"continued", kind},
+                                                      {"reversed", info.reversed},
+                                                      {"functions", nlohmann::json::array()},
+                                                      {"transition", stats_json(sw.stats())}});
+}
+
+Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const nlohmann::json& status, const OperationOptions& options) {
+  const auto& t = status.value("transition", nlohmann::json());
+  if (!t.is_object() || t.value("model", "") != "per-thread" || t.value("phase", "") != "switching")
+    return make_error(ErrorKind::invalid_argument, "no per-thread transition is in progress in process {}: nothing to force", pid);
+  const std::string patch = t.value("patch", "?");
+  LG_TRY(auto info, pt_info_from_status(t));
+  LG_TRY(auto process, Process::seize(pid));
+  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  PerThreadSwitcher sw(*process, *unwinder);
+  ScopeGuard detach([&] { sw.detach(); });
+  LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
+  detach.dismiss();
+  sw.detach();
+  return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", t.value("kind", "?")}, {"reversed", info.reversed},
+                        {"forced", sw.stats().switched}, {"transition", stats_json(sw.stats())}};
+}
+
+Result<void> survey_transition(pid_t pid, nlohmann::json& status) {
+  auto& t = status["transition"];
+  if (!t.is_object() || t.value("model", "") != "per-thread" || t.value("phase", "") != "switching") return ok_result();
+  LG_TRY(auto info, pt_info_from_status(t));
+  LG_TRY(auto process, Process::seize(pid));
+  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  PerThreadSwitcher sw(*process, *unwinder);
+  ScopeGuard detach([&] { sw.detach(); });
+  LG_TRY(auto threads, sw.survey(goal_of(info, {}, false)));
+  size_t switched = 0;
+  nlohmann::json pending = nlohmann::json::array();
+  for (const auto& s : threads) {
+    if (s.switched) ++switched;
+    else pending.push_back({{"tid", s.tid}, {"reason", s.reason}, {"stack", s.stack}});
+  }
+  t["threads"] = {{"total", threads.size()}, {"switched", switched}, {"pending", pending}};
+  t.erase("check");
+  t.erase("check_target");
+  t.erase("interiors");
+  return ok_result();
 }
 
 }  // namespace lg

@@ -17,8 +17,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// `livegraft ... apply|revert --model per-thread ...`
 CliRun pt(std::vector<std::string> args) {
-  args.insert(args.begin() + 2, {"--model", "per-thread"});
+  auto sub = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "apply" || a == "revert"; });
+  if (sub != args.end()) args.insert(sub + 1, {"--model", "per-thread"});
   return livegraft(args);
 }
 
@@ -186,6 +188,108 @@ TEST(PerThread, TimeoutReversesAndLeavesTheProcessAsItWas) {
   t.send("r");
   EXPECT_EQ(t.read_line(), "done 110");
   EXPECT_EQ(t.quit(), 0);
+}
+
+// Runs `livegraft ARGS` with LIVEGRAFT_KILL_AT=[point]: the controller SIGKILLs itself there.
+CliRun killed_at(const std::string& point, std::vector<std::string> args) {
+  setenv("LIVEGRAFT_KILL_AT", point.c_str(), 1);
+  CliRun r = pt(std::move(args));
+  unsetenv("LIVEGRAFT_KILL_AT");
+  return r;
+}
+
+TEST(PerThread, ControllerKilledWhileThreadsSwitchLeavesItInProgressAndApplyContinues) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  ASSERT_EQ(t.ask("b"), "started");
+  CliRun k = killed_at("apply.per_thread_switching", {"apply", "--timeout", "60", pid, patch_path("pt_pair_fix")});
+  ASSERT_NE(k.exit_code, 0);
+  ASSERT_TRUE(t.alive());
+  EXPECT_EQ(t.ask("c"), "110");  // nobody switched: everyone runs the old versions
+  CliRun s = livegraft({"--json", "status", pid});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const auto& tr = s.json["transition"];
+  ASSERT_TRUE(tr.is_object()) << s.out;
+  EXPECT_EQ(tr["patch"], "pt-pair-fix");
+  EXPECT_EQ(tr["kind"], "apply");
+  EXPECT_EQ(tr["phase"], "switching");
+  ASSERT_TRUE(tr["threads"].is_object()) << s.out;
+  bool outer_named = false;
+  for (const auto& p : tr["threads"]["pending"])
+    if (p["reason"].get<std::string>().find("outer") != std::string::npos) outer_named = true;
+  EXPECT_TRUE(outer_named) << s.out;
+  CliRun human = livegraft({"status", pid});
+  EXPECT_NE(human.out.find("transition in progress: apply of 'pt-pair-fix'"), std::string::npos) << human.out;
+  // Another patch is refused while it is in progress; the same patch continues it.
+  auto cont = std::async(std::launch::async, [&] { return pt({"--json", "apply", "--timeout", "60", pid, patch_path("pt_pair_fix")}); });
+  wait_for_answer(t, "110", "220");
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 110");
+  CliRun c = cont.get();
+  ASSERT_EQ(c.exit_code, 0) << c.err << c.out;
+  EXPECT_EQ(c.json["continued"], "apply");
+  EXPECT_EQ(t.ask("c"), "220");
+  CliRun s2 = livegraft({"--json", "status", pid});
+  EXPECT_TRUE(s2.json["transition"].is_null()) << s2.out;
+  ASSERT_EQ(s2.json["patches"].size(), 1u);
+  EXPECT_EQ(s2.json["patches"][0]["state"], "enabled");
+  EXPECT_EQ(s2.json["patches"][0]["model"], "per-thread");
+}
+
+TEST(PerThread, ControllerKilledThenRevertReversesTheApplyInProgress) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  ASSERT_EQ(t.ask("b"), "started");
+  CliRun k = killed_at("apply.per_thread_switching", {"apply", "--timeout", "60", pid, patch_path("pt_pair_fix")});
+  ASSERT_NE(k.exit_code, 0);
+  CliRun r = pt({"--json", "revert", pid, "pt-pair-fix"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_EQ(r.json["reversed"], true);
+  CliRun s = livegraft({"--json", "status", pid});
+  EXPECT_TRUE(s.json["transition"].is_null()) << s.out;
+  EXPECT_EQ(s.json["patches"].size(), 0u) << s.out;
+  EXPECT_EQ(s.json["functions"].size(), 0u) << s.out;
+  EXPECT_EQ(t.ask("c"), "110");
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 110");
+}
+
+TEST(PerThread, RevertOfAnApplyInProgressSendsSwitchedThreadsBack) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  ASSERT_EQ(t.ask("b"), "started");
+  CliRun k = pt({"--json", "apply", "--timeout", "0.5", "--on-timeout", "keep", pid, patch_path("pt_pair_fix")});
+  EXPECT_EQ(k.exit_code, 5) << k.err << k.out;
+  EXPECT_NE(k.json["error"].get<std::string>().find("stays in progress"), std::string::npos) << k.out;
+  EXPECT_EQ(t.ask("c"), "220");  // the main thread did switch
+  CliRun r = pt({"--json", "revert", "--timeout", "30", pid, "pt-pair-fix"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_EQ(t.ask("c"), "110");  // ...and went back
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 110");  // the blocked thread never left the old versions
+  CliRun s = livegraft({"--json", "status", pid});
+  EXPECT_EQ(s.json["patches"].size(), 0u) << s.out;
+}
+
+TEST(PerThread, ForceSwitchesTheBlockedThreadWithoutAStackCheck) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  ASSERT_EQ(t.ask("b"), "started");
+  CliRun k = pt({"apply", "--timeout", "0.3", "--on-timeout", "keep", pid, patch_path("pt_pair_fix")});
+  ASSERT_EQ(k.exit_code, 5) << k.err;
+  CliRun none = livegraft({"--json", "force", std::to_string(getpid())});
+  EXPECT_NE(none.exit_code, 0);
+  CliRun f = livegraft({"--json", "force", pid});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  EXPECT_NE(f.err.find("warning"), std::string::npos) << f.err;
+  EXPECT_GE(f.json["forced"].get<int>(), 1) << f.out;
+  CliRun s = livegraft({"--json", "status", pid});
+  EXPECT_TRUE(s.json["transition"].is_null()) << s.out;
+  EXPECT_EQ(t.ask("c"), "220");
+  // What force risks, made visible: the thread forced while inside the old outer() now calls
+  // the new inner() from it (old outer + new inner = 120).
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 120");
 }
 
 }  // namespace
