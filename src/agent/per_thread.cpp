@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "agent/registry.h"
+#include "agent/safepoint.h"
 #include "agent/text_poke.h"
 #include "agent/universe.h"
 #include "common/hex.h"
@@ -200,6 +201,7 @@ Result<Plan> Registry::prepare_revert_per_thread(Patch* p) {
     for (size_t i = 0; i < to_retarget.size(); ++i) to_retarget[i].first.write_slot(st.funcs[i].initial);
     return r.error();
   }
+  set_safepoint_transition(st.id, false);
   transition_ = Transition{TransitionKind::revert, p->name, {}, Model::per_thread, std::move(st)};
   return pt_plan();
 }
@@ -235,6 +237,7 @@ Result<void> Registry::poke_finish(std::string_view name) {
   }
   LG_TRY_VOID(set_newborn_marker(st.id));
   st.phase = PtPhase::switching;
+  set_safepoint_transition(st.id, false);
   return ok_result();
 }
 
@@ -251,6 +254,7 @@ Result<void> Registry::complete(std::string_view name) {
   const bool load = transition_->kind == TransitionKind::load;
   // The slots go straight to the final implementation: dispatch leaves the hot path.
   for (const auto& f : st.funcs) funcs_.at(f.old_addr).stub.write_slot(st.reversed ? f.initial : f.target);
+  set_safepoint_transition(0, false);
   LG_TRY_VOID(set_newborn_marker(kNoTransition));
   // Which entries go back to their original bytes: a reversed load's new ones, a revert's
   // last patch of a function. Their stubs and continuations stay mapped (a thread may have
@@ -306,6 +310,7 @@ Result<void> Registry::reverse(std::string_view name) {
   LG_TRY_VOID(find_pt(name, PtPhase::switching));
   PerThreadState& st = transition_->pt;
   st.reversed = !st.reversed;
+  set_safepoint_transition(st.id, st.reversed);
   // Threads born from now on start on the side the transition now moves to.
   return set_newborn_marker(st.reversed ? kNoTransition : st.id);
 }

@@ -174,7 +174,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
       LG_TRY_VOID(process_.poll_events());
       std::this_thread::sleep_for(milliseconds(1));
     }
-    backoff = std::min(backoff * 2, milliseconds(100));
+    backoff = std::min(backoff * 2, milliseconds(50));  // < the safepoint's park (150 ms)
   }
 }
 

@@ -292,5 +292,45 @@ TEST(PerThread, ForceSwitchesTheBlockedThreadWithoutAStackCheck) {
   EXPECT_EQ(t.read_line(), "done 120");
 }
 
+// Waits until the loop's last result is [want].
+void wait_for_loop(Target& t, const std::string& want) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (t.ask("v") != want) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+TEST(PerThread, EventLoopInsideAPatchedFunctionNeverSwitchesWithoutHelp) {
+  Target t(target_path("pt_loop"), {"0"});
+  const std::string pid = std::to_string(t.pid());
+  CliRun a = pt({"--json", "apply", "--timeout", "1", pid, patch_path("pt_loop_fix")});
+  EXPECT_EQ(a.exit_code, 5) << a.err << a.out;
+  ASSERT_TRUE(a.json.is_object()) << a.out;
+  bool handle_named = false;
+  for (const auto& b : a.json["blockers"])
+    if (b["reason"].get<std::string>().find("handle") != std::string::npos) handle_named = true;
+  EXPECT_TRUE(handle_named) << a.out;
+  EXPECT_EQ(t.ask("v"), "1");
+  // force finishes it.
+  CliRun k = pt({"apply", "--timeout", "0.5", "--on-timeout", "keep", pid, patch_path("pt_loop_fix")});
+  ASSERT_EQ(k.exit_code, 5) << k.err;
+  CliRun f = livegraft({"--json", "force", pid});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  wait_for_loop(t, "2");
+}
+
+TEST(PerThread, EventLoopCallingTheSafepointSwitchesThere) {
+  Target t(target_path("pt_loop"), {"1"});
+  const std::string pid = std::to_string(t.pid());
+  CliRun a = pt({"--json", "apply", "--timeout", "20", pid, patch_path("pt_loop_fix")});
+  ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
+  wait_for_loop(t, "2");
+  CliRun r = pt({"--json", "revert", "--timeout", "20", pid, "pt-loop-fix"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  wait_for_loop(t, "1");
+  EXPECT_EQ(t.quit(), 0);
+}
+
 }  // namespace
 }  // namespace lg::e2e
