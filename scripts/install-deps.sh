@@ -2,7 +2,7 @@
 # Installs what livegraft needs to build and test on Debian 12 (run as root).
 set -euo pipefail
 pkgs=(build-essential g++ cmake ninja-build pkg-config libelf-dev libdw-dev libzydis-dev libzycore-dev
-      libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev patch libc6-dbg
+      libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev patch libc6-dbg spin
       libdebuginfod-dev)
 pkgs+=(libcap2-bin)  # setcap: the privilege e2e tests give a target file capabilities
 missing=()

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "agent/protocol.h"
+#include "agent/safepoint.h"
 #include "agent/server.h"
 #include "common/proc_maps.h"
 
@@ -218,6 +219,5 @@ __attribute__((destructor)) void agent_fini() {
 // The exported C API (src/agent/agent.map).
 LG_EXPORT const char* livegraft_agent_version(void) { return "livegraft-agent 0.1.0 protocol 1"; }
 
-// Reserved for the per-thread consistency model (DESIGN.md §5): a thread calling it offers to
-// switch universes. In the stop-the-world model of v1 it does nothing.
-LG_EXPORT void livegraft_safepoint(void) {}
+// include/livegraft/safepoint.h: a thread offers to switch universes (src/agent/safepoint.cpp).
+LG_EXPORT void livegraft_safepoint(void) { lg::agent::safepoint(); }

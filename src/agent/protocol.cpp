@@ -1,8 +1,11 @@
 #include "agent/protocol.h"
 
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "agent/text_poke.h"
+#include "agent/universe.h"
 #include "common/hex.h"
 
 namespace lg::agent {
@@ -47,11 +50,84 @@ std::string prot_string(int prot) {
 
 json range_json(const RemoteRange& r) { return json::array({r.lo.value, r.hi.value}); }
 
+json ranges_json(const std::vector<RemoteRange>& rs) {
+  json out = json::array();
+  for (const auto& r : rs) out.push_back(range_json(r));
+  return out;
+}
+
 json plan_json(const Plan& plan) {
-  json writes = json::array(), check = json::array();
+  json writes = json::array();
   for (const auto& w : plan.writes) writes.push_back({{"addr", w.addr}, {"old", to_hex(w.old_bytes)}, {"new", to_hex(w.new_bytes)}});
-  for (const auto& c : plan.check) check.push_back(range_json(c));
-  return {{"writes", writes}, {"check", check}};
+  json out = {{"writes", writes}, {"check", ranges_json(plan.check)}};
+  if (plan.per_thread)
+    out["per_thread"] = {{"id", plan.transition_id},
+                         {"marker_offset", plan.marker_offset},
+                         {"interiors", ranges_json(plan.interiors)},
+                         {"check_target", ranges_json(plan.check_target)}};
+  return out;
+}
+
+Model parse_model(const json& j) {
+  if (!j.contains("model")) return Model::stop_the_world;
+  std::string m = get_string(j, "model");
+  if (m == "per-thread") return Model::per_thread;
+  if (m == "stop-the-world") return Model::stop_the_world;
+  throw RequestError{fmt::format("unknown model '{}' (per-thread, stop-the-world)", m)};
+}
+
+std::vector<RemoteRange> parse_ranges(const json& j, const char* key) {
+  std::vector<RemoteRange> out;
+  const json& v = member(j, key);
+  if (!v.is_array()) throw RequestError{fmt::format("field '{}' must be an array of [lo, hi]", key)};
+  for (const auto& r : v) {
+    if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() || !r[1].is_number_unsigned() || r[1].get<uint64_t>() < r[0].get<uint64_t>())
+      throw RequestError{fmt::format("field '{}' must be an array of [lo, hi]", key)};
+    out.push_back({RemoteAddr(r[0].get<uint64_t>()), RemoteAddr(r[1].get<uint64_t>())});
+  }
+  return out;
+}
+
+x86::ContinuationTemplate parse_continuation(const json& c) {
+  if (!c.is_object()) throw RequestError{"field 'continuation' must be an object"};
+  x86::ContinuationTemplate t;
+  auto bytes = from_hex(get_string(c, "bytes"));
+  if (!bytes || bytes->empty() || bytes->size() > 256) throw RequestError{"continuation: 'bytes' must be 1..256 bytes of hex"};
+  t.bytes = std::move(*bytes);
+  t.resume = get_u64(c, "resume");
+  t.displaced = static_cast<uint32_t>(get_u64(c, "displaced"));
+  const json& fx = member(c, "fixups");
+  if (!fx.is_array()) throw RequestError{"continuation: 'fixups' must be an array"};
+  for (const auto& f : fx) {
+    if (!f.is_object()) throw RequestError{"continuation: each fixup must be an object"};
+    x86::Rel32Fixup r{static_cast<uint32_t>(get_u64(f, "offset")), static_cast<uint32_t>(get_u64(f, "end")), get_u64(f, "target")};
+    if (r.offset + 4 > t.bytes.size() || r.end > t.bytes.size() || r.end < r.offset + 4)
+      throw RequestError{"continuation: a fixup lies outside its bytes"};
+    t.fixups.push_back(r);
+  }
+  return t;
+}
+
+json transition_json(const Registry& reg) {
+  const auto& t = reg.transition();
+  if (!t) return nullptr;
+  json out = {{"patch", t->patch}, {"kind", t->kind == TransitionKind::load ? "apply" : "revert"}, {"model", to_string(t->model)}};
+  if (t->model == Model::per_thread) {
+    const PerThreadState& st = t->pt;
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    out["id"] = st.id;
+    out["reversed"] = st.reversed;
+    out["forced"] = st.forced;
+    out["phase"] = to_string(st.phase);
+    out["marker_offset"] = marker_tp_offset();
+    out["elapsed_ms"] = now_ms - st.started_ms;
+    out["check"] = ranges_json(st.initial_ranges);
+    out["check_target"] = ranges_json(st.target_ranges);
+    out["interiors"] = ranges_json(st.interiors);
+  }
+  return out;
 }
 
 json patch_json(const Patch& p) {
@@ -64,7 +140,7 @@ json patch_json(const Patch& p) {
   }
   json eh = nullptr;
   if (auto e = p.object->eh_frame()) eh = {{"addr", e->lo.value}, {"size", e->size()}, {"registered", p.object->eh_frame_registered()}};
-  return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"object", p.object_name}, {"regions", regions},
+  return {{"name", p.name}, {"path", p.path}, {"state", to_string(p.state)}, {"model", to_string(p.model)}, {"object", p.object_name}, {"regions", regions},
           {"code", code}, {"eh_frame", eh}, {"funcs", funcs}};
 }
 
@@ -85,6 +161,8 @@ LoadRequest parse_load(const json& j) {
     fr.old_name = get_string(f, "old_name");
     fr.old_sympos = f.contains("old_sympos") ? get_u64(f, "old_sympos") : 0;
     fr.old_addr = get_u64(f, "old_addr");
+    if (f.contains("old_ranges")) fr.old_ranges = parse_ranges(f, "old_ranges");
+    if (f.contains("continuation")) fr.continuation = parse_continuation(f["continuation"]);
     fr.jump_addr = f.contains("jump_addr") ? get_u64(f, "jump_addr") : fr.old_addr;
     fr.preserve = f.contains("preserve") ? static_cast<uint32_t>(get_u64(f, "preserve")) : 0;
     auto bytes = from_hex(get_string(f, "orig_bytes"));
@@ -132,6 +210,7 @@ LoadRequest parse_load(const json& j) {
       r.dlsym_names.insert(n.get<std::string>());
     }
   }
+  r.model = parse_model(j);
   return r;
 }
 
@@ -192,7 +271,8 @@ json Agent::status_json() const {
                      {"orig_bytes", to_hex(f.orig_bytes)}, {"stack", f.stack}});
   json disabled = nullptr;
   if (registry_.disabled()) disabled = *registry_.disabled();
-  return {{"ok", true}, {"disabled", disabled}, {"patches", patches}, {"functions", funcs}};
+  return {{"ok", true}, {"disabled", disabled}, {"patches", patches}, {"functions", funcs}, {"transition", transition_json(registry_)},
+          {"trap_redirects", trap_redirects()}};
 }
 
 json Agent::dispatch(const json& req) {
@@ -216,7 +296,7 @@ json Agent::dispatch(const json& req) {
     return out;
   }
   if (op == "prepare_revert") {
-    auto plan = registry_.prepare_revert(get_string(req, "name"));
+    auto plan = registry_.prepare_revert(get_string(req, "name"), parse_model(req));
     if (!plan) return error_response(plan.error());
     json out = plan_json(*plan);
     out["ok"] = true;
@@ -226,6 +306,11 @@ json Agent::dispatch(const json& req) {
   if (op == "abort") return result_json(registry_.abort(get_string(req, "name")));
   if (op == "finish_revert") return result_json(registry_.finish_revert(get_string(req, "name")));
   if (op == "cancel_revert") return result_json(registry_.cancel_revert(get_string(req, "name")));
+  if (op == "poke_begin") return result_json(registry_.poke_begin(get_string(req, "name")));
+  if (op == "poke_finish") return result_json(registry_.poke_finish(get_string(req, "name")));
+  if (op == "complete") return result_json(registry_.complete(get_string(req, "name")));
+  if (op == "reverse") return result_json(registry_.reverse(get_string(req, "name")));
+  if (op == "force") return result_json(registry_.mark_forced(get_string(req, "name")));
   throw RequestError{fmt::format("unknown op '{}'", op)};
 }
 

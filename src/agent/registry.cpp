@@ -12,6 +12,7 @@
 namespace lg::agent {
 
 const char* to_string(PatchState s) { return s == PatchState::loaded ? "loaded" : "enabled"; }
+const char* to_string(Model m) { return m == Model::per_thread ? "per-thread" : "stop-the-world"; }
 
 namespace {
 
@@ -49,6 +50,13 @@ const Patch* Registry::find(std::string_view name) const {
   for (const auto& p : patches_)
     if (p->name == name) return p.get();
   return nullptr;
+}
+
+uint64_t Registry::new_size_of(std::string_view patch, uint64_t old_addr) const {
+  if (const Patch* p = find(patch))
+    for (const auto& f : p->funcs)
+      if (f.old_addr == old_addr) return f.new_size;
+  return 0;
 }
 
 uint64_t Registry::new_addr_of(std::string_view patch, uint64_t old_addr) const {
@@ -103,6 +111,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
   patch->name = meta.name;
   patch->path = req.path;
   patch->object_name = req.object_name;
+  patch->model = req.model;
   std::vector<bool> used(meta.funcs.size(), false);
   for (const auto& f : req.funcs) {
     size_t k = 0;
@@ -119,6 +128,8 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
     }
     patch->funcs.push_back({f.old_name, f.old_sympos, f.old_addr, meta.funcs[k].new_func, sym ? sym->size : 0, entry});
   }
+
+  if (req.model == Model::per_thread) return load_per_thread(req, std::move(obj), std::move(patch), loaded_name);
 
   // Stubs and writes. Entries created here are removed again if anything below fails.
   Plan plan;
@@ -177,6 +188,8 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
 
 Result<void> Registry::commit(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::load));
+  if (transition_->model == Model::per_thread)
+    return make_error(ErrorKind::invalid_argument, "patch '{}' is in a per-thread transition: it completes with 'complete'", name);
   for (const auto& f : p->funcs) funcs_.at(f.old_addr).stack.push_back(p->name);
   p->state = PatchState::enabled;
   transition_.reset();
@@ -185,6 +198,7 @@ Result<void> Registry::commit(std::string_view name) {
 
 Result<void> Registry::abort(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::load));
+  if (transition_->model == Model::per_thread) return abort_per_thread(p);
   for (uint64_t a : p->created_funcs) {
     stubs_.release(funcs_.at(a).stub);
     funcs_.erase(a);
@@ -194,13 +208,14 @@ Result<void> Registry::abort(std::string_view name) {
   return ok_result();
 }
 
-Result<Plan> Registry::prepare_revert(std::string_view name) {
+Result<Plan> Registry::prepare_revert(std::string_view name, Model model) {
   LG_TRY_VOID(check_usable());
   if (transition_)
     return make_error(ErrorKind::busy, "a transition of patch '{}' is in progress; commit, abort or finish it first", transition_->patch);
   const Patch* p = find(name);
   if (!p) return make_error(ErrorKind::not_found, "no patch named '{}' is loaded", name);
   if (p->state != PatchState::enabled) return make_error(ErrorKind::invalid_argument, "patch '{}' is not enabled", name);
+  if (model == Model::per_thread) return prepare_revert_per_thread(const_cast<Patch*>(p));
   Plan plan;
   for (const auto& f : p->funcs) {
     const FuncEntry& e = funcs_.at(f.old_addr);
@@ -221,6 +236,8 @@ Result<Plan> Registry::prepare_revert(std::string_view name) {
 
 Result<void> Registry::finish_revert(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::revert));
+  if (transition_->model == Model::per_thread)
+    return make_error(ErrorKind::invalid_argument, "patch '{}' is in a per-thread transition: it completes with 'complete'", name);
   for (const auto& f : p->funcs) {
     auto it = funcs_.find(f.old_addr);
     if (it == funcs_.end()) continue;
@@ -236,7 +253,8 @@ Result<void> Registry::finish_revert(std::string_view name) {
 }
 
 Result<void> Registry::cancel_revert(std::string_view name) {
-  LG_TRY_VOID(find_in(name, TransitionKind::revert));
+  LG_TRY(Patch * p, find_in(name, TransitionKind::revert));
+  if (transition_->model == Model::per_thread) return abort_per_thread(p);
   transition_.reset();
   return ok_result();
 }
@@ -244,6 +262,15 @@ Result<void> Registry::cancel_revert(std::string_view name) {
 std::optional<std::string> Registry::resolve_abandoned_transition() {
   if (!transition_) return std::nullopt;
   const Transition t = *transition_;
+  if (t.model == Model::per_thread) {
+    // Before dispatch is live (no thread switched yet) the agent undoes the transition; once
+    // threads are switching it stays in progress, consistent, for the next controller.
+    if (t.pt.phase == PtPhase::switching)
+      return fmt::format("the controller left the per-thread transition of '{}' in progress", t.patch);
+    auto r = abort_per_thread(const_cast<Patch*>(find(t.patch)));
+    return fmt::format("the controller left the per-thread transition of '{}' before any thread switched: {}", t.patch,
+                       r ? "undone" : r.error().message);
+  }
   size_t done = 0;
   for (const auto& w : t.writes) {
     // The agent lives in the process it plans for: the bytes are its own memory (code pages are

@@ -1,7 +1,8 @@
 // The agent's registry: loaded patches, per-function implementation stacks and stubs, and the
 // one transition that may be in progress. It plans code writes; the controller performs them
-// while every thread is stopped (docs/agent-protocol.md). Not thread-safe: the protocol layer
-// serializes calls.
+// while every thread is stopped (stop-the-world), or makes them itself while the process runs
+// (per-thread model: src/agent/per_thread.cpp). docs/agent-protocol.md. Not thread-safe: the
+// protocol layer serializes calls.
 #pragma once
 
 #include <array>
@@ -14,8 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/code_arena.h"
 #include "agent/loader.h"
 #include "agent/stubs.h"
+#include "x86/continuation.h"
 #include "common/remote.h"
 #include "common/result.h"
 
@@ -28,7 +31,14 @@ struct FuncRequest {
   uint64_t jump_addr = 0;              // where the 5-byte jmp goes (after an endbr64)
   std::array<uint8_t, 5> orig_bytes{};  // the bytes at jump_addr before anything was written
   uint32_t preserve = 0;  // registers an entry thunk keeps for the callers (src/x86/entry_thunk.h)
+  // Per-thread model: the original code's ranges (function and .cold/.part pieces) and the
+  // relocated entry instructions for threads that still run the original.
+  std::vector<RemoteRange> old_ranges;
+  std::optional<x86::ContinuationTemplate> continuation;
 };
+
+enum class Model { stop_the_world, per_thread };
+const char* to_string(Model m);
 
 struct LoadRequest {
   std::string path;
@@ -38,6 +48,7 @@ struct LoadRequest {
   std::map<std::string, uint64_t, std::less<>> symbols;
   std::set<std::string, std::less<>> dlsym_names;
   std::vector<x86::DataRef> data_refs;  // PC-relative external data the loader may rewrite
+  Model model = Model::stop_the_world;
 };
 
 // One memory write for the controller: verify [old] at [addr], then write [new_bytes].
@@ -49,6 +60,36 @@ struct MemWrite {
 struct Plan {
   std::vector<MemWrite> writes;
   std::vector<RemoteRange> check;  // code no stopped thread may be executing in
+  // Per-thread model: the transition's id (the marker value of its target universe), the
+  // marker's %fs offset, the entry bytes no thread may be inside between poke_begin and
+  // poke_finish, and the code a thread moving back (after a reversal) may not have on its stack.
+  bool per_thread = false;
+  uint64_t transition_id = 0;
+  int32_t marker_offset = 0;
+  std::vector<RemoteRange> interiors, check_target;
+};
+
+// The one per-thread transition in progress (docs/consistency.md). Each affected function's
+// slot points at a dispatch thunk: threads whose marker is [id] go to [target], others to
+// [initial]. Reversing flips which side the threads are moving to; the thunks stay.
+struct PtFunc {
+  uint64_t old_addr = 0;
+  uint64_t thunk = 0;
+  uint64_t target = 0, initial = 0;
+  bool entry_changes = false;  // load: the entry jump is written now; revert: restored at the end
+};
+enum class PtPhase { prepared, poking, switching };
+const char* to_string(PtPhase p);
+struct PerThreadState {
+  uint64_t id = 0;
+  bool reversed = false;
+  bool forced = false;  // some thread was switched without a clean stack (`livegraft force`)
+  PtPhase phase = PtPhase::prepared;
+  std::vector<PtFunc> funcs;
+  std::vector<RemoteRange> initial_ranges;  // code of the initial universe (+ thunks)
+  std::vector<RemoteRange> target_ranges;   // code of the target universe (+ thunks)
+  std::vector<RemoteRange> interiors;       // bytes 1..4 of entry jumps being written
+  int64_t started_ms = 0;                   // CLOCK_MONOTONIC
 };
 
 struct PatchFunc {
@@ -69,6 +110,7 @@ struct Patch {
   std::unique_ptr<LoadedObject> object;
   std::vector<PatchFunc> funcs;
   std::vector<uint64_t> created_funcs;  // old_addrs whose stub this patch's load created
+  Model model = Model::stop_the_world;  // how it was applied
 };
 
 struct FuncEntry {
@@ -76,6 +118,8 @@ struct FuncEntry {
   std::array<uint8_t, 5> orig_bytes{};
   Stub stub;
   std::vector<std::string> stack;  // patch names, newest last
+  uint64_t continuation = 0, continuation_size = 0;  // per-thread model: the original's entry, relocated
+  std::vector<RemoteRange> old_ranges;
 };
 
 enum class TransitionKind { load, revert };
@@ -84,6 +128,8 @@ struct Transition {
   TransitionKind kind;
   std::string patch;
   std::vector<MemWrite> writes;  // what the controller was told to write
+  Model model = Model::stop_the_world;
+  PerThreadState pt;             // model == per_thread
 };
 
 class Registry {
@@ -93,7 +139,7 @@ class Registry {
   Result<Plan> load(const LoadRequest& req, std::string* loaded_name = nullptr);
   Result<void> commit(std::string_view name);
   Result<void> abort(std::string_view name);
-  Result<Plan> prepare_revert(std::string_view name);
+  Result<Plan> prepare_revert(std::string_view name, Model model = Model::stop_the_world);
   Result<void> finish_revert(std::string_view name);
   Result<void> cancel_revert(std::string_view name);
   // The controller's connection closed with a transition still open (it was killed, or lost
@@ -101,6 +147,20 @@ class Registry {
   // abort/cancel; every write done -> commit/finish; some -> disabled (a state only a person
   // can sort out). Returns what it did, or nothing when no transition was open.
   std::optional<std::string> resolve_abandoned_transition();
+
+  // Per-thread model (per_thread.cpp): the steps after a per-thread load / prepare_revert.
+  // poke_begin: int3 on every entry this transition redirects; poke_finish: the rest of the
+  // jumps, after the controller saw no thread inside them; then dispatch is live for all.
+  Result<void> poke_begin(std::string_view name);
+  Result<void> poke_finish(std::string_view name);
+  // Every thread is in the target universe (or, reversed, back in the initial one): slots go
+  // straight to the final implementation, and the patch is enabled / unloaded.
+  Result<void> complete(std::string_view name);
+  // The transition now moves threads back to its initial universe (or forward again).
+  Result<void> reverse(std::string_view name);
+  // The controller is about to switch threads whatever their stacks hold: code this transition
+  // would unload stays mapped for good (a forced thread may still be running it).
+  Result<void> mark_forced(std::string_view name);
 
   const std::vector<std::unique_ptr<Patch>>& patches() const { return patches_; }
   const std::map<uint64_t, FuncEntry>& functions() const { return funcs_; }
@@ -116,12 +176,23 @@ class Registry {
   Result<Patch*> find_in(std::string_view name, TransitionKind kind);
   void drop_patch(const Patch* p);
   uint64_t new_addr_of(std::string_view patch, uint64_t old_addr) const;
+  uint64_t new_size_of(std::string_view patch, uint64_t old_addr) const;
+  Result<Plan> load_per_thread(const LoadRequest& req, std::unique_ptr<LoadedObject> obj, std::unique_ptr<Patch> patch,
+                               std::string* loaded_name);
+  Result<void> abort_per_thread(Patch* p);
+  Result<Plan> prepare_revert_per_thread(Patch* p);
+  Result<Patch*> find_pt(std::string_view name, PtPhase phase);
+  Result<void> restore_entry(const FuncEntry& e);
+  Plan pt_plan() const;
 
   std::vector<std::unique_ptr<Patch>> patches_;
   std::map<uint64_t, FuncEntry> funcs_;  // by old_addr
   StubPool stubs_;
   std::optional<Transition> transition_;
   std::optional<std::string> disabled_;
+  CodeArena arena_;
+  std::vector<std::unique_ptr<Patch>> kept_;  // unloaded after a forced transition: never unmapped
+  uint64_t next_transition_id_ = 0;
 };
 
 }  // namespace lg::agent

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/blockers.h"
+#include "cli/model_option.h"
 #include "cli/output.h"
 #include "cli/pid_option.h"
 #include "controller/operations.h"
@@ -13,14 +14,17 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     int pid = 0;
     std::string patch;
     double timeout = 10;
+    std::string model, on_timeout;
     std::string agent;
     std::string symbols;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (stop-the-world consistency)");
+  auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (per-thread consistency by default)");
   add_pid_option(cmd, args->pid);
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
   add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
+  add_model_option(cmd, args->model);
+  add_on_timeout_option(cmd, args->on_timeout);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->add_option("--symbols", args->symbols,
                   "Separate debug file of a stripped target object (found by build-id, .gnu_debuglink or "
@@ -29,6 +33,8 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
+    options.model = to_model(args->model);
+    options.on_timeout = to_on_timeout(args->on_timeout);
     options.agent_path = args->agent;
     options.symbols_file = args->symbols;
     options.progress = progress_printer(global);
@@ -41,15 +47,19 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     }
     const auto& r = *result;
     if (global.json) return print_json_ok(r);
+    if (r.contains("continued")) {
+      std::cout << fmt::format("{} of patch '{}' in process {} completed ({})\n  {}\n",
+                               r.value("reversed", false) ? "reversed the " + r.value("continued", std::string("?")) : "the " + r.value("continued", std::string("?")),
+                               r["patch"].get<std::string>(), args->pid, "it was in progress", transition_summary(r["transition"]));
+      return;
+    }
     std::cout << fmt::format("applied patch '{}' to process {} ({})\n", r["patch"].get<std::string>(), args->pid,
                              r["object"].get<std::string>());
     for (const auto& f : r["functions"])
       std::cout << fmt::format("  {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"), f.value("old_addr", uint64_t{0}),
                                f.value("new_addr", uint64_t{0}));
     const auto& t = r["transition"];
-    std::cout << fmt::format("  {}{} thread(s) stopped for {} us, {} attempt(s)\n",
-                             r["agent_injected"].get<bool>() ? "agent injected; " : "", t["threads"].get<size_t>(),
-                             t["stopped_us"].get<long>(), t["attempts"].get<int>());
+    std::cout << fmt::format("  {}{}\n", r["agent_injected"].get<bool>() ? "agent injected; " : "", transition_summary(t));
   });
 }
 

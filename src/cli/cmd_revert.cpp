@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/blockers.h"
+#include "cli/model_option.h"
 #include "cli/output.h"
 #include "cli/pid_option.h"
 #include "controller/operations.h"
@@ -13,16 +14,21 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     int pid = 0;
     std::string name;
     double timeout = 10;
+    std::string model, on_timeout;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("revert", "Take an applied patch back out of a running process");
   add_pid_option(cmd, args->pid);
   cmd->add_option("name", args->name, "Name of the applied patch (see `livegraft status PID`)")->required();
   add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
+  add_model_option(cmd, args->model);
+  add_on_timeout_option(cmd, args->on_timeout);
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
+    options.model = to_model(args->model);
+    options.on_timeout = to_on_timeout(args->on_timeout);
     options.progress = progress_printer(global);
     options.blockers = &blockers;
     auto result = revert_patch(args->pid, args->name, options);
@@ -32,10 +38,14 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
       return;
     }
     if (global.json) return print_json_ok(*result);
+    if (result->contains("continued")) {
+      std::cout << fmt::format("{} of patch '{}' in process {} completed\n  {}\n",
+                               result->value("reversed", false) ? "reversed the " + result->value("continued", std::string("?")) : "the " + result->value("continued", std::string("?")),
+                               args->name, args->pid, transition_summary((*result)["transition"]));
+      return;
+    }
     const auto& t = (*result)["transition"];
-    std::cout << fmt::format("reverted patch '{}' in process {}\n  {} thread(s) stopped for {} us, {} attempt(s)\n",
-                             args->name, args->pid, t["threads"].get<size_t>(), t["stopped_us"].get<long>(),
-                             t["attempts"].get<int>());
+    std::cout << fmt::format("reverted patch '{}' in process {}\n  {}\n", args->name, args->pid, transition_summary(t));
   });
 }
 

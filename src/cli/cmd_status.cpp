@@ -31,12 +31,29 @@ void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     std::cout << "\n";
     if (s.contains("transition") && s["transition"].is_string())
       std::cout << fmt::format("  transition in progress: '{}'\n", s["transition"].get<std::string>());
+    if (s.contains("transition") && s["transition"].is_object()) {
+      const auto& t = s["transition"];
+      bool reversed = t.value("reversed", false);
+      std::cout << fmt::format("  transition in progress: {} of '{}' ({}{}{}), {} ms\n", t.value("kind", "?"), t.value("patch", "?"),
+                               t.value("model", "?"), reversed ? ", reversed: threads are going back" : "",
+                               t.value("forced", false) ? ", forced" : "", t.value("elapsed_ms", 0L));
+      if (t.contains("threads")) {
+        const auto& th = t["threads"];
+        std::cout << fmt::format("    threads: {} switched, {} pending\n", th.value("switched", 0), th["pending"].size());
+        for (const auto& p : th["pending"]) {
+          std::cout << fmt::format("    thread {}: {}\n", p.value("tid", 0), p.value("reason", "?"));
+          for (const auto& f : p.value("stack", nlohmann::json::array())) std::cout << "        " << f.get<std::string>() << "\n";
+        }
+      }
+      if (t.contains("survey_error")) std::cout << "    (threads not inspected: " << t["survey_error"].get<std::string>() << ")\n";
+    }
     const auto& patches = s.contains("patches") && s["patches"].is_array() ? s["patches"] : nlohmann::json::array();
     if (patches.empty()) std::cout << "  no patches\n";
     for (const auto& p : patches) {
-      std::cout << fmt::format("  patch '{}' [{}] from {}", p.value("name", "?"), p.value("state", "?"),
-                               p.value("path", "?"));
-      if (p.contains("object_path")) std::cout << fmt::format(", patching {}", p["object_path"].get<std::string>());
+      std::cout << fmt::format("  patch '{}' [{}, {}] from {}", p.value("name", "?"), p.value("state", "?"),
+                               p.value("model", "?"), p.value("path", "?"));
+      if (p.contains("object_path") && p["object_path"].is_string())
+        std::cout << fmt::format(", patching {}", p["object_path"].get<std::string>());
       std::cout << "\n";
       for (const auto& f : p.value("funcs", nlohmann::json::array()))
         std::cout << fmt::format("    {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"),

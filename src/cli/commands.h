@@ -27,6 +27,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code);
 void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code);
 void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code);
 void add_inject_command(CLI::App& app, GlobalOptions& global, int& exit_code);
+void add_force_command(CLI::App& app, GlobalOptions& global, int& exit_code);
 // Builder (src/builder): livegraft diff / livegraft build.
 void add_diff_command(CLI::App& app, GlobalOptions& global, int& exit_code);
 void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code);

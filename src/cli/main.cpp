@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     lg::cli::add_revert_command(app, global, exit_code);
     lg::cli::add_status_command(app, global, exit_code);
     lg::cli::add_inject_command(app, global, exit_code);
+    lg::cli::add_force_command(app, global, exit_code);
 #ifdef LG_HAVE_BUILDER
     lg::cli::add_diff_command(app, global, exit_code);
     lg::cli::add_build_command(app, global, exit_code);

@@ -18,6 +18,7 @@
 #include "common/utf8.h"
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
+#include "controller/per_thread_ops.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
 #include "unwind/unwinder.h"
@@ -328,6 +329,13 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
     existing.emplace(std::move(*c));
     LG_TRY(status, existing->request({{"op", "status"}}));
     for (const auto& f : status["functions"]) redirected.emplace_back(f.value("jump_addr", uint64_t{0}));
+    if (status.contains("transition") && status["transition"].is_object()) {  // per_thread_ops.cpp
+      LG_TRY(auto patch_object, read_patch_object(abs_path));
+      // (not LG_TRY: g++ 12 warns maybe-uninitialized on a moved-out optional<json>)
+      auto handled = handle_transition_in_progress(pid, *existing, status, patch_object.name, Intent::apply, options);
+      if (!handled) return std::move(handled).error();
+      if (handled->has_value()) return nlohmann::json(std::move(handled->value()));
+    }
   } else if (c.error().kind != ErrorKind::not_found) {
     return std::move(c).error();
   }
@@ -355,6 +363,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
     injected = conn.injected;
   }
   AgentClient& agent = *existing;
+  if (options.model == ConsistencyModel::per_thread)
+    return apply_per_thread(pid, abs_path, plan, agent, injected, redirected, options);
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
   LG_TRY(auto loaded, agent.request(load_request));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
@@ -410,6 +420,10 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
     return std::move(client).error();
   }
   LG_TRY(auto status, client->request({{"op", "status"}}));
+  // (not LG_TRY: g++ 12 warns maybe-uninitialized on a moved-out optional<json>)
+  auto handled = handle_transition_in_progress(pid, *client, status, patch_name, Intent::revert, options);
+  if (!handled) return std::move(handled).error();
+  if (handled->has_value()) return nlohmann::json(std::move(handled->value()));
   const nlohmann::json* patch = find_patch(status, patch_name);
   if (!patch) {
     std::vector<std::string> names;
@@ -418,6 +432,7 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
     return make_error(ErrorKind::not_found, "no patch '{}' in process {} (applied: {})", patch_name, pid,
                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
   }
+  if (options.model == ConsistencyModel::per_thread) return revert_per_thread(pid, patch_name, *client, status, options);
   LG_TRY(auto prep, client->request({{"op", "prepare_revert"}, {"name", patch_name}}));
   ScopeGuard cancel([&] { (void)client->request({{"op", "cancel_revert"}, {"name", patch_name}}); });
   kill_step("after_prepare");
@@ -464,6 +479,18 @@ Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout
   return run_steps(pid, "status", [&] { return patch_status_steps(pid, timeout); });
 }
 
+Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options) {
+  LG_TRY_VOID(check_process(pid));
+  auto client = AgentClient::connect(pid, options.timeout);
+  if (!client) {
+    if (client.error().kind == ErrorKind::not_found)
+      return make_error(ErrorKind::not_found, "process {} has no livegraft agent: no transition to force", pid);
+    return std::move(client).error();
+  }
+  LG_TRY(auto status, client->request({{"op", "status"}}));
+  return force_per_thread(pid, *client, status, options);
+}
+
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) {
   return run_steps(pid, "inject", [&] { return inject_agent_steps(pid, options); });
 }
@@ -481,12 +508,12 @@ Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds t
     return std::move(client).error();
   }
   LG_TRY(auto status, client->request({{"op", "status"}}));
-  // The transition in progress, if any, is only in the agent's hello.
-  LG_TRY(auto hello, client->request({{"op", "hello"}}));
   status.erase("ok");
+  // The transition in progress (null when none); a per-thread one gets its threads surveyed.
+  if (!status.contains("transition")) status["transition"] = nullptr;
+  if (auto survey = survey_transition(pid, status); !survey) status["transition"]["survey_error"] = survey.error().message;
   status["pid"] = pid;
   status["agent"] = true;
-  status["transition"] = hello.contains("transition") ? hello["transition"] : nlohmann::json(nullptr);
   annotate_objects(pid, status);
   return status;
 }

@@ -16,7 +16,17 @@
 
 namespace lg {
 
+// docs/consistency.md. per_thread: one thread stopped at a time, each switched when its own
+// stack is clean (the default); stop_the_world: every thread stopped, all switched at once.
+enum class ConsistencyModel { per_thread, stop_the_world };
+
+// What a per-thread transition does when --timeout passes: reverse (the process ends as it
+// was) or keep it in progress for a later command (apply continues, revert reverses, force).
+enum class OnTimeout { reverse, keep };
+
 struct OperationOptions {
+  ConsistencyModel model = ConsistencyModel::per_thread;
+  OnTimeout on_timeout = OnTimeout::reverse;
   // How long the switch may keep retrying; also bounds every wait on the agent (connecting,
   // each request) and, after an injection, the wait for its socket.
   std::chrono::milliseconds timeout{10000};
@@ -33,6 +43,9 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options);
 // [timeout] bounds every wait on the agent (as OperationOptions::timeout does for the others).
 Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout);
+// `livegraft force PID`: switches every pending thread of the per-thread transition in progress
+// whatever its stack holds, then completes it (docs/consistency.md, "Force").
+Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options);
 Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options);
 
 }  // namespace lg

@@ -122,6 +122,10 @@ class Process {
   // PTRACE_DETACHes. Best effort: a thread that does not stop within 5 s stays traced until the
   // controller exits (the kernel detaches it then).
   void detach_all();
+  // Detaches one thread (stopping only it first, so that its pending stops are collected and
+  // its suppressed signals raised again). Detaching thread by thread never has every thread
+  // stopped at once (the per-thread consistency model relies on it). src/process/detach_thread.cpp
+  Result<void> detach_thread(pid_t tid);
 
   // Every ptrace request must come from the thread that seized (ptrace is per tracer thread).
   pid_t tracer_tid() const { return tracer_tid_; }

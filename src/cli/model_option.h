@@ -1,0 +1,50 @@
+// --model for the commands that run a transition (docs/consistency.md, docs/cli.md).
+#pragma once
+
+#include <cstdlib>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "controller/operations.h"
+
+namespace lg::cli {
+
+// The default is per-thread; $LIVEGRAFT_MODEL changes it (the stop-the-world test suites set it).
+inline void add_model_option(CLI::App* cmd, std::string& model) {
+  const char* env = std::getenv("LIVEGRAFT_MODEL");
+  model = env && *env ? env : "per-thread";
+  cmd->add_option("--model", model,
+                  "Consistency model: per-thread (one thread stopped at a time, each switched when its stack is clean) "
+                  "or stop-the-world (all threads stopped and switched together)")
+      ->check(CLI::IsMember({"per-thread", "stop-the-world"}))
+      ->capture_default_str();
+}
+
+inline void add_on_timeout_option(CLI::App* cmd, std::string& on_timeout) {
+  on_timeout = "reverse";
+  cmd->add_option("--on-timeout", on_timeout,
+                  "Per-thread model, when --timeout passes: reverse (threads go back, the process ends as it was) or keep "
+                  "(the transition stays in progress for a later apply, revert or force)")
+      ->check(CLI::IsMember({"reverse", "keep"}))
+      ->capture_default_str();
+}
+
+inline OnTimeout to_on_timeout(const std::string& s) { return s == "keep" ? OnTimeout::keep : OnTimeout::reverse; }
+
+inline ConsistencyModel to_model(const std::string& m) {
+  return m == "stop-the-world" ? ConsistencyModel::stop_the_world : ConsistencyModel::per_thread;
+}
+
+// One line about the transition of an apply/revert report, for people.
+inline std::string transition_summary(const nlohmann::json& t) {
+  if (t.value("model", "") == "per-thread")
+    return fmt::format("{} thread(s) switched one at a time (at most {} stopped at once, longest stop {} us), in {} ms",
+                       t.value("threads", 0), t.value("max_stopped_threads", 0), t.value("longest_stop_us", 0),
+                       t.value("total_us", 0) / 1000);
+  return fmt::format("{} thread(s) stopped for {} us, {} attempt(s)", t.value("threads", 0), t.value("stopped_us", 0L),
+                     t.value("attempts", 0));
+}
+
+}  // namespace lg::cli

@@ -1,0 +1,218 @@
+#include "controller/per_thread.h"
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+namespace lg {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+std::vector<std::string> PerThreadSwitcher::describe(const StackTrace& t) {
+  std::vector<std::string> lines;
+  for (const auto& f : t.frames) lines.push_back(unwinder_.symbolize(f.pc));
+  if (!t.complete) lines.push_back(fmt::format("?? ({})", t.stop_reason));
+  return lines;
+}
+
+Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect) {
+  Visit v;
+  auto start = Clock::now();
+  if (auto s = process_.stop_thread(tid, milliseconds(5000)); !s) {
+    if (s.error().kind == ErrorKind::thread_died) {
+      v.gone = true;
+      return v;
+    }
+    return std::move(s).error();
+  }
+  int stopped = 0;
+  for (pid_t t : process_.threads()) stopped += process_.is_stopped(t) ? 1 : 0;
+  stats_.max_stopped = std::max(stats_.max_stopped, stopped);
+  Result<void> inspected = ok_result();
+  auto regs = process_.get_regs(tid);
+  if (!regs) {
+    if (regs.error().kind != ErrorKind::thread_died) inspected = std::move(regs).error();
+    v.gone = true;
+  } else {
+    v.regs = *regs;
+    fs_base_[tid] = regs->fs_base;
+    auto trace = unwinder_.unwind(*regs);
+    if (!trace) inspected = std::move(trace).error();
+    else {
+      v.trace = std::move(*trace);
+      inspected = inspect(v);
+    }
+  }
+  auto resumed = process_.resume_thread(tid);
+  auto us = duration_cast<microseconds>(Clock::now() - start);
+  stats_.stops_us.push_back(us.count());
+  stats_.longest_stop = std::max(stats_.longest_stop, us);
+  if (!inspected) return std::move(inspected).error();
+  if (!resumed && resumed.error().kind != ErrorKind::thread_died) return std::move(resumed).error();
+  return v;
+}
+
+Result<std::optional<uint64_t>> PerThreadSwitcher::read_marker(pid_t tid, int32_t offset) {
+  auto it = fs_base_.find(tid);
+  if (it == fs_base_.end()) return std::optional<uint64_t>{};
+  auto v = process_.read_value<uint64_t>(RemoteAddr(it->second + static_cast<uint64_t>(static_cast<int64_t>(offset))));
+  if (!v) return std::move(v).error();
+  return std::optional<uint64_t>(*v);
+}
+
+Result<void> PerThreadSwitcher::wait_outside(const std::vector<RemoteRange>& interiors, milliseconds timeout) {
+  if (interiors.empty()) return ok_result();
+  auto deadline = Clock::now() + timeout;
+  LG_TRY_VOID(process_.poll_events());
+  std::vector<pid_t> todo = process_.threads();
+  auto backoff = microseconds(100);
+  while (!todo.empty()) {
+    std::vector<pid_t> again;
+    for (pid_t tid : todo) {
+      bool inside = false;
+      LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
+               // An incomplete walk may hide a signal frame interrupted inside: look again later.
+               if (!v.trace.complete) inside = true;
+               for (const auto& f : v.trace.frames)
+                 for (const auto& r : interiors)
+                   if (r.contains(f.pc)) inside = true;
+               return ok_result();
+             }));
+      if (!v.gone && inside) again.push_back(tid);
+    }
+    todo = std::move(again);
+    if (todo.empty()) break;
+    if (Clock::now() > deadline)
+      return make_error(ErrorKind::unsafe, "thread {} stayed inside the entry of a function being redirected (or its stack could not be unwound)",
+                        todo.front());
+    for (auto until = Clock::now() + backoff; Clock::now() < until;) {
+      LG_TRY_VOID(process_.poll_events());
+      std::this_thread::sleep_for(microseconds(50));
+    }
+    backoff = std::min(backoff * 2, microseconds(100000));
+  }
+  return ok_result();
+}
+
+Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds timeout,
+                                           const std::function<void(size_t, const std::vector<Blocker>&)>& on_round) {
+  const auto start = Clock::now();
+  const auto deadline = start + timeout;
+  const uint64_t want = goal.to_target ? goal.id : kNoTransitionMarker;
+  auto on_side = [&](uint64_t marker) { return (marker == goal.id) == goal.to_target; };
+  std::set<pid_t> seen;
+  auto backoff = milliseconds(1);
+  pending_.clear();
+  for (;;) {
+    ++stats_.rounds;
+    LG_TRY_VOID(process_.poll_events());
+    std::vector<Blocker> pending;
+    for (pid_t tid : process_.threads()) {
+      seen.insert(tid);
+      // A thread whose marker is already on the goal's side (switched earlier, or born after
+      // dispatch went live) needs no stop.
+      LG_TRY(auto known, read_marker(tid, goal.marker_offset));
+      if (known && on_side(*known)) continue;
+      LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
+               uint64_t addr = v.regs.fs_base + static_cast<uint64_t>(static_cast<int64_t>(goal.marker_offset));
+               LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
+               if (on_side(marker)) return ok_result();
+               if (goal.force) {
+                 LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
+                 ++stats_.switched;
+                 return ok_result();
+               }
+               if (!v.trace.complete) {
+                 pending.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason), describe(v.trace)});
+                 return ok_result();
+               }
+               for (const auto& f : v.trace.frames) {
+                 auto hit = std::find_if(goal.affected.begin(), goal.affected.end(),
+                                         [&](const RemoteRange& r) { return r.contains(f.lookup_pc); });
+                 if (hit != goal.affected.end()) {
+                   pending.push_back({tid, fmt::format("{} is on its stack", unwinder_.symbolize(f.lookup_pc)), describe(v.trace)});
+                   return ok_result();
+                 }
+               }
+               // Clean: the thread moves now, while it is stopped; it resumes in its new universe.
+               LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
+               ++stats_.switched;
+               return ok_result();
+             }));
+      if (v.gone) fs_base_.erase(tid);
+    }
+    stats_.threads = seen.size();
+    if (pending.empty()) {
+      // Every thread we know is on the goal's side. A thread born before dispatch went live has
+      // been reported by its parent's clone event by now; one more look catches it.
+      LG_TRY_VOID(process_.poll_events());
+      bool all = true;
+      for (pid_t tid : process_.threads()) {
+        LG_TRY(auto m, read_marker(tid, goal.marker_offset));
+        if (!m || !on_side(*m)) all = false;
+      }
+      if (all) {
+        stats_.total = duration_cast<microseconds>(Clock::now() - start);
+        pending_.clear();
+        return ok_result();
+      }
+      continue;
+    }
+    pending_ = std::move(pending);
+    if (Clock::now() + backoff > deadline) {
+      std::string who;
+      for (const auto& b : pending_) who += fmt::format("{}{}", who.empty() ? "" : ", ", b.tid);
+      return Error(ErrorKind::unsafe,
+                   fmt::format("transition not complete after {} ms: thread{} {} kept an affected function on the stack",
+                               timeout.count(), pending_.size() > 1 ? "s" : "", who));
+    }
+    if (on_round) on_round(stats_.switched, pending_);
+    for (auto until = Clock::now() + backoff; Clock::now() < until;) {
+      LG_TRY_VOID(process_.poll_events());
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    backoff = std::min(backoff * 2, milliseconds(50));  // < the safepoint's park (150 ms)
+  }
+}
+
+Result<std::vector<ThreadSurvey>> PerThreadSwitcher::survey(const SwitchGoal& goal) {
+  std::vector<ThreadSurvey> out;
+  LG_TRY_VOID(process_.poll_events());
+  for (pid_t tid : process_.threads()) {
+    ThreadSurvey s{tid};
+    LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
+             uint64_t addr = v.regs.fs_base + static_cast<uint64_t>(static_cast<int64_t>(goal.marker_offset));
+             LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
+             s.switched = (marker == goal.id) == goal.to_target;
+             if (s.switched) return ok_result();
+             s.stack = describe(v.trace);
+             if (!v.trace.complete) {
+               s.reason = fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason);
+               return ok_result();
+             }
+             for (const auto& f : v.trace.frames)
+               for (const auto& r : goal.affected)
+                 if (r.contains(f.lookup_pc)) {
+                   s.reason = fmt::format("{} is on its stack", unwinder_.symbolize(f.lookup_pc));
+                   return ok_result();
+                 }
+             s.reason = "not switched yet (its stack is clean: the next round switches it)";
+             return ok_result();
+           }));
+    if (!v.gone) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void PerThreadSwitcher::detach() {
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto tids = process_.threads();
+    if (tids.empty()) return;
+    if (!process_.detach_thread(tids.front())) return;  // the destructor detaches the rest
+  }
+}
+
+}  // namespace lg

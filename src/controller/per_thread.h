@@ -1,0 +1,90 @@
+// The controller's side of the per-thread consistency model (docs/consistency.md): it never
+// stops more than one thread at a time. For each thread: stop it alone, unwind its stack with
+// the reliable unwinder, and if no affected function is on it, write its universe marker
+// (fs_base + the agent's marker offset, through /proc/PID/mem) and resume it. Threads that are
+// not clean stay pending and are retried with backoff. The agent makes every code change.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <vector>
+
+#include "common/remote.h"
+#include "common/result.h"
+#include "controller/transition.h"
+#include "process/process.h"
+#include "unwind/unwinder.h"
+
+namespace lg {
+
+inline constexpr uint64_t kNoTransitionMarker = 0x7fffffffffffffffull;  // agent/universe.h
+
+struct SwitchGoal {
+  uint64_t id = 0;             // the transition's id: the marker of its target universe
+  int32_t marker_offset = 0;   // the marker's %fs offset
+  bool to_target = true;       // false after a reversal: threads go back to the initial universe
+  std::vector<RemoteRange> affected;  // code a thread may not have on its stack to move
+  bool force = false;          // move every thread whatever its stack holds (`livegraft force`)
+};
+
+// One thread's place in a transition, as `status` reports it.
+struct ThreadSurvey {
+  pid_t tid = 0;
+  bool switched = false;
+  std::string reason;              // pending: what holds it
+  std::vector<std::string> stack;  // pending: its symbolized stack
+};
+
+struct PerThreadStats {
+  size_t threads = 0;          // threads seen during the transition
+  size_t switched = 0;         // markers written by us
+  int rounds = 0;
+  int max_stopped = 0;         // most threads of the target in a ptrace stop at once (by us)
+  std::chrono::microseconds longest_stop{0};
+  std::chrono::microseconds total{0};
+  std::vector<int64_t> stops_us;  // every per-thread stop, for percentiles
+};
+
+class PerThreadSwitcher {
+ public:
+  PerThreadSwitcher(Process& process, Unwinder& unwinder) : process_(process), unwinder_(unwinder) {}
+
+  // Visits every thread once, alone, until none has a frame whose pc lies in [interiors] (the
+  // bytes 1..4 of entry jumps about to be written). Threads born meanwhile cannot be there.
+  Result<void> wait_outside(const std::vector<RemoteRange>& interiors, std::chrono::milliseconds timeout);
+
+  // Switches threads until every thread is on the goal's side, or [timeout] passes (error
+  // `unsafe` with the pending threads in pending()). [on_round] is called after every round
+  // that left threads pending (progress).
+  Result<void> switch_all(const SwitchGoal& goal, std::chrono::milliseconds timeout,
+                          const std::function<void(size_t switched, const std::vector<Blocker>&)>& on_round);
+
+  // Looks at every thread once, alone, without switching any: which are on the goal's side and
+  // what holds the others.
+  Result<std::vector<ThreadSurvey>> survey(const SwitchGoal& goal);
+
+  const std::vector<Blocker>& pending() const { return pending_; }
+  PerThreadStats& stats() { return stats_; }
+  // Detaches the threads one at a time (never all stopped together).
+  void detach();
+
+ private:
+  struct Visit {
+    bool gone = false;
+    Registers regs{};
+    StackTrace trace;
+  };
+  // Stops [tid] alone, reads its registers and unwinds it, runs [inspect], resumes it.
+  Result<Visit> visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect);
+  std::vector<std::string> describe(const StackTrace& t);
+  Result<std::optional<uint64_t>> read_marker(pid_t tid, int32_t offset);
+
+  Process& process_;
+  Unwinder& unwinder_;
+  std::map<pid_t, uint64_t> fs_base_;  // learned at a thread's first stop; fixed for its life
+  std::vector<Blocker> pending_;
+  PerThreadStats stats_;
+};
+
+}  // namespace lg

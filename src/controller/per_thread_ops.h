@@ -1,0 +1,41 @@
+// apply and revert in the per-thread consistency model (called by operations.cpp when
+// OperationOptions::model is per_thread). docs/consistency.md.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "controller/agent_client.h"
+#include "controller/apply_plan.h"
+#include "controller/operations.h"
+
+namespace lg {
+
+// Adds what a per-thread load needs to [load_request] (model, each function's original ranges
+// and relocated entry); [redirected] are the jump addresses already redirected by the agent.
+Result<void> add_per_thread_fields(pid_t pid, const ApplyPlan& plan, const std::vector<RemoteAddr>& redirected,
+                                   nlohmann::json& load_request);
+
+Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, const ApplyPlan& plan, AgentClient& agent,
+                                        bool injected, const std::vector<RemoteAddr>& redirected, const OperationOptions& options);
+Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_name, AgentClient& agent,
+                                         const nlohmann::json& status, const OperationOptions& options);
+
+enum class Intent { apply, revert };
+// A per-thread transition left in progress (a killed controller, --on-timeout=keep): an apply
+// or revert of the same patch continues or reverses it (the kernel's "write the opposite to
+// enabled"); another patch is refused as busy. nullopt: no transition in progress.
+Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent, const nlohmann::json& status,
+                                                                    const std::string& patch_name, Intent intent,
+                                                                    const OperationOptions& options);
+Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const nlohmann::json& status, const OperationOptions& options);
+// Adds to status["transition"] the threads switched and, for the pending ones, what holds
+// them and their stacks (each thread stopped alone, briefly).
+Result<void> survey_transition(pid_t pid, nlohmann::json& status);
+
+}  // namespace lg
