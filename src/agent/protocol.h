@@ -17,9 +17,10 @@ inline constexpr size_t kMaxRequestLine = 1 << 20;
 
 class Agent {
  public:
-  // One request line (without its '\n') in, one response line (without '\n') out.
-  std::string handle_line(std::string_view line) noexcept;
-  nlohmann::json handle(const nlohmann::json& request) noexcept;
+  // One request line (without its '\n') in, one response line (without '\n') out. [fd]: a
+  // descriptor that came with the line (not owned); a "load" reads the patch from it.
+  std::string handle_line(std::string_view line, int fd = -1) noexcept;
+  nlohmann::json handle(const nlohmann::json& request, int fd = -1) noexcept;
   // An error response, as sent for a malformed request or a refused peer.
   static nlohmann::json error_response(const Error& e);
   // The controller's connection ended: settle a transition it left open (Registry).
@@ -30,7 +31,7 @@ class Agent {
   void disable(std::string reason);
 
  private:
-  nlohmann::json dispatch(const nlohmann::json& request);
+  nlohmann::json dispatch(const nlohmann::json& request, int fd);
   nlohmann::json status_json() const;
 
   std::mutex mu_;

@@ -88,7 +88,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
       return make_error(ErrorKind::invalid_argument, "function '{}': jump_addr {:#x} is not at its entry {:#x}", f.old_name, f.jump_addr, f.old_addr);
   }
 
-  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names};
+  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names, req.fd};
   LG_TRY(auto obj, load_object(opts));
   LG_TRY(auto meta, read_patch_metadata(*obj));
   if (find(meta.name)) return make_error(ErrorKind::invalid_argument, "a patch named '{}' is already loaded", meta.name);

@@ -80,21 +80,51 @@ void serve_connection(int fd, Agent& agent) {
   }
   std::string buf;
   char chunk[65536];
+  // A descriptor sent with SCM_RIGHTS (the patch file of a "load") belongs to the request line
+  // that holds the first byte it came with: [passed_at] is that byte's offset in [buf].
+  UniqueFd passed;
+  size_t passed_at = 0;
   for (;;) {
     size_t nl;
     while ((nl = buf.find('\n')) != std::string::npos) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
+      UniqueFd mine;
+      if (passed.valid()) {
+        if (passed_at <= nl) mine = std::move(passed);
+        else passed_at -= nl + 1;
+      }
       if (line.empty()) continue;
-      if (!send_all(fd, agent.handle_line(line) + "\n")) return;
+      if (!send_all(fd, agent.handle_line(line, mine.get()) + "\n")) return;
     }
     if (buf.size() > kMaxRequestLine) {
       send_line(fd, Agent::error_response(make_error(ErrorKind::invalid_argument, "request longer than {} bytes", kMaxRequestLine)));
       return;
     }
-    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    iovec iov{chunk, sizeof chunk};
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (i == 0 && !passed.valid()) {
+          passed.reset(received);  // one per request; any other is closed at once
+          passed_at = buf.size();
+        } else {
+          ::close(received);
+        }
+      }
+    }
     buf.append(chunk, static_cast<size_t>(n));
   }
 }

@@ -92,10 +92,28 @@ Result<AgentClient> AgentClient::connect_with_retry(pid_t pid, std::chrono::mill
   }
 }
 
-Result<nlohmann::json> AgentClient::request(const nlohmann::json& req) {
+Result<nlohmann::json> AgentClient::request(const nlohmann::json& req, int fd) {
   std::string line = req.dump() + "\n";
   for (size_t off = 0; off < line.size();) {
-    ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    ssize_t n;
+    if (off == 0 && fd >= 0) {
+      // The descriptor rides on the first chunk; the agent takes it for this request.
+      iovec iov{line.data(), line.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    } else {
+      n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       return make_errno_error(ErrorKind::agent, "sending to the agent of process {}", pid_);

@@ -25,7 +25,8 @@ class AgentClient {
 
   // Sends one request and returns the response when "ok" is true; otherwise an Error made from
   // the response's "kind" and "error" fields (prefixed with "agent in process N").
-  Result<nlohmann::json> request(const nlohmann::json& req);
+  // [fd] >= 0 travels with the request's first byte (SCM_RIGHTS): the patch file for "load".
+  Result<nlohmann::json> request(const nlohmann::json& req, int fd = -1);
 
  private:
   AgentClient(pid_t pid, UniqueFd fd) : pid_(pid), fd_(std::move(fd)) {}

@@ -183,7 +183,7 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
   }
   AgentClient& agent = *existing;
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(plan.load_request(abs_path)));
+  LG_TRY(auto loaded, agent.request(plan.load_request(abs_path), plan.patch_fd.get()));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
 
   LG_TRY(auto writes, writes_from_json(loaded["writes"]));
