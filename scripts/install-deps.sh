@@ -2,7 +2,8 @@
 # Installs what livegraft needs to build and test on Debian 12 (run as root).
 set -euo pipefail
 pkgs=(build-essential g++ cmake ninja-build pkg-config libelf-dev libdw-dev libzydis-dev libzycore-dev
-      libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev patch libc6-dbg)
+      libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev patch libc6-dbg
+      clang-14 libfuzzer-14-dev)  # clang/libFuzzer: the fuzzers (docs/fuzzing.md)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -114,6 +114,17 @@ json result_json(const Result<void>& r) { return r ? ok_response() : Agent::erro
 
 }  // namespace
 
+Result<LoadRequest> decode_load_request(const json& request) noexcept {
+  try {
+    if (!request.is_object()) return make_error(ErrorKind::invalid_argument, "malformed request: a request must be a JSON object");
+    return parse_load(request);
+  } catch (const RequestError& e) {
+    return Error(ErrorKind::invalid_argument, "malformed request: " + e.message);
+  } catch (const std::exception& e) {
+    return Error(ErrorKind::invalid_argument, fmt::format("malformed request: {}", e.what()));
+  }
+}
+
 json Agent::error_response(const Error& e) {
   return {{"ok", false}, {"error", e.describe()}, {"kind", lg::to_string(e.kind)}};
 }

@@ -15,6 +15,10 @@ namespace lg::agent {
 inline constexpr int kProtocolVersion = 1;
 inline constexpr size_t kMaxRequestLine = 1 << 20;
 
+// Decodes the fields of a "load" request as dispatch() does, without loading anything (for the
+// fuzzer and tests). Errors: invalid_argument, with the message a malformed request gets.
+Result<LoadRequest> decode_load_request(const nlohmann::json& request) noexcept;
+
 class Agent {
  public:
   // One request line (without its '\n') in, one response line (without '\n') out. [fd]: a

@@ -14,7 +14,6 @@
 
 #include <livegraft/patch.h>
 
-#include "elf/elf_file.h"
 #include "elf/patch_checks.h"
 #include "x86/relocations.h"
 
@@ -23,6 +22,24 @@ namespace lg {
 namespace {
 
 using x86::relocation_width;
+
+// Plain section and symbol records for the metadata reader (no libelf: this file is libc only).
+struct ElfSection {
+  size_t index = 0;
+  std::string name;
+  uint32_t type = 0;
+  uint64_t flags = 0, addr = 0, offset = 0, size = 0, align = 0, entsize = 0;
+  uint32_t link = 0, info = 0;
+};
+
+struct ElfSymbol {
+  std::string name;
+  uint64_t value = 0, size = 0;
+  uint8_t type = 0, bind = 0, visibility = 0;
+  uint16_t shndx = 0;
+  size_t index = 0;
+  bool defined() const { return shndx != SHN_UNDEF; }
+};
 
 struct Reloc {
   uint64_t offset = 0;
@@ -43,8 +60,8 @@ bool valid_build_id(std::string_view h) {
   return std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// The metadata reader works on plain section and symbol records (elf_file.h's), made from the
-// one bounds-checked reader's view (RelObject::parse() checked every index and string).
+// The metadata reader works on plain section and symbol records, made from the one
+// bounds-checked reader's view (RelObject::parse() checked every index and string).
 class PatchReader {
  public:
   explicit PatchReader(const elf::RelObject& obj) : obj_(obj), path_(obj.label()) {
