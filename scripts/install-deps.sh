@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential g++ cmake ninja-build pkg-config libelf-dev libdw-dev libzydis-dev libzycore-dev
       libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev patch libc6-dbg spin
-      libdebuginfod-dev)
+      libdebuginfod-dev clang-14 libfuzzer-14-dev)  # clang/libFuzzer: the fuzzers (docs/fuzzing.md)
 pkgs+=(libcap2-bin)  # setcap: the privilege e2e tests give a target file capabilities
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done

@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "agent/elf_reader.h"
+#include "elf/eh_frame_check.h"
+#include "elf/patch_checks.h"
 #include "agent/relocate.h"
 #include "common/fd.h"
 #include "x86/encode.h"
@@ -20,25 +22,29 @@ namespace lg::agent {
 
 namespace {
 
-constexpr uint64_t kMaxPatchFile = 256ull << 20;
 constexpr uint64_t kVeneerSize = 8;  // ff 25 disp32 + 2 bytes of int3 padding
+using elf::kMaxPatchFile;
 
 // A read-only private mapping of the patch file, unmapped on destruction.
 class FileView {
  public:
   static Result<FileView> open(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (!fd.valid()) {
       ErrorKind k = errno == ENOENT ? ErrorKind::not_found : ErrorKind::io;
       return make_errno_error(k, "open patch object {}", path);
     }
+    return map(fd.get(), path);
+  }
+  // Maps the file open at [fd] (the controller's descriptor, received with SCM_RIGHTS).
+  static Result<FileView> map(int fd, const std::string& label) {
     struct stat st{};
-    if (::fstat(fd.get(), &st) != 0) return make_errno_error(ErrorKind::io, "stat {}", path);
-    if (!S_ISREG(st.st_mode)) return make_error(ErrorKind::bad_patch, "{} is not a regular file", path);
+    if (::fstat(fd, &st) != 0) return make_errno_error(ErrorKind::io, "stat {}", label);
+    if (!S_ISREG(st.st_mode)) return make_error(ErrorKind::bad_patch, "{} is not a regular file", label);
     if (st.st_size <= 0 || static_cast<uint64_t>(st.st_size) > kMaxPatchFile)
-      return make_error(ErrorKind::bad_patch, "{}: size {} is not that of a patch object", path, st.st_size);
-    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
-    if (p == MAP_FAILED) return make_errno_error(ErrorKind::io, "mmap {}", path);
+      return make_error(ErrorKind::bad_patch, "{}: size {} is not that of a patch object", label, st.st_size);
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return make_errno_error(ErrorKind::io, "mmap {}", label);
     FileView v;
     v.data_ = static_cast<uint8_t*>(p);
     v.size_ = static_cast<size_t>(st.st_size);
@@ -86,9 +92,10 @@ class ObjectLoader {
  public:
   explicit ObjectLoader(const LoadOptions& opts) : opts_(opts) {}
   Result<std::unique_ptr<LoadedObject>> run();
+  // Parses and checks [bytes] and plans the layout, without mapping anything.
+  Result<void> plan(std::span<const uint8_t> bytes, const std::string& label);
 
  private:
-  Result<void> check_supported();
   Result<void> layout();
   uint64_t thunk_eh_bytes() const;
   Result<void> scan_relocations();
@@ -97,6 +104,7 @@ class ObjectLoader {
   Result<void> apply_relocations();
   Result<bool> try_rewrite_data_ref(const RelocInputs& in, size_t sec);
   Result<void> protect();
+  Result<void> check_loaded_eh_frame() const;
   void register_eh_frame();
   void collect_init_fini();
   Error reloc_error(const Error& e, const Elf64_Rela& r, size_t sec) const;
@@ -138,42 +146,42 @@ Result<std::unique_ptr<LoadedObject>> load_object(const LoadOptions& opts) {
   return loader.run();
 }
 
-Result<std::unique_ptr<LoadedObject>> ObjectLoader::run() {
-  LG_TRY(auto fv, FileView::open(opts_.path));
-  file_.emplace(std::move(fv));
-  LG_TRY(auto parsed, RelObject::parse(file_->bytes(), opts_.path));
+Result<void> plan_load(std::span<const uint8_t> bytes, const std::string& label) {
+  LoadOptions opts;
+  ObjectLoader loader(opts);
+  return loader.plan(bytes, label);
+}
+
+Result<void> ObjectLoader::plan(std::span<const uint8_t> bytes, const std::string& label) {
+  LG_TRY(auto parsed, RelObject::parse(bytes, label));
   obj_.emplace(std::move(parsed));
-  out_.reset(new LoadedObject());
-  out_->path_ = opts_.path;
-  LG_TRY_VOID(check_supported());
+  // The checks the controller ran before injecting us: the same code, so a patch it accepted
+  // loads, and a file that changed since (or a controller that skipped them) is refused here.
+  LG_TRY_VOID(elf::check_loadable(*obj_));
   LG_TRY_VOID(layout());
   LG_TRY_VOID(scan_relocations());
+  return ok_result();
+}
+
+Result<std::unique_ptr<LoadedObject>> ObjectLoader::run() {
+  if (opts_.fd >= 0) {
+    LG_TRY(auto fv, FileView::map(opts_.fd, opts_.path));
+    file_.emplace(std::move(fv));
+  } else {
+    LG_TRY(auto fv, FileView::open(opts_.path));
+    file_.emplace(std::move(fv));
+  }
+  LG_TRY_VOID(plan(file_->bytes(), opts_.path));
+  out_.reset(new LoadedObject());
+  out_->path_ = opts_.path;
   LG_TRY_VOID(resolve_undefined());
   LG_TRY_VOID(place_and_copy());
   LG_TRY_VOID(apply_relocations());
   LG_TRY_VOID(protect());
   collect_init_fini();
+  LG_TRY_VOID(check_loaded_eh_frame());
   register_eh_frame();
   return std::move(out_);
-}
-
-Result<void> ObjectLoader::check_supported() {
-  const auto& o = *obj_;
-  for (size_t i = 1; i < o.symbols().size(); ++i) {
-    const auto& s = o.symbols()[i];
-    unsigned type = ELF64_ST_TYPE(s.st_info);
-    bool defined = o.symbol_section(i) != SHN_UNDEF;
-    if (type == STT_GNU_IFUNC && defined)
-      return make_error(ErrorKind::unsupported, "{}: symbol '{}' is an IFUNC; a patch cannot define IFUNCs", o.label(), sym_label(o, i));
-    if (type == STT_TLS)
-      return make_error(ErrorKind::unsupported, "{}: symbol '{}' is thread-local; TLS in patches is not supported", o.label(), sym_label(o, i));
-  }
-  for (const auto& s : o.sections()) {
-    if (s.is_alloc() && (s.hdr.sh_flags & SHF_TLS))
-      return make_error(ErrorKind::unsupported, "{}: section {} is thread-local storage; a patch cannot add TLS to a running process",
-                        o.label(), s.name);
-  }
-  return ok_result();
 }
 
 Result<void> ObjectLoader::layout() {
@@ -185,9 +193,7 @@ Result<void> ObjectLoader::layout() {
   for (size_t i = 0; i < n; ++i) {
     const auto& s = o.sections()[i];
     if (!s.is_alloc() || s.hdr.sh_type == SHT_GROUP) continue;
-    uint64_t align = s.hdr.sh_addralign;
-    if (align > kPageSize)
-      return make_error(ErrorKind::unsupported, "{}: section {} wants alignment {} (more than a page)", o.label(), s.name, align);
+    uint64_t align = std::max<uint64_t>(s.hdr.sh_addralign, 1);  // a power of two <= a page (check_loadable)
     Group g = group_of(s.hdr);
     auto& size = group_size_[static_cast<int>(g)];
     size = align_up(size, align);
@@ -229,20 +235,11 @@ Result<void> ObjectLoader::scan_relocations() {
   }
   for (size_t sec = 0; sec < o.sections().size(); ++sec) {
     if (sec_off_[sec] < 0) continue;
-    const auto& s = o.sections()[sec];
     auto bytes = o.section_data(sec);
     for (const auto& r : o.relocations_for(sec)) {
       uint32_t type = ELF64_R_TYPE(r.r_info);
       size_t sym = ELF64_R_SYM(r.r_info);
-      auto cls = classify_relocation(type);
-      if (cls == RelocClass::tls)
-        return make_error(ErrorKind::unsupported, "{}: {} against symbol '{}' in {}+{:#x}: thread-local storage is not supported in patches",
-                          o.label(), relocation_name(type), sym_label(o, sym), s.name, r.r_offset);
-      if (cls == RelocClass::unknown)
-        return make_error(ErrorKind::unsupported, "{}: {} (type {}) against symbol '{}' in {}+{:#x} is not supported by the agent's loader",
-                          o.label(), relocation_name(type), type, sym_label(o, sym), s.name, r.r_offset);
-      if (s.hdr.sh_type == SHT_NOBITS)
-        return make_error(ErrorKind::bad_patch, "{}: relocation in {} which has no contents", o.label(), s.name);
+      // Types, bounds and symbols were checked by check_loadable().
       if (sym != 0) sym_needed_[sym] = true;
       if (sym != 0 && o.symbol_section(sym) == SHN_UNDEF && o.symbol_name(sym) == "_GLOBAL_OFFSET_TABLE_") uses_got_base_ = true;
       if (type == R_X86_64_GOTPC32 || type == R_X86_64_GOTPC64 || type == R_X86_64_GOTOFF64) uses_got_base_ = true;
@@ -405,8 +402,7 @@ Result<void> ObjectLoader::apply_relocations() {
     for (const auto& r : o.relocations_for(sec)) {
       uint32_t type = ELF64_R_TYPE(r.r_info);
       size_t sym = ELF64_R_SYM(r.r_info);
-      uint64_t width = (type == R_X86_64_64 || type == R_X86_64_PC64 || type == R_X86_64_GOTPC64 || type == R_X86_64_GOTOFF64) ? 8
-                       : type == R_X86_64_NONE ? 0 : 4;
+      uint64_t width = x86::relocation_width(type);
       if (r.r_offset > sec_size || width > sec_size - r.r_offset)
         return reloc_error(Error(ErrorKind::bad_patch, "the relocated field lies outside the section"), r, sec);
       RelocInputs in;
@@ -577,6 +573,23 @@ void ObjectLoader::collect_init_fini() {
   auto bogus = [](uint64_t f) { return f == 0 || f == ~0ull; };
   std::erase_if(out_->init_, bogus);
   std::erase_if(out_->fini_, bogus);
+}
+
+// The relocated .eh_frame as the host's unwinder will read it: every FDE must describe code of
+// this patch (the file's relocations said so; this checks what they produced).
+Result<void> ObjectLoader::check_loaded_eh_frame() const {
+  if (!out_->eh_frame_) return ok_result();
+  const RemoteRange& eh = *out_->eh_frame_;
+  std::span<const uint8_t> table(reinterpret_cast<const uint8_t*>(eh.lo.value), eh.size());
+  const uint64_t lo = out_->code_lo_, hi = out_->code_hi_;
+  auto in_code = [&](const elf::EhFrameFde& f) -> Result<void> {
+    uint64_t pc = elf::eh_frame_pc_begin(f, eh.lo.value);
+    if (pc < lo || pc > hi || f.pc_range > hi - pc)
+      return make_error(ErrorKind::bad_patch, "its range [{:#x}, +{:#x}) is not code of the patch [{:#x}, {:#x})", pc, f.pc_range, lo, hi);
+    return ok_result();
+  };
+  LG_TRY_VOID(elf::check_eh_frame(table, in_code, obj_->label()));
+  return ok_result();
 }
 
 void ObjectLoader::register_eh_frame() {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <set>
 #include <string>
 #include <string_view>
@@ -23,13 +24,14 @@
 namespace lg::agent {
 
 struct LoadOptions {
-  std::string path;           // the patch object file
+  std::string path;           // the patch object file (opened when fd < 0; else only a label)
   RemoteRange target;         // the whole target object: everything is placed near it
   std::map<std::string, uint64_t, std::less<>> symbols;  // resolved by the controller
   std::set<std::string, std::less<>> dlsym_names;        // may be looked up with dlsym(RTLD_DEFAULT)
   std::vector<x86::DataRef> data_refs;  // rewritten when out of reach (src/x86/data_reference.h)
   // Registers to preserve around replacement i (src/x86/entry_thunk.h); 0: no entry thunk.
   std::vector<uint32_t> entry_thunks;
+  int fd = -1;  // the patch file as the controller validated it (not owned); -1: open [path]
 };
 
 struct LoadedRegion {
@@ -104,5 +106,10 @@ class LoadedObject {
 // unsupported (TLS, IFUNC, unknown relocation, relocation overflow, no room near the target),
 // io. The returned object's constructors have not run yet.
 Result<std::unique_ptr<LoadedObject>> load_object(const LoadOptions& opts);
+
+// Everything load_object() checks and plans before it maps memory, on the bytes of a file:
+// parsing (src/elf/rel_object.h), elf::check_loadable(), the layout and the relocation scan.
+// For the fuzzer and tests; errors as load_object().
+Result<void> plan_load(std::span<const uint8_t> bytes, const std::string& label);
 
 }  // namespace lg::agent

@@ -2,8 +2,9 @@
 
 #include <livegraft/patch.h>
 
+#include "elf/patch_checks.h"
+
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 
 namespace lg::agent {
@@ -40,13 +41,6 @@ class MetaReader {
   const LoadedObject& obj_;
 };
 
-bool valid_patch_name(const std::string& n) {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) return false;
-  return true;
-}
-
 }  // namespace
 
 Result<PatchMetadata> read_patch_metadata(const LoadedObject& obj) {
@@ -68,8 +62,8 @@ Result<PatchMetadata> read_patch_metadata(const LoadedObject& obj) {
   PatchMetadata m;
   m.flags = root.flags;
   LG_TRY(m.name, r.string(reinterpret_cast<uint64_t>(root.name), "the patch name"));
-  if (!valid_patch_name(m.name))
-    return make_error(ErrorKind::bad_patch, "{}: patch name '{}' is not 1-64 characters of [A-Za-z0-9_.-]", obj.path(), m.name);
+  if (!elf::valid_patch_name(m.name))
+    return make_error(ErrorKind::bad_patch, "{}: patch name '{}' is not 1-64 characters of [A-Za-z0-9_.-] (and not '.' or '..')", obj.path(), m.name);
   LG_TRY(auto o, r.read<livegraft_object>(reinterpret_cast<uint64_t>(root.objects), "the object array"));
   if (o.name) {
     LG_TRY(auto n, r.string(reinterpret_cast<uint64_t>(o.name), "the object name"));

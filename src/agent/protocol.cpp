@@ -218,6 +218,17 @@ json result_json(const Result<void>& r) { return r ? ok_response() : Agent::erro
 
 }  // namespace
 
+Result<LoadRequest> decode_load_request(const json& request) noexcept {
+  try {
+    if (!request.is_object()) return make_error(ErrorKind::invalid_argument, "malformed request: a request must be a JSON object");
+    return parse_load(request);
+  } catch (const RequestError& e) {
+    return Error(ErrorKind::invalid_argument, "malformed request: " + e.message);
+  } catch (const std::exception& e) {
+    return Error(ErrorKind::invalid_argument, fmt::format("malformed request: {}", e.what()));
+  }
+}
+
 json Agent::error_response(const Error& e) {
   return {{"ok", false}, {"error", e.describe()}, {"kind", lg::to_string(e.kind)}};
 }
@@ -227,7 +238,7 @@ void Agent::disable(std::string reason) {
   registry_.disable(std::move(reason));
 }
 
-std::string Agent::handle_line(std::string_view line) noexcept {
+std::string Agent::handle_line(std::string_view line, int fd) noexcept {
   try {
     json req;
     try {
@@ -235,18 +246,18 @@ std::string Agent::handle_line(std::string_view line) noexcept {
     } catch (const json::exception& e) {
       return error_response(Error(ErrorKind::invalid_argument, fmt::format("request is not valid JSON: {}", e.what()))).dump();
     }
-    return handle(req).dump(-1, ' ', false, json::error_handler_t::replace);
+    return handle(req, fd).dump(-1, ' ', false, json::error_handler_t::replace);
   } catch (...) {
     // Only allocation can fail here; an answer may not be possible either.
     return R"({"ok":false,"error":"the agent could not build its response","kind":"agent"})";
   }
 }
 
-json Agent::handle(const json& request) noexcept {
+json Agent::handle(const json& request, int fd) noexcept {
   try {
     std::lock_guard lock(mu_);
     try {
-      return dispatch(request);
+      return dispatch(request, fd);
     } catch (const RequestError& e) {
       return error_response(Error(ErrorKind::invalid_argument, "malformed request: " + e.message));
     } catch (const nlohmann::json::exception& e) {
@@ -275,7 +286,7 @@ json Agent::status_json() const {
           {"trap_redirects", trap_redirects()}};
 }
 
-json Agent::dispatch(const json& req) {
+json Agent::dispatch(const json& req, int fd) {
   if (!req.is_object()) throw RequestError{"a request must be a JSON object"};
   std::string op = get_string(req, "op");
   if (op == "hello") {
@@ -287,6 +298,7 @@ json Agent::dispatch(const json& req) {
   if (op == "status") return status_json();
   if (op == "load") {
     LoadRequest lr = parse_load(req);
+    lr.fd = fd;
     std::string name;
     auto plan = registry_.load(lr, &name);
     if (!plan) return error_response(plan.error());

@@ -15,11 +15,16 @@ namespace lg::agent {
 inline constexpr int kProtocolVersion = 1;
 inline constexpr size_t kMaxRequestLine = 1 << 20;
 
+// Decodes the fields of a "load" request as dispatch() does, without loading anything (for the
+// fuzzer and tests). Errors: invalid_argument, with the message a malformed request gets.
+Result<LoadRequest> decode_load_request(const nlohmann::json& request) noexcept;
+
 class Agent {
  public:
-  // One request line (without its '\n') in, one response line (without '\n') out.
-  std::string handle_line(std::string_view line) noexcept;
-  nlohmann::json handle(const nlohmann::json& request) noexcept;
+  // One request line (without its '\n') in, one response line (without '\n') out. [fd]: a
+  // descriptor that came with the line (not owned); a "load" reads the patch from it.
+  std::string handle_line(std::string_view line, int fd = -1) noexcept;
+  nlohmann::json handle(const nlohmann::json& request, int fd = -1) noexcept;
   // An error response, as sent for a malformed request or a refused peer.
   static nlohmann::json error_response(const Error& e);
   // The controller's connection ended: settle a transition it left open (Registry).
@@ -30,7 +35,7 @@ class Agent {
   void disable(std::string reason);
 
  private:
-  nlohmann::json dispatch(const nlohmann::json& request);
+  nlohmann::json dispatch(const nlohmann::json& request, int fd);
   nlohmann::json status_json() const;
 
   std::mutex mu_;

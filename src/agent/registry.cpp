@@ -96,7 +96,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
       return make_error(ErrorKind::invalid_argument, "function '{}': jump_addr {:#x} is not at its entry {:#x}", f.old_name, f.jump_addr, f.old_addr);
   }
 
-  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names, req.data_refs, {}};
+  LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names, req.data_refs, {}, req.fd};
   for (const auto& f : req.funcs) opts.entry_thunks.push_back(f.preserve);
   LG_TRY(auto obj, load_object(opts));
   LG_TRY(auto meta, read_patch_metadata(*obj));

@@ -41,7 +41,8 @@ enum class Model { stop_the_world, per_thread };
 const char* to_string(Model m);
 
 struct LoadRequest {
-  std::string path;
+  std::string path;         // for display; the file is read from [fd] when one came with the request
+  int fd = -1;              // not owned: the connection's received descriptor (SCM_RIGHTS)
   std::string object_name;  // "" for the main executable
   RemoteRange object;       // the whole target object
   std::vector<FuncRequest> funcs;

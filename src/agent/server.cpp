@@ -343,13 +343,37 @@ constexpr size_t kMaxConnections = 16;
 constexpr auto kRefusedLinger = std::chrono::seconds(1);
 
 // The only receive call of a connection: appends what [fd] has now to [buf]. > 0 bytes
-// appended, 0 end of stream, -1 error, -2 nothing available.
-ssize_t receive_some(int fd, std::string& buf) {
+// appended, 0 end of stream, -1 error, -2 nothing available. A descriptor sent with SCM_RIGHTS
+// (the patch file of a "load") lands in [passed] with [passed_at], the offset in [buf] of the
+// first byte it came with: it belongs to the request line holding that byte. One at a time:
+// any other descriptor is closed at once.
+ssize_t receive_some(int fd, std::string& buf, UniqueFd& passed, size_t& passed_at) {
   char chunk[65536];
   for (;;) {
-    ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    iovec iov{chunk, sizeof chunk};
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -2;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (!passed.valid()) {
+          passed.reset(received);
+          passed_at = buf.size();
+        } else {
+          ::close(received);
+        }
+      }
+    }
     if (n > 0) buf.append(chunk, static_cast<size_t>(n));
     return n;
   }
@@ -376,6 +400,7 @@ struct Job {
   std::string line;
   bool closed = false;
   bool read_only = false;  // hello/status: leaves the hello/status copies valid
+  UniqueFd fd;             // the descriptor that came with the line (SCM_RIGHTS), if any
 };
 
 // The op of a request line, for short lines only (hello/status are short; a load is long).
@@ -401,7 +426,7 @@ JobResult execute(Agent& agent, const Job& job) noexcept {
     r.closed = job.closed;
     r.read_only = job.read_only;
     if (job.closed) agent.connection_closed();
-    else r.response = agent.handle_line(job.line);
+    else r.response = agent.handle_line(job.line, job.fd.get());
     r.transition_open = agent.registry().transition().has_value();
   } catch (...) {
     r.response = R"({"ok":false,"error":"the agent could not build its response","kind":"agent"})";
@@ -479,6 +504,8 @@ struct Connection {
   uint64_t id = 0;
   UniqueFd fd;
   std::string in, out;
+  UniqueFd passed;        // a descriptor received with the byte at in[passed_at] (receive_some)
+  size_t passed_at = 0;
   bool waiting = false;  // its request is queued or running: take no further line from it
   bool eof = false;      // the peer shut down its sending side
   bool refused = false;  // got its permission error; closed at its first request or at refused_until
@@ -566,12 +593,13 @@ class ControlLoop {
       if (revents & (POLLHUP | POLLERR)) c.eof = true;
       return;
     }
-    ssize_t n = receive_some(c.fd.get(), c.in);
+    ssize_t n = receive_some(c.fd.get(), c.in, c.passed, c.passed_at);
     if (n == -1) return drop(c);
     if (n == 0) c.eof = true;
     if (c.refused) {
       if (c.eof || c.in.find('\n') != std::string::npos) c.close_when_flushed = true;
       c.in.clear();
+      c.passed.reset();
       return;
     }
     take_line(c);
@@ -584,15 +612,21 @@ class ControlLoop {
     while ((nl = c.in.find('\n')) != std::string::npos) {
       std::string line = c.in.substr(0, nl);
       c.in.erase(0, nl + 1);
+      UniqueFd mine;
+      if (c.passed.valid()) {
+        if (c.passed_at <= nl) mine = std::move(c.passed);
+        else c.passed_at -= nl + 1;
+      }
       if (line.empty()) continue;
       c.waiting = true;
       std::string op = op_of(line);
-      pending_.push_back(Job{c.id, std::move(line), false, op == "hello" || op == "status"});
+      pending_.push_back(Job{c.id, std::move(line), false, op == "hello" || op == "status", std::move(mine)});
       return;
     }
     if (c.in.size() > kMaxRequestLine) {
       c.out += error_line(make_error(ErrorKind::invalid_argument, "request longer than {} bytes", kMaxRequestLine));
       c.in.clear();
+      c.passed.reset();
       c.close_when_flushed = true;
     }
   }

@@ -8,48 +8,18 @@
 #include <set>
 
 #include "builder/resolve.h"
+#include "x86/relocations.h"
 
 namespace lg::builder {
 
-bool loader_supports(uint32_t type) {
-  switch (type) {
-    case R_X86_64_NONE: case R_X86_64_64: case R_X86_64_PC32: case R_X86_64_PLT32: case R_X86_64_32:
-    case R_X86_64_32S: case R_X86_64_GOTPCREL: case R_X86_64_GOTPCRELX: case R_X86_64_REX_GOTPCRELX:
-    case R_X86_64_PC64:
-      return true;
-    default:
-      return false;
-  }
-}
+// The builder refuses what the loader would refuse: the one list, src/x86/relocations.h.
+bool loader_supports(uint32_t type) { return x86::classify_relocation(type) == x86::RelocClass::supported; }
 
-std::string relocation_type_name(uint32_t type) {
-  switch (type) {
-    case R_X86_64_NONE: return "R_X86_64_NONE";
-    case R_X86_64_64: return "R_X86_64_64";
-    case R_X86_64_PC32: return "R_X86_64_PC32";
-    case R_X86_64_PLT32: return "R_X86_64_PLT32";
-    case R_X86_64_32: return "R_X86_64_32";
-    case R_X86_64_32S: return "R_X86_64_32S";
-    case R_X86_64_GOTPCREL: return "R_X86_64_GOTPCREL";
-    case R_X86_64_GOTPCRELX: return "R_X86_64_GOTPCRELX";
-    case R_X86_64_REX_GOTPCRELX: return "R_X86_64_REX_GOTPCRELX";
-    case R_X86_64_PC64: return "R_X86_64_PC64";
-    case R_X86_64_TLSGD: return "R_X86_64_TLSGD";
-    case R_X86_64_TLSLD: return "R_X86_64_TLSLD";
-    case R_X86_64_DTPOFF32: return "R_X86_64_DTPOFF32";
-    case R_X86_64_GOTTPOFF: return "R_X86_64_GOTTPOFF";
-    case R_X86_64_TPOFF32: return "R_X86_64_TPOFF32";
-    default: return fmt::format("relocation type {}", type);
-  }
-}
+std::string relocation_type_name(uint32_t type) { return x86::relocation_name(type); }
 
 namespace {
 
-bool is_tls_relocation(uint32_t type) {
-  return type == R_X86_64_TLSGD || type == R_X86_64_TLSLD || type == R_X86_64_DTPOFF32 ||
-         type == R_X86_64_DTPOFF64 || type == R_X86_64_GOTTPOFF || type == R_X86_64_TPOFF32 ||
-         type == R_X86_64_TPOFF64 || type == R_X86_64_GOTPC32_TLSDESC || type == R_X86_64_TLSDESC_CALL;
-}
+bool is_tls_relocation(uint32_t type) { return x86::classify_relocation(type) == x86::RelocClass::tls; }
 
 class Includer {
  public:

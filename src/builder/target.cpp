@@ -8,6 +8,7 @@
 
 #include "common/hex.h"
 #include "common/scope_guard.h"
+#include "elf/sympos.h"
 
 namespace lg::builder {
 
@@ -117,7 +118,7 @@ Result<TargetBinary> load_target(const std::string& path) {
         t.source_files.insert(file);
         continue;
       }
-      if (s.st_shndx == SHN_UNDEF || type == STT_SECTION) continue;
+      if (!counts_for_sympos(s.st_shndx != SHN_UNDEF, type)) continue;  // the old_sympos rule: src/elf/sympos.h
       t.symbols.push_back({name, type, bind, s.st_value, s.st_size, bind == STB_LOCAL ? file : std::string()});
     }
   }
@@ -152,7 +153,7 @@ Result<Located> locate(const TargetBinary& target, const std::string& name, cons
     return make_error(ErrorKind::unsupported, "{} has {} definitions in {} and {} of them belong to {}: cannot tell which one is meant",
                       name, all.size(), target.path, matches, local ? file : std::string("the global scope"));
   out.symbol = &target.symbols[all[pick]];
-  out.sympos = pick + 1;
+  out.sympos = sympos_for(pick, all.size());  // the controller selects it again with choose_sympos()
   return out;
 }
 

@@ -114,15 +114,15 @@ Result<AgentClient> AgentClient::connect_with_retry(pid_t pid, std::chrono::mill
   }
 }
 
-Result<nlohmann::json> AgentClient::request(const nlohmann::json& req) {
+Result<nlohmann::json> AgentClient::request(const nlohmann::json& req, int fd) {
   try {
-    return request_unchecked(req);
+    return request_unchecked(req, fd);
   } catch (const std::exception& e) {
     return make_error(ErrorKind::internal, "talking to the agent of process {}: {}", pid_, printable(e.what()));
   }
 }
 
-Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req) {
+Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req, int fd) {
   const std::string op = req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "?";
   // The agent would read a replaced string as another name or path: refuse instead.
   if (auto bad = find_invalid_utf8(req))
@@ -140,7 +140,25 @@ Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req)
                  0, "the process may be stopped (SIGSTOP) or the agent stuck; raise --timeout to wait longer");
   };
   for (size_t off = 0; off < line.size();) {
-    ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    ssize_t n;
+    if (off == 0 && fd >= 0) {
+      // The descriptor rides on the first chunk; the agent takes it for this request.
+      iovec iov{line.data(), line.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    } else {
+      n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return no_answer();  // SO_SNDTIMEO ran out

@@ -32,14 +32,15 @@ class AgentClient {
   // throws. After a timeout the connection is closed (a late reply must not be read as the
   // answer to the next request; the agent settles an open transition when it sees the close)
   // and every later request fails at once.
-  Result<nlohmann::json> request(const nlohmann::json& req);
+  // [fd] >= 0 travels with the request's first byte (SCM_RIGHTS): the patch file for "load".
+  Result<nlohmann::json> request(const nlohmann::json& req, int fd = -1);
 
   std::chrono::milliseconds timeout() const { return timeout_; }
 
  private:
   AgentClient(pid_t pid, UniqueFd fd, std::chrono::milliseconds timeout)
       : pid_(pid), fd_(std::move(fd)), timeout_(timeout) {}
-  Result<nlohmann::json> request_unchecked(const nlohmann::json& req);
+  Result<nlohmann::json> request_unchecked(const nlohmann::json& req, int fd);
   pid_t pid_;
   UniqueFd fd_;
   std::chrono::milliseconds timeout_;

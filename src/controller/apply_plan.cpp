@@ -338,7 +338,9 @@ nlohmann::json ApplyPlan::load_request(const std::string& absolute_path) const {
 Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected,
                              const PlanOptions& options) {
   ApplyPlan plan;
-  LG_TRY(plan.patch, read_patch_object(patch_path));
+  // 1. The file is opened and read once; everything below, and the agent, use these bytes.
+  LG_TRY(auto file, open_patch_file(patch_path));
+  LG_TRY(plan.patch, read_patch_object(file.bytes, patch_path));
   if (plan.patch.objects.size() != 1)
     return make_error(ErrorKind::unsupported, "{}: a patch must target exactly one object in layout version 1",
                       patch_path);
@@ -357,16 +359,12 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
                              plan.build_id.empty() ? "(none)" : plan.build_id),
                  0, "build the patch against the exact binary the process runs");
 
-  LG_TRY(auto patch_elf, ElfFile::open(patch_path));
   std::optional<TargetCode> target_code_cache;
   std::set<std::string> seen;
   for (const auto& f : obj.funcs) {
     if (!seen.insert(fmt::format("{}#{}", f.old_name, f.old_sympos)).second)
       return make_error(ErrorKind::bad_patch, "{}: function '{}' is replaced twice in one patch", patch_path, f.old_name);
-    LG_TRY(auto new_section, patch_elf.section_data(f.new_section));
-    if (f.new_offset + f.new_size > new_section.size())
-      return make_error(ErrorKind::bad_patch, "{}: the replacement of '{}' lies outside its section", patch_path, f.old_name);
-    auto p = plan_func(pid, *target, f, new_section.subspan(f.new_offset, f.new_size), redirected, target_code_cache);
+    auto p = plan_func(pid, *target, f, f.new_code, redirected, target_code_cache);
     if (!p) return std::move(p).error().context(fmt::format("patch '{}'", plan.patch.name));
     plan.funcs.push_back(std::move(*p));
   }
@@ -395,7 +393,11 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
     }
     plan.dlsym.push_back(u.name);
   }
+  // The external-data references are decoded from the same bytes (already bounds-checked by
+  // read_patch_object above), through libelf.
+  LG_TRY(auto patch_elf, ElfFile::from_bytes(file.bytes, patch_path));
   LG_TRY_VOID(plan_data_references(patch_elf, plan));
+  LG_TRY(plan.patch_fd, sealed_copy(file.bytes, "livegraft-patch:" + plan.patch.name));
   return plan;
 }
 

@@ -33,6 +33,9 @@ struct PlannedFunc {
 
 struct ApplyPlan {
   PatchObject patch;
+  // The validated bytes of the patch file in a sealed memfd: the agent loads from this
+  // descriptor (sent with the load request), never from the path (docs/agent-protocol.md).
+  UniqueFd patch_fd;
   std::string object_name;  // "" for the main executable
   std::string object_path;
   RemoteRange object_range;
@@ -55,7 +58,7 @@ struct PlanOptions {
   std::string symbols_file;
 };
 
-// Reads the patch and checks it against process [pid] without any ptrace: target object
+// Reads the patch (opening it once: elf/patch_object.h, open_patch_file()) and checks it against process [pid] without any ptrace: target object
 // mapped, build-id equal, every function found (sympos), patchable, and its code in memory
 // equal to the file (or already redirected by livegraft: [redirected] are jump addresses the
 // agent reports), every import resolvable. Errors name what is wrong.

@@ -366,7 +366,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   if (options.model == ConsistencyModel::per_thread)
     return apply_per_thread(pid, abs_path, plan, agent, injected, redirected, options);
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(load_request));
+  LG_TRY(auto loaded, agent.request(load_request, plan.patch_fd.get()));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
   kill_step("after_load");
 

@@ -168,7 +168,7 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   auto req = plan.load_request(abs_path);
   LG_TRY_VOID(add_per_thread_fields(pid, plan, redirected, req));
   say(options, fmt::format("loading patch '{}' into process {} (per-thread)", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(req));
+  LG_TRY(auto loaded, agent.request(req, plan.patch_fd.get()));
   const std::string& name = plan.patch.name;
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", name}}); });
   LG_TRY(auto info, pt_info(loaded));

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "common/hex.h"
+#include "elf/sympos.h"
 
 namespace lg {
 
@@ -336,10 +337,8 @@ Result<std::span<const uint8_t>> ElfFile::section_data(size_t index) const {
 Result<ElfSymbol> ElfFile::find_symbol(std::string_view name, uint64_t sympos) const {
   auto matches_in = [&](const std::vector<ElfSymbol>& table) {
     std::vector<const ElfSymbol*> m;
-    for (const ElfSymbol& s : table) {
-      if (!s.defined() || s.type == STT_SECTION || s.type == STT_FILE) continue;
-      if (s.name == name) m.push_back(&s);
-    }
+    for (const ElfSymbol& s : table)
+      if (counts_for_sympos(s.defined(), s.type) && s.name == name) m.push_back(&s);
     return m;
   };
   std::vector<const ElfSymbol*> found = matches_in(symbols_);
@@ -351,18 +350,8 @@ Result<ElfSymbol> ElfFile::find_symbol(std::string_view name, uint64_t sympos) c
   if (found.empty())
     return make_error(ErrorKind::not_found, "symbol '{}' is not defined in {} (searched {})", name, path_,
                       has_symtab_ ? ".symtab and .dynsym" : ".dynsym; the file has no .symtab");
-  if (sympos == 0) {
-    if (found.size() == 1) return *found[0];
-    Error e(ErrorKind::invalid_argument,
-            fmt::format("symbol '{}' is defined {} times in {} ({}); set old_sympos to 1..{} to choose one", name,
-                        found.size(), path_, table, found.size()));
-    e.hint = "old_sympos N selects the Nth definition of the name in symbol-table order (`readelf -sW` lists them)";
-    return e;
-  }
-  if (sympos > found.size())
-    return make_error(ErrorKind::not_found, "old_sympos {} asks for definition #{} of '{}', but {} has only {} ({})",
-                      sympos, sympos, name, path_, found.size(), table);
-  return *found[sympos - 1];
+  LG_TRY(size_t i, choose_sympos(name, sympos, found.size(), fmt::format("{} ({})", path_, table)));
+  return *found[i];
 }
 
 Result<std::vector<uint8_t>> ElfFile::read_vaddr(uint64_t vaddr, size_t len) const {

@@ -1,7 +1,10 @@
 #include "elf/patch_object.h"
-#include "x86/relocations.h"
 
 #include <elf.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -11,35 +14,32 @@
 
 #include <livegraft/patch.h>
 
+#include "elf/patch_checks.h"
+#include "x86/relocations.h"
+
 namespace lg {
 
 namespace {
 
-// Bytes a relocation of this type writes (for overlap checks against plain integer fields).
-uint64_t relocation_width(uint32_t type) {
-  switch (type) {
-    case R_X86_64_NONE: return 0;
-    case R_X86_64_64:
-    case R_X86_64_PC64:
-    case R_X86_64_GOTOFF64:
-    case R_X86_64_GOTPC64:
-    case R_X86_64_GOT64:
-    case R_X86_64_GOTPCREL64:
-    case R_X86_64_GOTPLT64:
-    case R_X86_64_PLTOFF64:
-    case R_X86_64_SIZE64:
-    case R_X86_64_DTPMOD64:
-    case R_X86_64_DTPOFF64:
-    case R_X86_64_TPOFF64:
-    case R_X86_64_RELATIVE64:
-      return 8;
-    case R_X86_64_16:
-    case R_X86_64_PC16: return 2;
-    case R_X86_64_8:
-    case R_X86_64_PC8: return 1;
-    default: return 4;
-  }
-}
+using x86::relocation_width;
+
+// Plain section and symbol records for the metadata reader (no libelf: this file is libc only).
+struct ElfSection {
+  size_t index = 0;
+  std::string name;
+  uint32_t type = 0;
+  uint64_t flags = 0, addr = 0, offset = 0, size = 0, align = 0, entsize = 0;
+  uint32_t link = 0, info = 0;
+};
+
+struct ElfSymbol {
+  std::string name;
+  uint64_t value = 0, size = 0;
+  uint8_t type = 0, bind = 0, visibility = 0;
+  uint16_t shndx = 0;
+  size_t index = 0;
+  bool defined() const { return shndx != SHN_UNDEF; }
+};
 
 struct Reloc {
   uint64_t offset = 0;
@@ -55,30 +55,45 @@ struct Pointer {
   std::string symbol;  // the relocation's symbol, for messages
 };
 
-bool valid_patch_name(std::string_view n) {
-  if (n.empty() || n.size() > 64) return false;
-  return std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-';
-  });
-}
-
 bool valid_build_id(std::string_view h) {
   if (h.empty() || h.size() % 2 != 0 || h.size() > 128) return false;
   return std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+// The metadata reader works on plain section and symbol records, made from the one
+// bounds-checked reader's view (RelObject::parse() checked every index and string).
 class PatchReader {
  public:
-  PatchReader(const ElfFile& elf, std::string path) : elf_(elf), path_(std::move(path)) {}
+  explicit PatchReader(const elf::RelObject& obj) : obj_(obj), path_(obj.label()) {
+    for (size_t i = 0; i < obj.sections().size(); ++i) {
+      const auto& h = obj.sections()[i].hdr;
+      sections_.push_back(ElfSection{i, obj.sections()[i].name, h.sh_type, h.sh_flags, h.sh_addr, h.sh_offset, h.sh_size,
+                                     h.sh_addralign, h.sh_entsize, h.sh_link, h.sh_info});
+    }
+    for (size_t i = 0; i < obj.symbols().size(); ++i) {
+      const Elf64_Sym& s = obj.symbols()[i];
+      ElfSymbol e;
+      e.name = std::string(obj.symbol_name(i));
+      if (ELF64_ST_TYPE(s.st_info) == STT_SECTION) e.name.clear();
+      e.value = s.st_value;
+      e.size = s.st_size;
+      e.type = ELF64_ST_TYPE(s.st_info);
+      e.bind = ELF64_ST_BIND(s.st_info);
+      e.visibility = ELF64_ST_VISIBILITY(s.st_other);
+      e.shndx = static_cast<uint16_t>(obj.symbol_section(i));  // < SHN_LORESERVE or SHN_ABS/SHN_COMMON (read() refuses more sections)
+      e.index = i;
+      symbols_.push_back(std::move(e));
+    }
+  }
 
   Result<PatchObject> read() {
     PatchObject out;
     out.path = path_;
-    LG_TRY_VOID(check_header());
+    if (sections_.size() >= SHN_LORESERVE)
+      return unsupported("{} sections: objects with more than {} sections are not supported", sections_.size(), SHN_LORESERVE - 1);
+    LG_TRY_VOID(elf::check_loadable(obj_));
     LG_TRY_VOID(check_symbols(out));
-    LG_TRY_VOID(check_sections());
-    LG_TRY_VOID(index_relocations(out));
+    index_relocations(out);
     LG_TRY_VOID(read_root(out));
     return out;
   }
@@ -94,48 +109,26 @@ class PatchReader {
   }
 
   std::string section_name(size_t index) const {
-    if (index < elf_.sections().size() && !elf_.sections()[index].name.empty()) return elf_.sections()[index].name;
+    if (index < sections_.size() && !sections_[index].name.empty()) return sections_[index].name;
     return fmt::format("section#{}", index);
   }
   std::string where(size_t section, uint64_t offset) const {
     return fmt::format("{}+{:#x}", section_name(section), offset);
   }
   std::string symbol_name(uint32_t sym) const {
-    const auto& syms = elf_.symbols();
-    if (sym >= syms.size()) return fmt::format("symbol#{}", sym);
-    const ElfSymbol& s = syms[sym];
+    if (sym >= symbols_.size()) return fmt::format("symbol#{}", sym);
+    const ElfSymbol& s = symbols_[sym];
     if (s.type == STT_SECTION) return section_name(s.shndx);
     return s.name.empty() ? fmt::format("symbol#{}", sym) : s.name;
   }
 
-  Result<void> check_header() const {
-    const GElf_Ehdr& h = elf_.header();
-    if (h.e_ident[EI_CLASS] != ELFCLASS64 || h.e_ident[EI_DATA] != ELFDATA2LSB || h.e_machine != EM_X86_64)
-      return bad("not an ELF64 little-endian x86-64 object (class {}, data {}, machine {})", h.e_ident[EI_CLASS],
-                 h.e_ident[EI_DATA], h.e_machine);
-    if (h.e_type != ET_REL)
-      return bad("ELF type {} is not ET_REL: a patch is a relocatable object (compile with `-c -fPIC`, do not link it)",
-                 h.e_type);
-    return ok_result();
-  }
-
+  // What the loader could load but livegraft refuses in a patch, and the list of imports.
   Result<void> check_symbols(PatchObject& out) const {
     std::set<std::string> seen_undefined;
-    const auto& syms = elf_.symbols();
-    for (size_t i = 1; i < syms.size(); ++i) {
-      const ElfSymbol& s = syms[i];
-      if (s.type == STT_TLS)
-        return unsupported("thread-local storage is not supported in patches (symbol {})", symbol_name(i));
-      if (s.shndx == SHN_XINDEX)
-        return unsupported("symbol {} uses an extended section index (SHN_XINDEX): objects with more than 65279 "
-                           "sections are not supported",
-                           symbol_name(i));
+    for (size_t i = 1; i < symbols_.size(); ++i) {
+      const ElfSymbol& s = symbols_[i];
       if (s.shndx == SHN_COMMON)
         return unsupported("symbol {} is a COMMON symbol: compile the patch with -fno-common", s.name);
-      if (s.defined() && s.type == STT_GNU_IFUNC)
-        return unsupported("IFUNC definitions (STT_GNU_IFUNC) are not supported in patches (symbol {})", s.name);
-      if (s.defined() && s.shndx < SHN_LORESERVE && s.shndx >= elf_.sections().size())
-        return bad("symbol {} is defined in section index {}, which does not exist", symbol_name(i), s.shndx);
       if (!s.defined() && (s.bind == STB_GLOBAL || s.bind == STB_WEAK) && !s.name.empty() &&
           s.name != "_GLOBAL_OFFSET_TABLE_" && seen_undefined.insert(s.name).second)
         out.undefined.push_back(PatchUndefined{s.name, s.bind == STB_WEAK});
@@ -143,83 +136,35 @@ class PatchReader {
     return ok_result();
   }
 
-  Result<void> check_sections() const {
-    for (const ElfSection& s : elf_.sections()) {
-      if ((s.flags & SHF_TLS) && (s.flags & SHF_ALLOC))
-        return unsupported("thread-local storage is not supported in patches (section {})", s.name);
-      if (s.type == SHT_REL && s.info < elf_.sections().size() && (elf_.sections()[s.info].flags & SHF_ALLOC))
-        return unsupported("section {} holds SHT_REL relocations; x86-64 objects use SHT_RELA only", s.name);
-    }
-    return ok_result();
-  }
-
-  // Reads every SHT_RELA section that applies to a loaded (SHF_ALLOC) section; checks types,
-  // symbols and offsets; indexes them by (target section, offset).
-  Result<void> index_relocations(PatchObject& out) {
+  // Indexes the relocations of loaded (SHF_ALLOC) sections by (target section, offset); their
+  // types, symbols and bounds were checked by elf::check_loadable().
+  void index_relocations(PatchObject& out) {
     std::set<uint32_t> types;
-    const auto& secs = elf_.sections();
-    for (const ElfSection& rs : secs) {
-      if (rs.type != SHT_RELA) continue;
-      if (rs.info == 0 || rs.info >= secs.size())
-        return bad("relocation section {} applies to section index {}, which does not exist", rs.name, rs.info);
-      const ElfSection& target = secs[rs.info];
-      if (!(target.flags & SHF_ALLOC)) continue;  // debug info and the like: never loaded
-      if (!elf_.has_symtab() || rs.link >= secs.size() || secs[rs.link].type != SHT_SYMTAB)
-        return bad("relocation section {} is not linked to the symbol table (sh_link {})", rs.name, rs.link);
-      size_t relasz = gelf_fsize(elf_.raw(), ELF_T_RELA, 1, EV_CURRENT);
-      if (rs.entsize != relasz || rs.size % relasz != 0)
-        return bad("relocation section {} has entry size {} and size {}, expected multiples of {}", rs.name, rs.entsize,
-                   rs.size, relasz);
-      auto raw = elf_.section_data(rs.index);
-      if (!raw) return Error(raw.error()).context(path_);
-      Elf_Scn* scn = elf_getscn(elf_.raw(), rs.index);
-      Elf_Data* data = scn ? elf_getdata(scn, nullptr) : nullptr;
-      if (!data) return bad("cannot read relocation section {}: {}", rs.name, elf_errmsg(-1));
-      auto& by_offset = relocs_[rs.info];
-      for (size_t i = 0; i < data->d_size / relasz; ++i) {
-        GElf_Rela r;
-        if (!gelf_getrela(data, static_cast<int>(i), &r)) return bad("malformed relocation #{} in {}", i, rs.name);
-        Reloc rel{r.r_offset, static_cast<uint32_t>(GELF_R_TYPE(r.r_info)), static_cast<uint32_t>(GELF_R_SYM(r.r_info)),
-                  r.r_addend};
-        std::string at = where(rs.info, rel.offset);
-        if (rel.sym >= elf_.symbols().size())
-          return bad("relocation #{} in {} ({} at {}) refers to symbol index {}, past the symbol table", i, rs.name,
-                     relocation_name(rel.type), at, rel.sym);
-        // The agent cannot give a patch its own TLS block, nor bind to the target's TLS through
-        // the static/dynamic TLS models (docs/patch-format.md).
-        if (x86::classify_relocation(rel.type) == x86::RelocClass::tls || elf_.symbols()[rel.sym].type == STT_TLS)
-          return unsupported("thread-local storage is not supported in patches (symbol {}, relocation {} at {})",
-                             symbol_name(rel.sym), relocation_name(rel.type), at);
-        if (!supported_relocation(rel.type))
-          return unsupported("relocation {} (type {}) at {} against symbol {} is not supported by the livegraft "
-                             "loader (compile the patch with -fPIC and the default code model)",
-                             relocation_name(rel.type), rel.type, at, symbol_name(rel.sym));
-        if (target.type == SHT_NOBITS || rel.offset > target.size || relocation_width(rel.type) > target.size - rel.offset)
-          return bad("relocation {} at {} lies outside its section ({} bytes)", relocation_name(rel.type), at,
-                     target.size);
-        if (rel.type != R_X86_64_NONE && !by_offset.emplace(rel.offset, rel).second)
-          return bad("two relocations at {}", at);
+    for (size_t sec = 1; sec < sections_.size(); ++sec) {
+      if (!(sections_[sec].flags & SHF_ALLOC)) continue;
+      auto& by_offset = relocs_[sec];
+      for (const Elf64_Rela& r : obj_.relocations_for(sec)) {
+        Reloc rel{r.r_offset, static_cast<uint32_t>(ELF64_R_TYPE(r.r_info)), static_cast<uint32_t>(ELF64_R_SYM(r.r_info)), r.r_addend};
         types.insert(rel.type);
+        if (rel.type != R_X86_64_NONE) by_offset.emplace(rel.offset, rel);
       }
     }
     out.relocation_types.assign(types.begin(), types.end());
-    return ok_result();
   }
 
   // The file bytes [off, off+len) of a loaded section holding metadata.
   Result<std::span<const uint8_t>> bytes_at(size_t sec, uint64_t off, uint64_t len, std::string_view what) const {
-    if (sec == 0 || sec >= elf_.sections().size()) return bad("{} points to section index {}, which does not exist", what, sec);
-    const ElfSection& s = elf_.sections()[sec];
+    if (sec == 0 || sec >= sections_.size()) return bad("{} points to section index {}, which does not exist", what, sec);
+    const ElfSection& s = sections_[sec];
     if (s.type == SHT_NOBITS)
       return bad("{} lies in {} (SHT_NOBITS, zero-filled): metadata must be initialised data", what, s.name);
     if (!(s.flags & SHF_ALLOC)) return bad("{} lies in {}, which is not loaded (no SHF_ALLOC)", what, s.name);
     if (off > s.size || len > s.size - off)
       return bad("{} at {} ({} bytes) runs past the end of {} ({} bytes)", what, where(sec, off), len, s.name, s.size);
     if (s.type == SHT_NULL) return bad("{} lies in section index {} of type SHT_NULL", what, sec);
-    auto data = elf_.section_data(sec);
-    if (!data) return Error(data.error()).context(path_);
-    if (data->size() < off + len) return bad("{} at {} lies outside the bytes of {}", what, where(sec, off), s.name);
-    return data->subspan(static_cast<size_t>(off), static_cast<size_t>(len));
+    auto data = obj_.section_data(sec);
+    if (data.size() < off + len) return bad("{} at {} lies outside the bytes of {}", what, where(sec, off), s.name);
+    return data.subspan(static_cast<size_t>(off), static_cast<size_t>(len));
   }
 
   // A plain integer field: it must not be the target of a relocation.
@@ -263,7 +208,7 @@ class PatchReader {
                    what, where(sec, off), in_file);
       return std::optional<Pointer>();
     }
-    const ElfSymbol& sym = elf_.symbols()[rel->sym];
+    const ElfSymbol& sym = symbols_[rel->sym];
     if (!sym.defined())
       return bad("pointer {} at {} refers to undefined symbol {}: metadata and new functions must be defined in the "
                  "patch itself",
@@ -283,7 +228,7 @@ class PatchReader {
     if (!p) return std::optional<std::string>();
     LG_TRY(auto rest, bytes_at(p->section, p->offset, 0, what));
     (void)rest;
-    const ElfSection& s = elf_.sections()[p->section];
+    const ElfSection& s = sections_[p->section];
     LG_TRY(auto tail, bytes_at(p->section, p->offset, s.size - p->offset, what));
     auto nul = std::find(tail.begin(), tail.end(), uint8_t{0});
     if (nul == tail.end())
@@ -294,7 +239,7 @@ class PatchReader {
 
   Result<void> read_root(PatchObject& out) {
     const ElfSection* root = nullptr;
-    for (const ElfSection& s : elf_.sections()) {
+    for (const ElfSection& s : sections_) {
       if (s.index == 0 || s.name != LIVEGRAFT_SECTION) continue;
       if (root) return bad("two {} sections (index {} and {}): one patch per object", LIVEGRAFT_SECTION, root->index, s.index);
       root = &s;
@@ -330,8 +275,8 @@ class PatchReader {
     LG_TRY(uint32_t nr_objects, read_int<uint32_t>(rs, offsetof(livegraft_patch, nr_objects), "livegraft_patch.nr_objects"));
     LG_TRY(auto name, read_string(rs, offsetof(livegraft_patch, name), "livegraft_patch.name"));
     if (!name) return bad("the patch has no name (livegraft_patch.name is NULL)");
-    if (!valid_patch_name(*name))
-      return bad("patch name '{}' is invalid: use 1 to 64 characters from [A-Za-z0-9_.-]", *name);
+    if (!elf::valid_patch_name(*name))
+      return bad("patch name '{}' is invalid: use 1 to 64 characters from [A-Za-z0-9_.-], not '.' or '..'", *name);
     out.name = *name;
     LG_TRY(auto states, read_ptr(rs, offsetof(livegraft_patch, states), "livegraft_patch.states"));
     LG_TRY(uint64_t nr_states, read_int<uint64_t>(rs, offsetof(livegraft_patch, nr_states), "livegraft_patch.nr_states"));
@@ -389,7 +334,7 @@ class PatchReader {
     if (!funcs) return bad("{} has nr_funcs {} but funcs is NULL", what, nr_funcs);
     LG_TRY(auto at_funcs, bytes_at(funcs->section, funcs->offset, 0, what + ".funcs"));
     (void)at_funcs;
-    const ElfSection& fs = elf_.sections()[funcs->section];
+    const ElfSection& fs = sections_[funcs->section];
     if (nr_funcs > (fs.size - funcs->offset) / sizeof(livegraft_func))
       return bad("{}.nr_funcs is {}, but {} holds at most {} entries after {}", what, nr_funcs, fs.name,
                  (fs.size - funcs->offset) / sizeof(livegraft_func), where(funcs->section, funcs->offset));
@@ -422,14 +367,14 @@ class PatchReader {
       return bad("{}.new_func is NULL (in C++, make sure the metadata is constant-initialised: no dynamic "
                  "initialisation)",
                  what);
-    const auto& secs = elf_.sections();
+    const auto& secs = sections_;
     if (target->section >= secs.size() || !(secs[target->section].flags & SHF_EXECINSTR))
       return bad("{}.new_func points to {} (via {}), which is not executable code", what,
                  where(target->section, target->offset), target->symbol);
     f.new_section = target->section;
     f.new_offset = target->offset;
     const ElfSymbol* best = nullptr;
-    for (const ElfSymbol& s : elf_.symbols()) {
+    for (const ElfSymbol& s : symbols_) {
       if (s.type != STT_FUNC || s.shndx != target->section) continue;
       if (target->offset < s.value || target->offset - s.value >= s.size) continue;
       if (!best || (s.value == target->offset && best->value != target->offset)) best = &s;
@@ -442,21 +387,73 @@ class PatchReader {
     return f;
   }
 
-  const ElfFile& elf_;
+  const elf::RelObject& obj_;
   std::string path_;
+  std::vector<ElfSection> sections_;
+  std::vector<ElfSymbol> symbols_;
   std::map<size_t, std::map<uint64_t, Reloc>> relocs_;  // target section -> offset -> relocation
 };
 
 }  // namespace
 
-Result<PatchObject> read_patch_object(const std::string& path) {
-  auto elf = ElfFile::open(path);
-  if (!elf) {
-    Error e = elf.error();
-    if (e.kind == ErrorKind::invalid_argument) e.kind = ErrorKind::bad_patch;
-    return e;
+Result<PatchFile> open_patch_file(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    ErrorKind k = errno == ENOENT || errno == ENOTDIR ? ErrorKind::not_found : errno == EACCES ? ErrorKind::permission : ErrorKind::io;
+    return make_errno_error(k, "cannot open patch file {}", path);
   }
-  return PatchReader(*elf, path).read();
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return make_errno_error(ErrorKind::io, "stat {}", path);
+  if (!S_ISREG(st.st_mode)) return make_error(ErrorKind::bad_patch, "{} is not a regular file: a patch is an object file (.o)", path);
+  if (static_cast<uint64_t>(st.st_size) > elf::kMaxPatchFile)
+    return make_error(ErrorKind::bad_patch, "{} is {} bytes, larger than any patch object ({} at most)", path, st.st_size, elf::kMaxPatchFile);
+  PatchFile f;
+  f.path = path;
+  f.bytes.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < f.bytes.size()) {
+    ssize_t n = ::pread(fd.get(), f.bytes.data() + got, f.bytes.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return make_errno_error(ErrorKind::io, "read {}", path);
+    if (n == 0) break;  // shrank while we read: what we have is what we check
+    got += static_cast<size_t>(n);
+  }
+  f.bytes.resize(got);
+  return f;
+}
+
+Result<UniqueFd> sealed_copy(std::span<const uint8_t> bytes, const std::string& name) {
+  UniqueFd fd(::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return make_errno_error(ErrorKind::io, "memfd_create for {}", name);
+  for (size_t off = 0; off < bytes.size();) {
+    ssize_t n = ::write(fd.get(), bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return make_errno_error(ErrorKind::io, "writing the copy of {}", name);
+    off += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return make_errno_error(ErrorKind::io, "sealing the copy of {}", name);
+  return fd;
+}
+
+Result<PatchObject> read_patch_object(std::span<const uint8_t> bytes, const std::string& label) {
+  LG_TRY(auto obj, elf::RelObject::parse(bytes, label));
+  LG_TRY(auto patch, PatchReader(obj).read());
+  // The replacements' code, for the controller's checks (it never reads the file again).
+  for (auto& o : patch.objects)
+    for (auto& f : o.funcs) {
+      auto code = obj.section_data(f.new_section);
+      if (f.new_offset > code.size() || f.new_size > code.size() - f.new_offset)
+        return make_error(ErrorKind::bad_patch, "{}: the replacement of '{}' lies outside its section", label, f.old_name);
+      f.new_code.assign(code.begin() + static_cast<long>(f.new_offset), code.begin() + static_cast<long>(f.new_offset + f.new_size));
+    }
+  return patch;
+}
+
+Result<PatchObject> read_patch_object(const std::string& path) {
+  LG_TRY(auto file, open_patch_file(path));
+  return read_patch_object(file.bytes, path);
 }
 
 bool supported_relocation(uint32_t type) { return x86::classify_relocation(type) == x86::RelocClass::supported; }

@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/result.h"
-#include "elf/elf_file.h"
+#include "elf/rel_object.h"
 
 namespace lg {
 
@@ -22,6 +24,7 @@ struct PatchFunc {
   uint64_t new_offset = 0;
   std::string new_symbol;
   uint64_t new_size = 0;
+  std::vector<uint8_t> new_code;  // the new_size bytes of the replacement, as in the file
 };
 
 struct PatchTargetObject {
@@ -46,14 +49,35 @@ struct PatchObject {
   std::vector<uint32_t> relocation_types;
 };
 
-// Reads and validates a patch object. Errors (ErrorKind::bad_patch or ::unsupported) name the
-// file, and the section/symbol/relocation at fault:
+// A patch file opened once: every later step (validation, the agent's load) uses these bytes,
+// never the path again.
+struct PatchFile {
+  std::string path;
+  std::vector<uint8_t> bytes;
+};
+
+// Opens [path] with O_RDONLY|O_NONBLOCK|O_CLOEXEC (a FIFO cannot block us), refuses anything but
+// a regular file of at most elf::kMaxPatchFile bytes, and reads it. Errors: not_found, bad_patch
+// (not a regular file, too large), io.
+Result<PatchFile> open_patch_file(const std::string& path);
+
+// A sealed memfd holding [bytes] (F_SEAL_WRITE|SHRINK|GROW|SEAL): what the controller hands to
+// the agent, so the agent loads exactly the bytes that were validated even if the file on disk
+// is replaced or rewritten in place afterwards. Errors: io.
+Result<UniqueFd> sealed_copy(std::span<const uint8_t> bytes, const std::string& name);
+
+// Reads and validates a patch object: the one bounds-checked reader (elf::RelObject), the
+// loader's checks (elf::check_loadable(): relocations, alignment, .eh_frame, TLS, IFUNC) and the
+// metadata. Errors (ErrorKind::bad_patch or ::unsupported) name the file, and the
+// section/symbol/relocation at fault:
 //  - not ELF / truncated / not ELF64 x86-64 ET_REL; no or malformed .livegraft (magic, version,
 //    size, counts, pointers without relocations, names not NUL-terminated inside their section);
-//  - a patch name outside [A-Za-z0-9_.-]{1,64}; zero objects; an object with zero funcs;
+//  - a patch name outside [A-Za-z0-9_.-]{1,64} or "." / ".."; zero objects; an object with zero funcs;
 //  - a relocation type the agent's loader does not handle (see supported_relocation());
-//  - a TLS symbol defined or referenced (STT_TLS), an IFUNC definition (STT_GNU_IFUNC),
-//    SHT_GROUP-less COMDAT issues are fine; callbacks/states non-NULL (reserved in v1).
+//  - a TLS symbol defined or referenced (STT_TLS), an IFUNC definition (STT_GNU_IFUNC), a COMMON
+//    symbol; callbacks/states non-NULL (reserved in v1).
+Result<PatchObject> read_patch_object(std::span<const uint8_t> bytes, const std::string& label);
+// open_patch_file() and the above.
 Result<PatchObject> read_patch_object(const std::string& path);
 
 // The relocation types the agent's loader applies, from the list both share

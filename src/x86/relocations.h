@@ -56,6 +56,35 @@ inline RelocClass classify_relocation(uint32_t type) {
   }
 }
 
+// Bytes a relocation of this type writes at r_offset (0 for R_X86_64_NONE): what the loader
+// bounds-checks and what the metadata reader uses to tell a field is covered.
+inline uint64_t relocation_width(uint32_t type) {
+  switch (type) {
+    case R_X86_64_NONE: return 0;
+    case R_X86_64_64:
+    case R_X86_64_PC64:
+    case R_X86_64_GOTOFF64:
+    case R_X86_64_GOTPC64:
+    case R_X86_64_GOT64:
+    case R_X86_64_GOTPCREL64:
+    case R_X86_64_GOTPLT64:
+    case R_X86_64_PLTOFF64:
+    case R_X86_64_SIZE64:
+    case R_X86_64_DTPMOD64:
+    case R_X86_64_DTPOFF64:
+    case R_X86_64_TPOFF64:
+    case R_X86_64_RELATIVE64:
+    case R_X86_64_TLSDESC:
+      return 8;
+    case R_X86_64_16:
+    case R_X86_64_PC16: return 2;
+    case R_X86_64_8:
+    case R_X86_64_PC8: return 1;
+    case R_X86_64_TLSDESC_CALL: return 0;
+    default: return 4;
+  }
+}
+
 // "R_X86_64_PC32"; "R_X86_64_<unknown>" past the table.
 inline const char* relocation_name(uint32_t type) {
   static constexpr const char* names[] = {

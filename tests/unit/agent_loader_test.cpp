@@ -3,9 +3,15 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 
+#include "agent/elf_reader.h"
 #include "agent/loader.h"
 #include "agent/test_helpers.h"
 
@@ -248,6 +254,60 @@ TEST_F(LoaderTest, MalformedFilesAreRejected) {
   auto missing = load_object(options(dir_.path() + "/nope.o"));
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().kind, ErrorKind::not_found);
+}
+
+// The controller passes the file it validated as a descriptor: the loader reads that, and the
+// path only names the patch (here it names nothing at all).
+TEST_F(LoaderTest, LoadsFromTheDescriptorNotThePath) {
+  auto path = compile("by_fd", R"(
+    int answer(void) { return 42; }
+  )");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto opts = options(dir_.path() + "/not-there.o");
+  opts.fd = fd;
+  auto obj = load_object(opts);
+  ::close(fd);
+  ASSERT_TRUE(obj) << obj.error().describe();
+  EXPECT_EQ((*obj)->path(), dir_.path() + "/not-there.o");
+  EXPECT_EQ(reinterpret_cast<int (*)()>((*obj)->find_symbol("answer")->addr)(), 42);
+  // A descriptor of something else than a regular file is refused.
+  int pipes[2];
+  ASSERT_EQ(::pipe(pipes), 0);
+  opts.fd = pipes[0];
+  auto bad = load_object(opts);
+  ::close(pipes[0]);
+  ::close(pipes[1]);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().kind, ErrorKind::bad_patch);
+}
+
+// A corrupt .eh_frame never reaches the host's unwinder, and the failed load leaves nothing.
+TEST_F(LoaderTest, CorruptEhFrameIsNotRegistered) {
+  auto path = compile("bad_eh", R"(
+    extern "C" void throw_out(int x) { if (x) throw x; }
+  )", Lang::cxx);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  auto parsed = elf::RelObject::parse(bytes, path);
+  ASSERT_TRUE(parsed);
+  int eh = parsed->find_section(".eh_frame");
+  ASSERT_GT(eh, 0);
+  uint64_t off = parsed->sections()[eh].hdr.sh_offset;
+  std::string before = self_maps_text();
+  for (uint32_t length : {0xfffffff0u, 0xffffffffu}) {
+    auto copy = bytes;
+    std::memcpy(copy.data() + off, &length, 4);
+    std::string bad = dir_.path() + "/bad_eh_corrupt.o";
+    std::ofstream(bad, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(copy.data()), static_cast<long>(copy.size()));
+    auto opts = options(bad);
+    opts.dlsym_names = kCxxRuntime;
+    auto obj = load_object(opts);
+    ASSERT_FALSE(obj) << "length " << length;
+    EXPECT_NE(obj.error().message.find(".eh_frame"), std::string::npos) << obj.error().message;
+    EXPECT_EQ(before, self_maps_text());
+  }
+  EXPECT_TRUE(plan_load(bytes, path)) << "the undamaged object plans";
 }
 
 TEST_F(LoaderTest, UnloadRemovesEveryMapping) {

@@ -1,6 +1,7 @@
 // read_patch_object() on patches compiled during the test from C and C++ sources, on patches
 // that must be refused, and on truncated and corrupted objects.
 #include "elf/patch_object.h"
+#include "elf/elf_file.h"
 
 #include <elf.h>
 #include <gtest/gtest.h>
