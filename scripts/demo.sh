@@ -14,18 +14,22 @@ show() { sleep "$1"; echo "--- server output ---"; cat "$log"; : >"$log"; echo "
 
 echo "== 1. the service runs with a bug: guest 'mallory' (level 3) is GRANTED access"
 show 1.5
-echo "== 2. a variant of the fix that logs with fprintf() is refused: the server's main() keeps a value"
-echo "      in a register across its call to check_access() (GCC -fipa-ra), and fprintf would clobber it"
-"$lg" apply "$server" build/examples/fix_with_logging.o || echo "   (refused, exit code $?; the server is untouched)"
-echo "== 3. apply the register-safe fix live: $lg apply $server build/examples/fix.o"
+echo "== 2. apply the fix live, thread by thread (per-thread model): $lg apply $server build/examples/fix.o"
 "$lg" apply "$server" build/examples/fix.o
-echo "== 4. same process, fixed code: mallory is denied, the request counter kept counting"
+echo "== 3. same process, fixed code: mallory is denied, the request counter kept counting"
 show 1.5
-echo "== 5. what is applied: $lg status $server"
+echo "== 4. what is applied: $lg status $server"
 "$lg" status "$server"
-echo "== 6. revert: $lg revert $server fix-guest-access"
+echo "== 5. revert: $lg revert $server fix-guest-access"
 "$lg" revert "$server" fix-guest-access
-echo "== 7. the original behaviour is back (same pid $server, never restarted)"
+echo "== 6. the original behaviour is back (same pid $server, never restarted)"
 show 1.5
+echo "== 7. a variant of the fix that logs with fprintf(): the server's main() keeps a value in a"
+echo "      register across its call to check_access() (GCC -fipa-ra) that fprintf would clobber, so"
+echo "      livegraft enters it through a thunk that keeps those registers (-v says so)"
+"$lg" -v apply "$server" build/examples/fix_with_logging.o 2>&1 | grep -Ei 'thunk|preserv|applied' || true
+show 1.5
+name=$("$lg" --json status "$server" | python3 -c 'import json,sys; print(json.load(sys.stdin)["patches"][0]["name"])')
+"$lg" revert "$server" "$name"
 kill "$server"
 echo "demo finished"

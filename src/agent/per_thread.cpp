@@ -89,8 +89,11 @@ Result<Plan> Registry::load_per_thread(const LoadRequest& req, std::unique_ptr<L
     const auto& pf = patch->funcs[i];
     PtFunc ptf;
     ptf.old_addr = f.old_addr;
-    ptf.target = pf.new_addr;
+    ptf.target = pf.entry ? pf.entry : pf.new_addr;  // an entry thunk (registry.cpp) comes first
     st.target_ranges.push_back(range_of(pf.new_addr, pf.new_size));
+    if (ptf.target != pf.new_addr)  // a thread may be inside the thunk, before or after the call
+      for (const auto& r : obj->code_ranges())
+        if (r.contains(RemoteAddr(ptf.target))) st.target_ranges.push_back(r);
     if (auto it = funcs_.find(f.old_addr); it != funcs_.end()) {
       FuncEntry& e = it->second;
       if (e.jump_addr != f.jump_addr)
@@ -101,6 +104,9 @@ Result<Plan> Registry::load_per_thread(const LoadRequest& req, std::unique_ptr<L
         if (e.continuation) st.initial_ranges.push_back(range_of(e.continuation, e.continuation_size));
       } else {
         st.initial_ranges.push_back(range_of(ptf.initial, new_size_of(e.stack.back(), f.old_addr)));
+        // The current implementation may be entered through an entry thunk: all its patch's code.
+        if (const Patch* cur = find(e.stack.back()))
+          for (const auto& r : cur->object->code_ranges()) st.initial_ranges.push_back(r);
       }
       LG_TRY(ptf.thunk, arena_.reserve(near_of(e.jump_addr), x86::kDispatchThunkSize));
       to_retarget.push_back({e.stub, ptf.thunk});
@@ -173,6 +179,8 @@ Result<Plan> Registry::prepare_revert_per_thread(Patch* p) {
       const std::string& prev = e.stack[e.stack.size() - 2];
       ptf.target = new_addr_of(prev, f.old_addr);
       st.target_ranges.push_back(range_of(ptf.target, new_size_of(prev, f.old_addr)));
+      if (const Patch* pp = find(prev))  // its entry thunk, if any, is in its code too
+        for (const auto& r : pp->object->code_ranges()) st.target_ranges.push_back(r);
     } else {
       if (!e.continuation)
         return make_error(ErrorKind::unsupported,

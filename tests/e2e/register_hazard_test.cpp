@@ -33,6 +33,24 @@ TEST(RegisterHazard, ReplacementClobberingRegistersACallerReliesOnRunsThroughAnE
   EXPECT_TRUE(t.alive());
 }
 
+// The same under the per-thread model (the default outside these tests): its dispatch must send
+// threads to the entry thunk, not straight to the replacement. Found in integration: it jumped
+// to the replacement and the demo server died of SIGSEGV on its next request.
+TEST(RegisterHazard, PerThreadDispatchGoesThroughTheEntryThunk) {
+  Target t(target_path("ipa_ra"));
+  ASSERT_EQ(t.ask("r 3"), "mallory 3 granted");
+  CliRun r = livegraft({"apply", "--model", "per-thread", std::to_string(t.pid()), patch_path("ipa_ra_logging")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(entry_thunk_of(t.pid()), 0u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(t.ask("r 3"), "mallory 3 denied");
+    EXPECT_EQ(t.ask("r 1"), "alice 1 granted");
+  }
+  ASSERT_EQ(livegraft({"revert", "--model", "per-thread", std::to_string(t.pid()), "ipa-ra-logging"}).exit_code, 0);
+  EXPECT_EQ(t.ask("r 3"), "mallory 3 granted");
+  EXPECT_TRUE(t.alive());
+}
+
 // A thread inside the replacement has the thunk's frame on its stack: the controller's stack
 // walk must get through it (its FDE) to main, and name it among the blockers of a revert.
 TEST(RegisterHazard, StacksUnwindThroughTheEntryThunk) {
