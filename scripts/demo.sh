@@ -26,8 +26,9 @@ echo "== 6. the original behaviour is back (same pid $server, never restarted)"
 show 1.5
 echo "== 7. a variant of the fix that logs with fprintf(): the server's main() keeps a value in a"
 echo "      register across its call to check_access() (GCC -fipa-ra) that fprintf would clobber, so"
-echo "      livegraft enters it through a thunk that keeps those registers (-v says so)"
-"$lg" -v apply "$server" build/examples/fix_with_logging.o 2>&1 | grep -Ei 'thunk|preserv|applied' || true
+echo "      livegraft enters it through a thunk that keeps those registers"
+"$lg" apply "$server" build/examples/fix_with_logging.o | head -1
+"$lg" --json status "$server" | python3 -c 'import json,sys; f=json.load(sys.stdin)["patches"][0]["funcs"][0]; print("   %s enters the replacement through the entry thunk at %#x" % (f["old_name"], f.get("entry_thunk", 0)))'
 show 1.5
 name=$("$lg" --json status "$server" | python3 -c 'import json,sys; print(json.load(sys.stdin)["patches"][0]["name"])')
 "$lg" revert "$server" "$name"
