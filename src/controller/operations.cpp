@@ -202,27 +202,12 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
   return true;
 }
 
-Result<std::unique_ptr<Unwinder>> make_unwinder(pid_t pid, const nlohmann::json& patches) {
-  LG_TRY(auto unwinder, Unwinder::create(pid));
-  for (const auto& p : patches) {
-    RemoteAddr eh(0);
-    uint64_t eh_size = 0;
-    if (p.contains("eh_frame") && p["eh_frame"].is_object()) {
-      eh = RemoteAddr(p["eh_frame"].value("addr", uint64_t{0}));
-      eh_size = p["eh_frame"].value("size", uint64_t{0});
-    }
-    LG_TRY(auto code, ranges_from_json(p.value("code", nlohmann::json::array())));
-    for (const auto& r : code) unwinder->add_code_region(r, eh, eh_size, p.value("name", "patch"));
-  }
-  return unwinder;
-}
-
 // Seizes the process, checks stacks and performs [writes] under stop-the-world, then detaches.
 Result<TransitionStats> switch_world(pid_t pid, const nlohmann::json& patches, const std::vector<RemoteRange>& check,
                                      const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
   LG_TRY(auto process, Process::seize(pid));
   kill_step("after_seize");
-  LG_TRY(auto unwinder, make_unwinder(pid, patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, patches));
   TransitionOptions topts;
   topts.timeout = options.timeout;
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {

@@ -34,6 +34,8 @@ Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
   return out;
 }
 
+}  // namespace
+
 Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& patches) {
   LG_TRY(auto unwinder, Unwinder::create(pid));
   for (const auto& p : patches) {
@@ -48,6 +50,8 @@ Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& 
   }
   return unwinder;
 }
+
+namespace {
 
 int64_t percentile(std::vector<int64_t> v, double q) {
   if (v.empty()) return 0;

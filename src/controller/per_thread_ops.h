@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
 #include "controller/operations.h"
+#include "unwind/unwinder.h"
 
 namespace lg {
 
@@ -37,5 +39,9 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const nlo
 // Adds to status["transition"] the threads switched and, for the pending ones, what holds
 // them and their stacks (each thread stopped alone, briefly).
 Result<void> survey_transition(pid_t pid, nlohmann::json& status);
+
+// An unwinder for process [pid] that knows the code and .eh_frame of [patches] (the agent's
+// status "patches"), so that stacks walk through patch code (both models use it).
+Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& patches);
 
 }  // namespace lg
