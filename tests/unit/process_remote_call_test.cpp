@@ -239,7 +239,8 @@ struct FaultPlan {
 };
 FaultPlan g_plan;
 bool planned_fault(const char* step, pid_t tid) {
-  if (g_plan.step != step || (g_plan.tid != 0 && g_plan.tid != tid)) return false;
+  // One fault per plan: the error path that follows (a cleanup's own waits) runs unfaulted.
+  if (g_plan.failed > 0 || g_plan.step != step || (g_plan.tid != 0 && g_plan.tid != tid)) return false;
   if (g_plan.skip > 0) {
     --g_plan.skip;
     return false;
