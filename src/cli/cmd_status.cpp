@@ -29,8 +29,6 @@ void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (s.contains("disabled") && s["disabled"].is_string())
       std::cout << fmt::format(", DISABLED: {}", s["disabled"].get<std::string>());
     std::cout << "\n";
-    if (s.contains("transition") && s["transition"].is_string())
-      std::cout << fmt::format("  transition in progress: '{}'\n", s["transition"].get<std::string>());
     if (s.contains("transition") && s["transition"].is_object()) {
       const auto& t = s["transition"];
       bool reversed = t.value("reversed", false);
