@@ -20,11 +20,45 @@
 #ifndef LIVEGRAFT_SAFEPOINT_H
 #define LIVEGRAFT_SAFEPOINT_H
 
+#include <ucontext.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 void livegraft_safepoint(void);
+
+/*
+ * Coroutines, fibers, green threads (docs/consistency.md, "Stack switching").
+ *
+ * A program that switches stacks in user space keeps suspended frames on stacks no thread's
+ * registers point to, so livegraft cannot see them: `apply` and `revert` refuse a process that
+ * imports or defines swapcontext, makecontext, setcontext, boost.context's jump_fcontext and
+ * other well-known switching primitives. A scheduler that wants to be patched live declares its
+ * suspended contexts instead:
+ *
+ *   livegraft_coroutines_declare();          // once, before the first switch
+ *   ...
+ *   livegraft_swapcontext(&self->ctx, &next->ctx);   // instead of swapcontext(3), everywhere
+ *
+ * Every context suspended through livegraft_swapcontext() is recorded (its saved registers)
+ * in the agent's table until it resumes; the controller unwinds each recorded context like a
+ * thread, and a suspended context with an affected function on its stack keeps the switch
+ * waiting (stop-the-world) or keeps the thread that suspended it pending (per-thread: a context
+ * is assumed to resume on the thread that suspended it; a scheduler that migrates contexts
+ * between threads must use --model stop-the-world). The declaration is a promise: every stack
+ * switch of the process goes through livegraft_swapcontext(); a plain swapcontext() after it
+ * leaves a context livegraft cannot see.
+ *
+ * The agent must be loaded before the first switch (link with liblivegraft-agent.so or
+ * LD_PRELOAD it): contexts suspended before it was loaded are unknown. The table holds 4096
+ * suspended contexts; more make `apply` refuse until they resume (never a silent miss).
+ *
+ * livegraft_coroutines_declare() returns 0. livegraft_swapcontext() behaves as swapcontext(3):
+ * 0 when the context is resumed, -1 with errno set when getcontext/setcontext fail.
+ */
+int livegraft_coroutines_declare(void);
+int livegraft_swapcontext(ucontext_t* from, const ucontext_t* to);
 
 #ifndef LIVEGRAFT_NO_DLSYM
 #include <dlfcn.h>

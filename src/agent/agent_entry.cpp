@@ -221,3 +221,5 @@ LG_EXPORT const char* livegraft_agent_version(void) { return "livegraft-agent 0.
 
 // include/livegraft/safepoint.h: a thread offers to switch universes (src/agent/safepoint.cpp).
 LG_EXPORT void livegraft_safepoint(void) { lg::agent::safepoint(); }
+LG_EXPORT int livegraft_coroutines_declare(void) { return lg::agent::coroutines_declare(); }
+LG_EXPORT int livegraft_swapcontext(void* from, const void* to) { return lg::agent::swap_context(from, to); }

@@ -47,3 +47,102 @@ void safepoint() {
 }
 
 }  // namespace lg::agent
+
+// ---- Suspended contexts (include/livegraft/safepoint.h, "Coroutines") ----
+
+#include <errno.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+namespace lg::agent {
+namespace {
+ContextSlot g_slots[kContextSlots];
+}  // namespace
+}  // namespace lg::agent
+
+// Exported (agent.map): the controller finds it by name in the agent's symbol table.
+extern "C" {
+__attribute__((visibility("default"))) lg::agent::ContextTable livegraft_context_table = {
+    lg::agent::kContextTableMagic,
+    lg::agent::kContextTableVersion,
+    0,
+    lg::agent::kContextSlots,
+    {0},
+    {0},
+    sizeof(lg::agent::ContextSlot),
+    reinterpret_cast<uint64_t>(&lg::agent::g_slots[0])};
+}
+
+namespace lg::agent {
+
+namespace {
+
+ContextSlot* claim_slot() {
+  auto& t = livegraft_context_table;
+  for (uint32_t i = 0; i < kContextSlots; ++i) {
+    uint64_t expected = kSlotFree;
+    if (g_slots[i].state.load(std::memory_order_relaxed) != kSlotFree) continue;
+    if (!g_slots[i].state.compare_exchange_strong(expected, kSlotSaving, std::memory_order_acq_rel)) continue;
+    uint64_t hw = t.high_water.load(std::memory_order_relaxed);
+    while (hw < i + 1 && !t.high_water.compare_exchange_weak(hw, i + 1, std::memory_order_acq_rel)) {
+    }
+    return &g_slots[i];
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int coroutines_declare() {
+  __atomic_store_n(&livegraft_context_table.declared, 1u, __ATOMIC_RELEASE);
+  return 0;
+}
+
+// getcontext returns twice: now, and when someone resumes [from] with setcontext/swapcontext.
+// Between the two the frames of this call and its callers lie on [from]'s stack, recorded in a
+// slot. The locals live in this frame, which getcontext's saved rsp keeps intact.
+__attribute__((noinline)) int swap_context(void* from_p, const void* to_p) {
+  auto* from = static_cast<ucontext_t*>(from_p);
+  const auto* to = static_cast<const ucontext_t*>(to_p);
+  ContextSlot* volatile slot = claim_slot();
+  if (!slot) livegraft_context_table.overflow.fetch_add(1, std::memory_order_acq_rel);
+  volatile bool resumed = false;
+  auto release = [&] {
+    if (slot) slot->state.store(kSlotFree, std::memory_order_release);
+    else livegraft_context_table.overflow.fetch_sub(1, std::memory_order_acq_rel);
+  };
+  if (::getcontext(from) != 0) {
+    int e = errno;
+    release();
+    errno = e;
+    return -1;
+  }
+  if (resumed) {
+    release();
+    return 0;
+  }
+  resumed = true;
+  if (ContextSlot* s = slot) {
+    const greg_t* g = from->uc_mcontext.gregs;
+    s->key = reinterpret_cast<uint64_t>(from);
+    s->tid = static_cast<uint64_t>(::syscall(SYS_gettid));
+    s->rip = static_cast<uint64_t>(g[REG_RIP]);
+    s->rsp = static_cast<uint64_t>(g[REG_RSP]);
+    s->rbp = static_cast<uint64_t>(g[REG_RBP]);
+    s->rbx = static_cast<uint64_t>(g[REG_RBX]);
+    s->r12 = static_cast<uint64_t>(g[REG_R12]);
+    s->r13 = static_cast<uint64_t>(g[REG_R13]);
+    s->r14 = static_cast<uint64_t>(g[REG_R14]);
+    s->r15 = static_cast<uint64_t>(g[REG_R15]);
+    s->state.store(kSlotSuspended, std::memory_order_release);
+  }
+  ::setcontext(to);
+  // setcontext returns only on failure: [from] is not suspended after all.
+  int e = errno;
+  release();
+  errno = e;
+  return -1;
+}
+
+}  // namespace lg::agent

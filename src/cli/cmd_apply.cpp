@@ -17,6 +17,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     std::string model, on_timeout;
     std::string agent;
     std::string symbols;
+    bool allow_stack_switching = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (per-thread consistency by default)");
@@ -25,6 +26,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
   add_model_option(cmd, args->model);
   add_on_timeout_option(cmd, args->on_timeout);
+  add_stack_switching_option(cmd, args->allow_stack_switching);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->add_option("--symbols", args->symbols,
                   "Separate debug file of a stripped target object (found by build-id, .gnu_debuglink or "
@@ -35,6 +37,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     options.timeout = to_ms(args->timeout);
     options.model = to_model(args->model);
     options.on_timeout = to_on_timeout(args->on_timeout);
+    options.allow_stack_switching = args->allow_stack_switching;
     options.agent_path = args->agent;
     options.symbols_file = args->symbols;
     options.progress = progress_printer(global);

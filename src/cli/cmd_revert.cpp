@@ -15,6 +15,7 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     std::string name;
     double timeout = 10;
     std::string model, on_timeout;
+    bool allow_stack_switching = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("revert", "Take an applied patch back out of a running process");
@@ -23,12 +24,14 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
   add_model_option(cmd, args->model);
   add_on_timeout_option(cmd, args->on_timeout);
+  add_stack_switching_option(cmd, args->allow_stack_switching);
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
     OperationOptions options;
     options.timeout = to_ms(args->timeout);
     options.model = to_model(args->model);
     options.on_timeout = to_on_timeout(args->on_timeout);
+    options.allow_stack_switching = args->allow_stack_switching;
     options.progress = progress_printer(global);
     options.blockers = &blockers;
     auto result = revert_patch(args->pid, args->name, options);

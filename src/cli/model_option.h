@@ -22,6 +22,15 @@ inline void add_model_option(CLI::App* cmd, std::string& model) {
       ->capture_default_str();
 }
 
+// --allow-stack-switching: the user's word that no suspended coroutine holds affected code.
+inline void add_stack_switching_option(CLI::App* cmd, bool& allow) {
+  cmd->add_flag("--allow-stack-switching", allow,
+                "Patch a process that switches stacks in user space (swapcontext, boost.context, ...) although its "
+                "scheduler declares no suspended contexts. WARNING: livegraft cannot see a suspended coroutine's "
+                "frames; one suspended inside an affected function resumes into the other version (it is your call "
+                "that none is)");
+}
+
 inline void add_on_timeout_option(CLI::App* cmd, std::string& on_timeout) {
   on_timeout = "reverse";
   cmd->add_option("--on-timeout", on_timeout,

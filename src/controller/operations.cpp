@@ -19,6 +19,7 @@
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
 #include "controller/per_thread_ops.h"
+#include "controller/stack_switching.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
 #include "unwind/unwinder.h"
@@ -210,6 +211,8 @@ Result<TransitionStats> switch_world(pid_t pid, const nlohmann::json& patches, c
   LG_TRY(auto unwinder, unwinder_for(pid, patches));
   TransitionOptions topts;
   topts.timeout = options.timeout;
+  if (options.context_check)  // declared coroutine contexts (stack_switching.h)
+    topts.extra_blockers = [&] { return options.context_check(*unwinder, check, std::nullopt); };
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
     if (attempt == 1 || attempt % 10 == 0)
       say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {})",
@@ -297,7 +300,12 @@ Result<std::string> find_agent_library(const std::string& configured) {
 
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
   KillPointOperation op("apply");
-  return run_steps(pid, "apply", [&] { return apply_patch_steps(pid, patch_path, options); });
+  return run_steps(pid, "apply", [&]() -> Result<nlohmann::json> {
+    Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
+    if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
+    if (!checked) return std::move(checked).error();
+    return apply_patch_steps(pid, patch_path, *checked);
+  });
 }
 
 namespace {
@@ -389,7 +397,12 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options) {
   KillPointOperation op("revert");
-  return run_steps(pid, "revert", [&] { return revert_patch_steps(pid, patch_name, options); });
+  return run_steps(pid, "revert", [&]() -> Result<nlohmann::json> {
+    Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
+    if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
+    if (!checked) return std::move(checked).error();
+    return revert_patch_steps(pid, patch_name, *checked);
+  });
 }
 
 namespace {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,13 @@ struct OperationOptions {
   std::string symbols_file;                     // apply --symbols: the target's separate debug file
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
   std::vector<Blocker>* blockers = nullptr;     // filled when a transition gives up
+  // --allow-stack-switching: patch a process that switches stacks in user space although its
+  // scheduler declares no contexts (docs/consistency.md, "Stack switching").
+  bool allow_stack_switching = false;
+  // Set by apply/revert (stack_switching.h), not by callers: the blockers among the declared
+  // suspended coroutine contexts (of thread [tid] when given) for code [affected].
+  std::function<Result<std::vector<Blocker>>(Unwinder&, const std::vector<RemoteRange>& affected, std::optional<pid_t> tid)>
+      context_check;
 };
 
 // The agent library to inject: [configured], else $LIVEGRAFT_AGENT, else next to this binary.

@@ -137,6 +137,13 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                    return ok_result();
                  }
                }
+               if (goal.context_blockers) {
+                 LG_TRY(auto held, goal.context_blockers(tid));
+                 if (!held.empty()) {
+                   pending.push_back(std::move(held.front()));
+                   return ok_result();
+                 }
+               }
                // Clean: the thread moves now, while it is stopped; it resumes in its new universe.
                LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
                ++stats_.switched;

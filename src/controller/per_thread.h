@@ -26,6 +26,9 @@ struct SwitchGoal {
   bool to_target = true;       // false after a reversal: threads go back to the initial universe
   std::vector<RemoteRange> affected;  // code a thread may not have on its stack to move
   bool force = false;          // move every thread whatever its stack holds (`livegraft force`)
+  // A thread whose own stack is clean may still have suspended coroutine contexts that hold
+  // affected code (src/controller/stack_switching.h): their blockers keep it pending.
+  std::function<Result<std::vector<Blocker>>(pid_t tid)> context_blockers;
 };
 
 // One thread's place in a transition, as `status` reports it.
@@ -66,6 +69,7 @@ class PerThreadSwitcher {
 
   const std::vector<Blocker>& pending() const { return pending_; }
   PerThreadStats& stats() { return stats_; }
+  Unwinder& unwinder() { return unwinder_; }
   // Detaches the threads one at a time (never all stopped together).
   void detach();
 

@@ -120,8 +120,14 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
       say(options, fmt::format("waiting: {} thread(s) switched, {} pending (thread {}: {})", switched, pending.size(),
                                pending.front().tid, pending.front().reason));
   };
+  // Declared coroutine contexts suspended by a thread keep it pending too (stack_switching.h).
+  auto with_contexts = [&](SwitchGoal g) {
+    if (options.context_check && !g.force)
+      g.context_blockers = [&options, &sw, affected = g.affected](pid_t tid) { return options.context_check(sw.unwinder(), affected, tid); };
+    return g;
+  };
   if (force) LG_TRY_VOID(agent.request({{"op", "force"}, {"name", name}}));
-  auto forward = sw.switch_all(goal_of(info, extra_check, force), options.timeout, progress);
+  auto forward = sw.switch_all(with_contexts(goal_of(info, extra_check, force)), options.timeout, progress);
   if (forward) {
     kill_point("per_thread.before_complete");
     LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
@@ -137,7 +143,7 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
   LG_TRY_VOID(agent.request({{"op", "reverse"}, {"name", name}}));
   info.reversed = !info.reversed;
   kill_point("per_thread.after_reverse");
-  if (auto r = sw.switch_all(goal_of(info, extra_check, false), std::max(options.timeout, milliseconds(10000)), progress); !r)
+  if (auto r = sw.switch_all(with_contexts(goal_of(info, extra_check, false)), std::max(options.timeout, milliseconds(10000)), progress); !r)
     return Error(ErrorKind::unsafe, fmt::format("{}; reversing it did not finish either: {}", forward.error().message, r.error().message), 0,
                  "the transition stays in progress; `livegraft status` shows it");
   LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));

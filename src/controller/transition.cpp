@@ -63,6 +63,10 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
       }
     }
   }
+  if (extra_blockers_) {
+    LG_TRY(auto more, extra_blockers_());
+    blockers.insert(blockers.end(), more.begin(), more.end());
+  }
   return blockers;
 }
 
@@ -100,6 +104,7 @@ Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
 Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check, const std::vector<MemoryWrite>& writes,
                                           const TransitionOptions& options) {
   TransitionStats stats;
+  extra_blockers_ = options.extra_blockers;
   auto start = Clock::now();
   auto deadline = start + options.timeout;
   auto backoff = std::chrono::milliseconds(1);

@@ -37,6 +37,9 @@ struct TransitionOptions {
   // stay stopped) before the attempt gives up and everyone resumes.
   int nudge_rounds = 10;
   std::function<void(int attempt, const std::vector<Blocker>&)> on_retry;  // progress
+  // More blockers found while every thread is stopped: suspended coroutine contexts
+  // (src/controller/stack_switching.h). Empty: none.
+  std::function<Result<std::vector<Blocker>>()> extra_blockers;
 };
 
 struct TransitionStats {
@@ -70,6 +73,7 @@ class StopTheWorld {
   Process& process_;
   Unwinder& unwinder_;
   std::vector<Blocker> blockers_;
+  std::function<Result<std::vector<Blocker>>()> extra_blockers_;
 };
 
 }  // namespace lg
