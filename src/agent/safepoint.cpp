@@ -71,7 +71,8 @@ __attribute__((visibility("default"))) lg::agent::ContextTable livegraft_context
     {0},
     {0},
     sizeof(lg::agent::ContextSlot),
-    reinterpret_cast<uint64_t>(&lg::agent::g_slots[0])};
+    reinterpret_cast<uint64_t>(&lg::agent::g_slots[0]),
+    0};
 }
 
 namespace lg::agent {
@@ -94,7 +95,28 @@ ContextSlot* claim_slot() {
 
 }  // namespace
 
+namespace {
+void never_run() {}
+
+// makecontext(3) on x86-64 stores the trampoline's address where the new context's rsp points
+// (glibc sysdeps/unix/sysv/linux/x86_64/makecontext.c): read it from a context never resumed.
+uint64_t find_start_context() {
+  static uint64_t stack[64];
+  ucontext_t uc{};
+  if (::getcontext(&uc) != 0) return 0;
+  uc.uc_stack.ss_sp = stack;
+  uc.uc_stack.ss_size = sizeof stack;
+  uc.uc_link = nullptr;
+  ::makecontext(&uc, never_run, 0);
+  auto sp = static_cast<uint64_t>(uc.uc_mcontext.gregs[REG_RSP]);
+  auto lo = reinterpret_cast<uint64_t>(stack);
+  if (sp < lo || sp + 8 > lo + sizeof stack) return 0;
+  return *reinterpret_cast<const uint64_t*>(sp);
+}
+}  // namespace
+
 int coroutines_declare() {
+  if (!livegraft_context_table.start_context) livegraft_context_table.start_context = find_start_context();
   __atomic_store_n(&livegraft_context_table.declared, 1u, __ATOMIC_RELEASE);
   return 0;
 }

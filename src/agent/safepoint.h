@@ -50,8 +50,11 @@ struct ContextTable {
   std::atomic<uint64_t> high_water;  // slots [0, high_water) have ever been used
   uint64_t slot_size;
   uint64_t slots;  // address of ContextSlot[capacity] (in .bss: the table costs no file size)
+  // The return address makecontext(3) puts under a coroutine's entry function (glibc's
+  // __start_context, which has no CFI): where a coroutine's stack ends. 0: unknown.
+  uint64_t start_context;
 };
-static_assert(sizeof(ContextTable) == 48);
+static_assert(sizeof(ContextTable) == 56);
 
 int coroutines_declare();
 int swap_context(void* from, const void* to);

@@ -84,7 +84,7 @@ Result<std::optional<ContextTableRef>> find_context_table(pid_t pid, ProcessImag
         t.slot_size != sizeof(agent::ContextSlot) || t.capacity > 1u << 20)
       return make_error(ErrorKind::agent, "the agent's context table in process {} has an unknown layout (version {})", pid,
                         t.version);
-    return std::optional<ContextTableRef>(ContextTableRef{sym->addr, RemoteAddr(t.slots), t.capacity, t.declared != 0});
+    return std::optional<ContextTableRef>(ContextTableRef{sym->addr, RemoteAddr(t.slots), t.capacity, t.declared != 0, RemoteAddr(t.start_context)});
   }
   return std::optional<ContextTableRef>{};
 }
@@ -146,6 +146,7 @@ Result<std::vector<SuspendedContext>> read_suspended_contexts(pid_t pid, const C
 Result<std::vector<Blocker>> context_blockers(pid_t pid, const ContextTableRef& table, Unwinder& unwinder,
                                               const std::vector<RemoteRange>& affected, std::optional<pid_t> only_tid) {
   std::vector<Blocker> out;
+  if (table.start_context.value) unwinder.add_outermost_return(table.start_context);
   auto contexts = read_suspended_contexts(pid, table);
   if (!contexts) {
     if (contexts.error().kind != ErrorKind::unsafe) return std::move(contexts).error();
@@ -177,6 +178,9 @@ Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOp
   LG_TRY(auto table, check_stack_switching(pid, options.allow_stack_switching));
   if (table)
     out.context_check = [pid, t = *table](Unwinder& unwinder, const std::vector<RemoteRange>& affected, std::optional<pid_t> tid) {
+      // Threads running a coroutine unwind to the same trampoline (registered before they are
+      // checked again: a thread found unexplained once is retried).
+      if (t.start_context.value) unwinder.add_outermost_return(t.start_context);
       return context_blockers(pid, t, unwinder, affected, tid);
     };
   return out;

@@ -43,6 +43,7 @@ struct ContextTableRef {
   RemoteAddr slots;
   uint64_t capacity = 0;
   bool declared = false;
+  RemoteAddr start_context{0};  // makecontext's trampoline: a coroutine stack's end (0: unknown)
 };
 Result<std::optional<ContextTableRef>> find_context_table(pid_t pid, ProcessImage& image);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <optional>
 
 #include "common/proc_maps.h"
@@ -72,6 +73,7 @@ struct Unwinder::Impl {
   std::unique_ptr<CfiObject> vdso;
   RemoteRange vdso_range;
   std::vector<Region> regions;
+  std::set<uint64_t> outermost_returns;  // add_outermost_return()
 
   Result<void> load_maps() {
     LG_TRY(auto maps, read_proc_maps(pid));
@@ -240,6 +242,11 @@ Result<StackTrace> Unwinder::Impl::unwind(const user_regs_struct& uregs, size_t 
     }
     if (!loc) return stop(fmt::format("frame #{}: {}", index, why));
     FramePtr row = loc->obj->frame_at(frame.lookup_pc.value - loc->bias, &why);
+    if (!row && index > 0 && outermost_returns.count(pc)) {  // makecontext's trampoline: the stack ends here
+      trace.frames.push_back(frame);
+      trace.complete = true;
+      return trace;
+    }
     if (!row)
       return stop(fmt::format("frame #{}: no CFI for pc {:#x} in {}: {}", index, pc, loc->where, why));
 
@@ -354,6 +361,8 @@ void Unwinder::add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t e
   }
   impl_->regions.push_back(std::move(region));
 }
+
+void Unwinder::add_outermost_return(RemoteAddr ret) { impl_->outermost_returns.insert(ret.value); }
 
 void Unwinder::remove_code_region(RemoteAddr code_lo) {
   std::erase_if(impl_->regions, [&](const Impl::Region& r) { return r.code.lo == code_lo; });

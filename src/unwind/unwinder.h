@@ -56,6 +56,10 @@ class Unwinder {
   // walk reaching it stops (complete == false) with that reason. Regions take precedence over
   // /proc/PID/maps; registering the same [code.lo] again replaces the region.
   void add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t eh_frame_size, std::string name);
+  // A return address that ends a stack although its code has no CFI: the trampoline glibc's
+  // makecontext(3) puts under a coroutine's entry function (__start_context, a local symbol
+  // of libc without an FDE), which the agent finds (src/controller/stack_switching.cpp).
+  void add_outermost_return(RemoteAddr ret);
   // Forgets the region starting at [code_lo] (the agent unloaded that patch). No-op if unknown.
   void remove_code_region(RemoteAddr code_lo);
 
