@@ -199,6 +199,7 @@ void start() {
 }
 
 __attribute__((constructor)) void agent_init() {
+  lg::agent::init_context_table();  // where coroutine stacks end, for the controller's unwinder
   try {
     start();
   } catch (...) {

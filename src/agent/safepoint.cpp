@@ -115,8 +115,12 @@ uint64_t find_start_context() {
 }
 }  // namespace
 
-int coroutines_declare() {
+void init_context_table() {
   if (!livegraft_context_table.start_context) livegraft_context_table.start_context = find_start_context();
+}
+
+int coroutines_declare() {
+  init_context_table();
   __atomic_store_n(&livegraft_context_table.declared, 1u, __ATOMIC_RELEASE);
   return 0;
 }

@@ -56,6 +56,8 @@ struct ContextTable {
 };
 static_assert(sizeof(ContextTable) == 56);
 
+// Finds makecontext's trampoline (ContextTable::start_context). Called once at start-up.
+void init_context_table();
 int coroutines_declare();
 int swap_context(void* from, const void* to);
 

@@ -10,6 +10,7 @@
 #include "common/kill_point.h"
 #include "common/scope_guard.h"
 #include "controller/per_thread.h"
+#include "controller/stack_switching.h"
 #include "x86/prologue.h"
 
 namespace lg {
@@ -38,6 +39,7 @@ Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
 
 Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& patches) {
   LG_TRY(auto unwinder, Unwinder::create(pid));
+  register_coroutine_stack_ends(pid, *unwinder);  // stack_switching.h
   for (const auto& p : patches) {
     RemoteAddr eh(0);
     uint64_t eh_size = 0;

@@ -173,6 +173,13 @@ Result<std::vector<Blocker>> context_blockers(pid_t pid, const ContextTableRef& 
   return out;
 }
 
+void register_coroutine_stack_ends(pid_t pid, Unwinder& unwinder) {
+  auto image = ProcessImage::read(pid);
+  if (!image) return;
+  auto table = find_context_table(pid, *image);
+  if (table && *table && (*table)->start_context.value) unwinder.add_outermost_return((*table)->start_context);
+}
+
 Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOptions& options) {
   OperationOptions out = options;
   LG_TRY(auto table, check_stack_switching(pid, options.allow_stack_switching));

@@ -66,6 +66,10 @@ Result<std::vector<Blocker>> context_blockers(pid_t pid, const ContextTableRef& 
                                               const std::vector<RemoteRange>& affected,
                                               std::optional<pid_t> only_tid = std::nullopt);
 
+// Tells [unwinder] where coroutine stacks end (makecontext's trampoline, as the agent found
+// it), so that a thread running on a coroutine's stack unwinds completely. No agent: nothing.
+void register_coroutine_stack_ends(pid_t pid, Unwinder& unwinder);
+
 // [options] with context_check set when the process's scheduler declared its contexts, after
 // check_stack_switching() (error: refused). Called by apply and revert before anything else.
 Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOptions& options);

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 
@@ -63,6 +64,20 @@ uint64_t blocked_signals(pid_t pid, pid_t tid) {
   auto pos = text->find("\nSigBlk:");
   if (pos == std::string::npos) return 0;
   return std::strtoull(text->c_str() + pos + 8, nullptr, 16);
+}
+
+// 7. Moves a thread that just executed an int3 (0xcc; or `int $3`, cd 03) back onto it.
+bool rewind_breakpoint(pid_t tid) {
+  Registers regs{};
+  if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0 || regs.rip < 2) return false;
+  errno = 0;
+  long word = ptrace_req(PTRACE_PEEKTEXT, tid, regs.rip - 2, 0);
+  if (errno != 0) return false;
+  auto b0 = static_cast<uint8_t>(word & 0xff), b1 = static_cast<uint8_t>((word >> 8) & 0xff);
+  if (b1 == 0xcc) regs.rip -= 1;
+  else if (b0 == 0xcd && b1 == 0x03) regs.rip -= 2;
+  else return false;  // no breakpoint there now (rewritten since): raise it again as before
+  return ptrace_req(PTRACE_SETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
 }
 
 }  // namespace
@@ -157,6 +172,15 @@ void Process::handle_status(ThreadInfo& t, int status) {
       ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(sig));  // delivered as the kernel meant to
       return;
     case ThreadWant::stop:
+      // 7. A breakpoint (int3: SIGTRAP with SI_KERNEL) has already executed: rip is past it.
+      //    Raised again with tgkill its siginfo would say SI_TKILL, and a handler that redirects
+      //    its own int3 sites (the agent's text_poke, docs/consistency.md) would not recognize it
+      //    and the host would die. rip goes back to the int3 instead: it traps again, with the
+      //    kernel's siginfo, after the resume.
+      if (sig == SIGTRAP && info.si_code == SI_KERNEL && rewind_breakpoint(tid)) {
+        pass_on(0);
+        return;
+      }
       // A fault the kernel raised (si_code > 0) for the instruction at rip recurs when that
       // instruction runs again after the resume; raising it ourselves instead would deliver a
       // user-sent copy without the fault address (JVM- or Go-style SIGSEGV handlers reject it).
