@@ -43,6 +43,10 @@ extern "C" {
 
 /* livegraft_patch.flags */
 #define LIVEGRAFT_PATCH_REPLACE (1u << 0) /* cumulative: replaces all earlier patches (reserved, v2) */
+/* The patch may be applied and reverted with no consistency model at all (`--model immediate`):
+ * its author states that old and new versions may run in one call chain, and that a thread
+ * still inside old code (or inside the patch after a revert) is harmless. */
+#define LIVEGRAFT_PATCH_IMMEDIATE (1u << 1)
 
 /* One replaced function. 32 bytes. */
 struct livegraft_func {

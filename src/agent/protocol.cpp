@@ -73,7 +73,8 @@ Model parse_model(const json& j) {
   std::string m = get_string(j, "model");
   if (m == "per-thread") return Model::per_thread;
   if (m == "stop-the-world") return Model::stop_the_world;
-  throw RequestError{fmt::format("unknown model '{}' (per-thread, stop-the-world)", m)};
+  if (m == "immediate") return Model::immediate;
+  throw RequestError{fmt::format("unknown model '{}' (per-thread, stop-the-world, immediate)", m)};
 }
 
 std::vector<RemoteRange> parse_ranges(const json& j, const char* key) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <livegraft/patch.h>
+
 #include "agent/address_space.h"
 #include "agent/patch_metadata.h"
 #include "common/hex.h"
@@ -12,7 +14,9 @@
 namespace lg::agent {
 
 const char* to_string(PatchState s) { return s == PatchState::loaded ? "loaded" : "enabled"; }
-const char* to_string(Model m) { return m == Model::per_thread ? "per-thread" : "stop-the-world"; }
+const char* to_string(Model m) {
+  return m == Model::per_thread ? "per-thread" : m == Model::immediate ? "immediate" : "stop-the-world";
+}
 
 namespace {
 
@@ -129,7 +133,9 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
     patch->funcs.push_back({f.old_name, f.old_sympos, f.old_addr, meta.funcs[k].new_func, sym ? sym->size : 0, entry});
   }
 
-  if (req.model == Model::per_thread) return load_per_thread(req, std::move(obj), std::move(patch), loaded_name);
+  if (req.model == Model::immediate && !(meta.flags & LIVEGRAFT_PATCH_IMMEDIATE))
+    return make_error(ErrorKind::invalid_argument, "{}: patch '{}' does not declare itself immediate (LIVEGRAFT_PATCH_IMMEDIATE)", req.path, meta.name);
+  if (req.model != Model::stop_the_world) return load_per_thread(req, std::move(obj), std::move(patch), loaded_name);
 
   // Stubs and writes. Entries created here are removed again if anything below fails.
   Plan plan;
@@ -215,7 +221,7 @@ Result<Plan> Registry::prepare_revert(std::string_view name, Model model) {
   const Patch* p = find(name);
   if (!p) return make_error(ErrorKind::not_found, "no patch named '{}' is loaded", name);
   if (p->state != PatchState::enabled) return make_error(ErrorKind::invalid_argument, "patch '{}' is not enabled", name);
-  if (model == Model::per_thread) return prepare_revert_per_thread(const_cast<Patch*>(p));
+  if (model != Model::stop_the_world) return prepare_revert_per_thread(const_cast<Patch*>(p));
   Plan plan;
   for (const auto& f : p->funcs) {
     const FuncEntry& e = funcs_.at(f.old_addr);

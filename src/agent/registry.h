@@ -37,7 +37,10 @@ struct FuncRequest {
   std::optional<x86::ContinuationTemplate> continuation;
 };
 
-enum class Model { stop_the_world, per_thread };
+// immediate: the per-thread machinery without any thread switching (docs/consistency.md):
+// entry jumps written at once, the transition completed at once; only for patches flagged
+// LIVEGRAFT_PATCH_IMMEDIATE.
+enum class Model { stop_the_world, per_thread, immediate };
 const char* to_string(Model m);
 
 struct LoadRequest {

@@ -390,6 +390,7 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
   root.version = LIVEGRAFT_LAYOUT_VERSION;
   root.size = sizeof(livegraft_patch);
   root.nr_objects = 1;
+  root.flags = meta.immediate ? LIVEGRAFT_PATCH_IMMEDIATE : 0;
   std::vector<uint8_t>& rd = w.section(root_out).data;
   rd.resize(sizeof root);
   std::memcpy(rd.data(), &root, sizeof root);

@@ -22,6 +22,7 @@ struct PatchMetadata {
   std::string name;                       // [A-Za-z0-9_.-]{1,64}
   std::optional<std::string> object_name; // nullopt: the main executable; else a soname/path
   std::optional<std::string> build_id;    // lower-case hex, nullopt: any build
+  bool immediate = false;                 // LIVEGRAFT_PATCH_IMMEDIATE (`livegraft build --immediate-ok`)
 };
 
 // A valid patch name from any string (a file name): other characters become '-', cut to 64.

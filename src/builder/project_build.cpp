@@ -418,6 +418,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   meta.name = sanitize_patch_name(options.patch_name.empty() ? stem : options.patch_name);
   meta.build_id = target->build_id;
   meta.object_name = target->soname;
+  meta.immediate = options.immediate_ok;
   std::vector<const DiffResult*> ptrs;
   for (const DiffResult& p : parts) ptrs.push_back(&p);
   progress(fmt::format("writing {}", options.output_path));

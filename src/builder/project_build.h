@@ -25,6 +25,7 @@ struct ProjectBuildOptions {
   std::optional<std::string> build_command;
   std::optional<std::string> compile_commands;  // a compile_commands.json (default: DIR/ or DIR/build/)
   bool keep_work_dir = false;
+  bool immediate_ok = false;  // --immediate-ok: flag the patch LIVEGRAFT_PATCH_IMMEDIATE
   // Run the build in record-only mode first (compiles and links only create their outputs;
   // falls back to the real build when that cannot stand in for it). false: the real build.
   bool record_only_pass = true;

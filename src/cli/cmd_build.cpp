@@ -35,6 +35,9 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 "Run the build in the copy as it is (default: in a private mount namespace with the copy mounted over "
                 "DIR's path, when unshare allows, so absolute paths in build files mean the copy)");
   cmd->add_flag("--keep-work-dir", opts->keep_work_dir, "Keep the work directory on success too");
+  cmd->add_flag("--immediate-ok", opts->immediate_ok,
+                "Flag the patch as safe without any consistency model (LIVEGRAFT_PATCH_IMMEDIATE): it may then be "
+                "applied with --model immediate. Only when old and new code may run in one call chain");
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
   cmd->callback([opts, json, build_cmd, work, db, no_lines, no_bind, &global, &exit_code] {
     opts->bind_copy_over_source = !*no_bind;

@@ -17,8 +17,9 @@ inline void add_model_option(CLI::App* cmd, std::string& model) {
   model = env && *env ? env : "per-thread";
   cmd->add_option("--model", model,
                   "Consistency model: per-thread (one thread stopped at a time, each switched when its stack is clean) "
-                  "or stop-the-world (all threads stopped and switched together)")
-      ->check(CLI::IsMember({"per-thread", "stop-the-world"}))
+                  "or stop-the-world (all threads stopped and switched together), or immediate (no consistency: "
+                  "only for patches built with --immediate-ok)")
+      ->check(CLI::IsMember({"per-thread", "stop-the-world", "immediate"}))
       ->capture_default_str();
 }
 
@@ -43,11 +44,15 @@ inline void add_on_timeout_option(CLI::App* cmd, std::string& on_timeout) {
 inline OnTimeout to_on_timeout(const std::string& s) { return s == "keep" ? OnTimeout::keep : OnTimeout::reverse; }
 
 inline ConsistencyModel to_model(const std::string& m) {
+  if (m == "immediate") return ConsistencyModel::immediate;
   return m == "stop-the-world" ? ConsistencyModel::stop_the_world : ConsistencyModel::per_thread;
 }
 
 // One line about the transition of an apply/revert report, for people.
 inline std::string transition_summary(const nlohmann::json& t) {
+  if (t.value("model", "") == "immediate")
+    return fmt::format("immediate: entry jumps written at once, no stack checked ({} thread visit(s) for the jump writes), in {} ms",
+                       t.value("thread_visits", 0), t.value("total_us", 0) / 1000);
   if (t.value("model", "") == "per-thread")
     return fmt::format("{} thread(s) switched one at a time (at most {} stopped at once, longest stop {} us), in {} ms",
                        t.value("threads", 0), t.value("max_stopped_threads", 0), t.value("longest_stop_us", 0),

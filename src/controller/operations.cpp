@@ -18,6 +18,7 @@
 #include "common/utf8.h"
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
+#include "controller/immediate.h"
 #include "controller/per_thread_ops.h"
 #include "controller/stack_switching.h"
 #include "elf/elf_file.h"
@@ -336,6 +337,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   // 1. Validate everything before touching the process.
   say(options, fmt::format("checking {} against process {}", patch_path, pid));
   LG_TRY(auto plan, plan_apply(pid, abs_path, redirected, PlanOptions{options.symbols_file}));
+  if (options.model == ConsistencyModel::immediate) LG_TRY_VOID(check_immediate_allowed(plan));  // before injecting
   if (auto bad = check_name(plan.patch.name))
     return make_error(ErrorKind::bad_patch, "the patch's name '{}' is unusable: {}", printable(plan.patch.name), *bad);
   if (existing && find_patch(status, plan.patch.name))
@@ -358,6 +360,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   AgentClient& agent = *existing;
   if (options.model == ConsistencyModel::per_thread)
     return apply_per_thread(pid, abs_path, plan, agent, injected, redirected, options);
+  if (options.model == ConsistencyModel::immediate)
+    return apply_immediate(pid, abs_path, plan, agent, injected, redirected, options);
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
   LG_TRY(auto loaded, agent.request(load_request, plan.patch_fd.get()));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
@@ -431,6 +435,7 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
   }
   if (options.model == ConsistencyModel::per_thread) return revert_per_thread(pid, patch_name, *client, status, options);
+  if (options.model == ConsistencyModel::immediate) return revert_immediate(pid, patch_name, *client, status, options);
   LG_TRY(auto prep, client->request({{"op", "prepare_revert"}, {"name", patch_name}}));
   ScopeGuard cancel([&] { (void)client->request({{"op", "cancel_revert"}, {"name", patch_name}}); });
   kill_step("after_prepare");

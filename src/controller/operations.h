@@ -19,7 +19,9 @@ namespace lg {
 
 // docs/consistency.md. per_thread: one thread stopped at a time, each switched when its own
 // stack is clean (the default); stop_the_world: every thread stopped, all switched at once.
-enum class ConsistencyModel { per_thread, stop_the_world };
+// immediate: no consistency at all (entry jumps written at once, no stack checks), only for
+// patches flagged LIVEGRAFT_PATCH_IMMEDIATE (src/controller/immediate.h).
+enum class ConsistencyModel { per_thread, stop_the_world, immediate };
 
 // What a per-thread transition does when --timeout passes: reverse (the process ends as it
 // was) or keep it in progress for a later command (apply continues, revert reverses, force).

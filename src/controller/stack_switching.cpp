@@ -182,6 +182,7 @@ void register_coroutine_stack_ends(pid_t pid, Unwinder& unwinder) {
 
 Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOptions& options) {
   OperationOptions out = options;
+  if (options.model == ConsistencyModel::immediate) return out;  // no consistency: nothing to check
   LG_TRY(auto table, check_stack_switching(pid, options.allow_stack_switching));
   if (table)
     out.context_check = [pid, t = *table](Unwinder& unwinder, const std::vector<RemoteRange>& affected, std::optional<pid_t> tid) {

@@ -268,7 +268,8 @@ class PatchReader {
                  "livegraft_patch)",
                  sec, root->size, size, version, sizeof(livegraft_patch));
     LG_TRY(out.flags, read_int<uint32_t>(rs, offsetof(livegraft_patch, flags), "livegraft_patch.flags"));
-    if (out.flags & ~LIVEGRAFT_PATCH_REPLACE) return bad("unknown patch flags {:#x}", out.flags & ~LIVEGRAFT_PATCH_REPLACE);
+    constexpr uint32_t kKnownFlags = LIVEGRAFT_PATCH_REPLACE | LIVEGRAFT_PATCH_IMMEDIATE;
+    if (out.flags & ~kKnownFlags) return bad("unknown patch flags {:#x}", out.flags & ~kKnownFlags);
     if (out.flags & LIVEGRAFT_PATCH_REPLACE)
       return Error(ErrorKind::unsupported,
                    fmt::format("{}: cumulative (LIVEGRAFT_PATCH_REPLACE) patches are not supported yet", path_));
