@@ -25,6 +25,7 @@
 
 #include "builder/diff.h"
 #include "builder/emit.h"
+#include <livegraft/patch.h>
 #include "builder/report.h"
 #include "builder/target.h"
 #ifdef LG_HAVE_PATCH_READER
@@ -182,6 +183,14 @@ TEST_P(Golden, DiffMatchesExpectation) {
     EXPECT_GT(f.new_size, 0u);
   }
   EXPECT_EQ(in_patch, replaced);
+  // `livegraft build --immediate-ok`: the root's flags carry LIVEGRAFT_PATCH_IMMEDIATE.
+  EXPECT_EQ(patch->flags, 0u);
+  PatchMetadata immediate = meta;
+  immediate.immediate = true;
+  ASSERT_TRUE(emit_patch_object({&*result}, immediate, (work / "immediate.o").string()).ok());
+  auto imm = lg::read_patch_object((work / "immediate.o").string());
+  ASSERT_TRUE(imm.ok()) << imm.error().describe();
+  EXPECT_EQ(imm->flags, static_cast<uint32_t>(LIVEGRAFT_PATCH_IMMEDIATE));
 #endif
 }
 
