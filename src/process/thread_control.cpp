@@ -38,6 +38,22 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A SIGTRAP of an int3 (si_code SI_KERNEL) leaves rip after the int3, so unlike a fault it does
+// not recur by itself, and raised again by us it would arrive as SI_TKILL, which the agent's
+// handler for the int3 of a code write in progress (agent/text_poke.cpp) must not take for its
+// own. Instead the thread is put back on the int3 (rip - 1) and the signal dropped: it executes
+// the int3 again when it resumes (or what replaced it meanwhile) and gets the real trap then.
+bool rewound_int3(pid_t tid, int sig, const siginfo_t& info) {
+  if (sig != SIGTRAP || info.si_code != SI_KERNEL) return false;
+  Registers regs{};
+  if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0 || regs.rip == 0) return false;
+  errno = 0;
+  long word = ::ptrace(PTRACE_PEEKTEXT, tid, reinterpret_cast<void*>(regs.rip - 1), nullptr);
+  if (errno != 0 || (word & 0xff) != 0xcc) return false;
+  regs.rip -= 1;
+  return ptrace_req(PTRACE_SETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
+}
+
 bool is_stopping_signal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
 
 // A synchronous fault raised by the kernel (not sent by someone), or abort() in the thread.
@@ -160,7 +176,8 @@ void Process::handle_status(ThreadInfo& t, int status) {
       // A fault the kernel raised (si_code > 0) for the instruction at rip recurs when that
       // instruction runs again after the resume; raising it ourselves instead would deliver a
       // user-sent copy without the fault address (JVM- or Go-style SIGSEGV handlers reject it).
-      if (!((sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) && info.si_code > 0))
+      if (!((sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) && info.si_code > 0) &&
+          !rewound_int3(tid, sig, info))
         t.pending_signals.push_back(info);  // 3.
       pass_on(0);
       return;

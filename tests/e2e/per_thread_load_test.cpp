@@ -111,8 +111,12 @@ TEST(PerThreadLoad, ForcingTheSwitchWithoutTheStackCheckMixesFormats) {
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
   long bad = 0;
   for (int i = 0; i < 10 && bad == 0; ++i) {
-    // A transition that cannot finish at once (on-timeout keep, a tiny timeout), then forced.
-    CliRun k = pt({"apply", "--timeout", "0.001", "--on-timeout", "keep", pid, patch_path("pt_format_fix")});
+    // A transition that cannot finish at once (on-timeout keep, a short timeout), then forced.
+    CliRun k = pt({"apply", "--timeout", "0.02", "--on-timeout", "keep", pid, patch_path("pt_format_fix")});
+    if (k.exit_code != 0 && !livegraft({"--json", "status", pid}).json["transition"].is_object()) {
+      // It timed out while the entry jumps were being written: undone, nothing to force.
+      continue;
+    }
     if (k.exit_code == 5) {
       CliRun f = livegraft({"force", pid});
       ASSERT_EQ(f.exit_code, 0) << f.err;
