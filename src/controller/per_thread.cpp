@@ -4,6 +4,8 @@
 #include <set>
 #include <thread>
 
+#include "common/kill_point.h"
+
 namespace lg {
 
 using Clock = std::chrono::steady_clock;
@@ -123,6 +125,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                if (goal.force) {
                  LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
                  ++stats_.switched;
+                 kill_point("per_thread.thread_switched");
                  return ok_result();
                }
                if (!v.trace.complete) {
@@ -140,6 +143,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                // Clean: the thread moves now, while it is stopped; it resumes in its new universe.
                LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
                ++stats_.switched;
+               kill_point("per_thread.thread_switched");  // stopped, switched; a dead tracer's exit resumes it
                return ok_result();
              }));
       if (v.gone) fs_base_.erase(tid);

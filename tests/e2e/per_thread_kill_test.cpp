@@ -142,25 +142,27 @@ std::vector<std::string> run_scenario(const Scenario& sc) {
 
 TEST(PerThreadKill, ApplyThatInjectsTheAgent) {
   Scenario sc{"apply", false, false, false, false, {"apply", "--timeout", "20", "PID", patch_path("pt_pair_fix")},
-              {"apply.per_thread_switching", "per_thread.before_complete"}};
+              {"apply.per_thread_loaded", "apply.per_thread_int3_written", "apply.per_thread_switching", "per_thread.thread_switched",
+               "per_thread.before_complete", "per_thread.after_complete"}};
   auto points = run_scenario(sc);
   EXPECT_GE(points.size(), 3u);
 }
 
 TEST(PerThreadKill, Revert) {
   Scenario sc{"revert", false, true, true, false, {"revert", "--timeout", "20", "PID", "pt-pair-fix"},
-              {"revert.per_thread_switching", "per_thread.before_complete"}};
+              {"revert.per_thread_switching", "per_thread.thread_switched", "per_thread.before_complete", "per_thread.after_complete"}};
   run_scenario(sc);
 }
 
 TEST(PerThreadKill, ApplyThatTimesOutAndReverses) {
   Scenario sc{"apply reversed on timeout", true, true, false, false, {"apply", "--timeout", "0.3", "PID", patch_path("pt_pair_fix")},
-              {"apply.per_thread_switching", "per_thread.after_reverse"}};
+              {"apply.per_thread_int3_written", "apply.per_thread_switching", "per_thread.thread_switched", "per_thread.after_reverse",
+               "per_thread.after_complete"}};
   run_scenario(sc);
 }
 
 TEST(PerThreadKill, Force) {
-  Scenario sc{"force", true, true, false, true, {"force", "PID"}, {"per_thread.before_complete"}};
+  Scenario sc{"force", true, true, false, true, {"force", "PID"}, {"per_thread.thread_switched", "per_thread.before_complete", "per_thread.after_complete"}};
   run_scenario(sc);
 }
 
