@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -124,11 +125,28 @@ class ScopedThreadEuid {
   __user_cap_data_struct caps_[2]{};
 };
 
+bool open_socket(std::string* why);
+
+// A forked child's control thread waits this long before it creates its socket: a child that
+// calls exec (or exits) at once never leaves a socket file behind.
+constexpr long kChildServeDelayNs = 20 * 1000 * 1000;
+
 void* control_thread(void*) {
   // Named by itself before serving, so that whoever got an answer also sees the name.
   ::pthread_setname_np(::pthread_self(), "livegraft-agent");
   try {
-    if (g_settle_in_child) g_agent->connection_closed();
+    if (g_settle_in_child) {
+      timespec delay{0, kChildServeDelayNs};
+      while (::nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+      }
+      std::string why;
+      if (!open_socket(&why)) {
+        g_active = false;
+        g_agent->disable("forked child: " + why);
+        return nullptr;
+      }
+      g_agent->connection_closed();
+    }
     serve_forever(g_listen_fd, *g_agent, g_serve_options);
   } catch (...) {
   }
@@ -140,11 +158,15 @@ void* control_thread(void*) {
 //    its thunks, the thread's universe marker) is the child's code now. The child serves again,
 //    under its own pid (`livegraft status CHILD` answers; apply, revert, force work there), with
 //    the parent's sockets closed (close is async-signal-safe) so that it neither answers for the
-//    parent nor removes the parent's socket at exit. A fork() that comes while a request runs
-//    waits for it (before_fork holds the request lock across fork(), at most ~200 ms), so the
-//    child never inherits a half-done request; if it does not end in time the child stays
-//    inactive (the parent's agent is untouched either way).
-bool serve(std::string* why);
+//    parent nor removes the parent's socket at exit. The handler only starts the control
+//    thread; that thread creates the socket 20 ms later (a fork+exec leaves nothing behind),
+//    then settles a transition the parent's controller was driving, which has no owner here
+//    (as when a controller's connection closes: a per-thread one whose threads were switching
+//    stays in progress, consistent, for the next controller). A fork() that comes while a
+//    request runs waits for it (before_fork holds the request lock across fork(), at most
+//    ~200 ms), so the child never inherits a half-done request; if it does not end in time the
+//    child stays inactive (the parent's agent is untouched either way).
+bool start_control_thread(std::string* why);
 
 void before_fork() { g_fork_locked = g_active && g_agent && g_agent->lock_for_fork(); }
 
@@ -163,19 +185,16 @@ void after_fork_in_child() {
   g_fork_locked = false;
   if (g_lock) g_lock->pid = ::getpid();
   g_owner_pid = ::getpid();
-  // A transition the parent's controller was driving has no owner here: the new control thread
-  // settles it first (as when a controller's connection closes; a per-thread one in progress
-  // stays in progress, consistent, for the next controller).
   g_settle_in_child = true;
   try {
     std::string why;
-    if (!serve(&why)) g_agent->disable("forked child: " + why);
+    if (!start_control_thread(&why)) g_agent->disable("forked child: " + why);
   } catch (...) {
   }
 }
 
-// Creates the socket for this pid and the control thread; false with the reason if it cannot.
-bool serve(std::string* why) {
+// Creates the listening socket for this pid; false with the reason if it cannot.
+bool open_socket(std::string* why) {
   std::string dir = socket_dir(g_socket_uid);
   std::string path = socket_path(g_socket_uid, ::getpid());
   Result<UniqueFd> fd = UniqueFd();
@@ -196,7 +215,10 @@ bool serve(std::string* why) {
   std::snprintf(g_socket_path, sizeof g_socket_path, "%s", path.c_str());
   g_listen_fd = fd->release();
   g_owner_pid = ::getpid();
+  return true;
+}
 
+bool start_control_thread(std::string* why) {
   // 4. The control thread must never receive the host's signals (a host that uses SIGALRM or
   //    SIGUSR1 for itself would see them delivered to our thread): block all of them in it.
   //    The new thread inherits the mask of its creator, so set and restore ours around it.
@@ -213,9 +235,11 @@ bool serve(std::string* why) {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) {
     g_active = false;
-    ScopedThreadEuid as_owner(g_socket_uid);
-    ::unlink(g_socket_path);
-    ::close(g_listen_fd);
+    if (g_listen_fd >= 0) {
+      ScopedThreadEuid as_owner(g_socket_uid);
+      ::unlink(g_socket_path);
+      ::close(g_listen_fd);
+    }
     g_listen_fd = -1;
     g_socket_path[0] = '\0';
     *why = fmt::format("cannot start the control thread: {}", std::strerror(rc));
@@ -238,7 +262,7 @@ void start() {
   static bool atfork_registered = false;
   if (!atfork_registered) atfork_registered = ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) == 0;
   std::string why;
-  if (!serve(&why)) g_agent->disable(why);
+  if (!open_socket(&why) || !start_control_thread(&why)) g_agent->disable(why);
 }
 
 __attribute__((constructor)) void agent_init() {

@@ -7,6 +7,8 @@
 #include <sys/syscall.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <thread>
 
 #include "per_thread_support.h"
 
@@ -27,6 +29,16 @@ class ForkedChild {
   pid_t pid() const { return pid_; }
   int first_answer() const { return first_; }
   std::string ask_outer() { return t_.ask("F c"); }
+  // `livegraft --json status CHILD` once the child's agent serves (it opens its socket 20 ms
+  // after the fork, so that a fork+exec leaves none behind).
+  CliRun status() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      CliRun s = livegraft({"--json", "status", std::to_string(pid_)});
+      if ((s.json.is_object() && s.json.value("agent", false)) || std::chrono::steady_clock::now() > deadline) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
 
  private:
   Target& t_;
@@ -49,7 +61,7 @@ TEST(PerThreadFork, ChildForkedDuringAnApplyRunsOneVersionAndItsAgentFinishesThe
   EXPECT_EQ(child.first_answer(), 220);
   EXPECT_EQ(child.ask_outer(), "child 220");
 
-  CliRun s = livegraft({"--json", "status", cpid});
+  CliRun s = child.status();
   ASSERT_EQ(s.exit_code, 0) << s.err << s.out;
   EXPECT_EQ(s.json["agent"], true) << s.out;
   const auto& tr = s.json["transition"];
@@ -97,7 +109,7 @@ TEST(PerThreadFork, ChildForkedDuringARevertStaysOnTheOldCodeAndCompletesIt) {
   ASSERT_GT(child.pid(), 0);
   const std::string cpid = std::to_string(child.pid());
   EXPECT_EQ(child.first_answer(), 110);
-  CliRun s = livegraft({"--json", "status", cpid});
+  CliRun s = child.status();
   ASSERT_EQ(s.exit_code, 0) << s.err << s.out;
   ASSERT_TRUE(s.json["transition"].is_object()) << s.out;
   EXPECT_EQ(s.json["transition"]["kind"], "revert");
@@ -111,6 +123,23 @@ TEST(PerThreadFork, ChildForkedDuringARevertStaysOnTheOldCodeAndCompletesIt) {
   t.send("r");
   EXPECT_EQ(t.read_line(), "done 220");
   ASSERT_EQ(pt({"revert", "--timeout", "10", pid, "pt-pair-fix"}).exit_code, 0);
+  EXPECT_EQ(t.ask("c"), "110");
+}
+
+// A child that execs at once (fork+exec, as a service spawning helpers does) leaves no agent
+// socket behind: the child's agent opens it only 20 ms after the fork.
+TEST(PerThreadFork, ChildThatExecsAtOnceLeavesNoSocketBehind) {
+  Target t(target_path("pt_hazards"));
+  ASSERT_EQ(livegraft({"inject", std::to_string(t.pid())}).exit_code, 0);
+  const std::string dir = "/tmp/livegraft-" + std::to_string(::geteuid() == 0 || ::getuid() == 0 ? 0 : ::geteuid());
+  ASSERT_TRUE(std::filesystem::exists(dir + "/agent-" + std::to_string(t.pid()) + ".sock"));
+  for (int i = 0; i < 5; ++i) {
+    int child = 0, status = -1;
+    std::string line = t.ask("e");
+    ASSERT_EQ(std::sscanf(line.c_str(), "exec child %d %d", &child, &status), 2) << line;
+    EXPECT_EQ(status, 0);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/agent-" + std::to_string(child) + ".sock")) << "a socket for the exec'ed child " << child;
+  }
   EXPECT_EQ(t.ask("c"), "110");
 }
 

@@ -13,6 +13,7 @@
  *          then runs the commands the parent passes on with "F X" (prints outer(0) for "c",
  *          exits for "q"); the parent prints nothing more for "f";
  *   "F X"  pass command X to the child;
+ *   "e"    fork a child that execs /bin/true at once; prints "exec child PID STATUS" when reaped;
  *   "i"    start 4 idle threads (blocked in read, outside the patched functions);
  *   "q"    quit. */
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "target_common.h"
@@ -120,6 +122,16 @@ int main(void) {
       pid_t child = fork();
       if (child == 0) child_loop();
       continue; /* the child answers */
+    } else if (line[0] == 'e') {
+      fflush(stdout);
+      pid_t child = fork();
+      if (child == 0) {
+        execl("/bin/true", "true", (char*)NULL);
+        _exit(127);
+      }
+      int status = 0;
+      waitpid(child, &status, 0);
+      printf("exec child %d %d\n", (int)child, status);
     } else if (line[0] == 'F' && line[1] == ' ') {
       if (write(child_cmd[1], &line[2], 1) != 1) return 2;
       continue;
