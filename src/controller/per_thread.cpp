@@ -61,7 +61,12 @@ Result<std::optional<uint64_t>> PerThreadSwitcher::read_marker(pid_t tid, int32_
   auto it = fs_base_.find(tid);
   if (it == fs_base_.end()) return std::optional<uint64_t>{};
   auto v = process_.read_value<uint64_t>(RemoteAddr(it->second + static_cast<uint64_t>(static_cast<int64_t>(offset))));
-  if (!v) return std::move(v).error();
+  if (!v) {
+    // An exited thread's TLS may be unmapped before its exit is reported (EIO): not known; the
+    // caller stops it to look (and learns it is gone, or its fs_base afresh).
+    fs_base_.erase(it);
+    return std::optional<uint64_t>{};
+  }
   return std::optional<uint64_t>(*v);
 }
 
