@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,6 +35,8 @@ pid_t g_owner_pid = 0;
 uid_t g_socket_uid = 0;
 ServeOptions g_serve_options;
 char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};
+bool g_fork_locked = false;      // the request lock is held across a fork() (3.)
+bool g_settle_in_child = false;  // a forked child's control thread settles an orphaned transition
 
 // 1. One agent per process: the library may be loaded twice (preloaded, then dlopen'ed under
 //    another path). Every copy has its own hidden globals, so they coordinate through a page
@@ -54,6 +58,7 @@ struct InstanceLock {
   uint64_t magic;
   pid_t pid;
 };
+volatile InstanceLock* g_lock = nullptr;  // ours (the child of a fork() takes it over)
 
 bool take_instance_lock() {
   pid_t self = ::getpid();
@@ -65,6 +70,7 @@ bool take_instance_lock() {
       if (lock->magic == kLockMagic && lock->pid == self) return false;  // another copy serves
       lock->pid = self;                                                 // our parent's, before fork(): ours now
       lock->magic = kLockMagic;
+      g_lock = lock;
       return true;
     }
   }
@@ -77,6 +83,7 @@ bool take_instance_lock() {
   auto* lock = static_cast<InstanceLock*>(p);
   lock->pid = self;
   lock->magic = kLockMagic;
+  g_lock = lock;
   return true;
 }
 
@@ -118,37 +125,76 @@ class ScopedThreadEuid {
   __user_cap_data_struct caps_[2]{};
 };
 
+bool open_socket(std::string* why);
+
+// A forked child's control thread waits this long before it creates its socket: a child that
+// calls exec (or exits) at once never leaves a socket file behind.
+constexpr long kChildServeDelayNs = 20 * 1000 * 1000;
+
 void* control_thread(void*) {
   // Named by itself before serving, so that whoever got an answer also sees the name.
   ::pthread_setname_np(::pthread_self(), "livegraft-agent");
   try {
+    if (g_settle_in_child) {
+      timespec delay{0, kChildServeDelayNs};
+      while (::nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+      }
+      std::string why;
+      if (!open_socket(&why)) {
+        g_active = false;
+        g_agent->disable("forked child: " + why);
+        return nullptr;
+      }
+      g_agent->connection_closed();
+    }
     serve_forever(g_listen_fd, *g_agent, g_serve_options);
   } catch (...) {
   }
   return nullptr;
 }
 
-// 3. After fork() only the forking thread exists in the child: the control thread is gone.
-//    Mark the agent inactive and drop the parent's sockets (close is async-signal-safe), so the
-//    child neither pretends to serve nor removes the parent's socket at exit. The instance
-//    lock page holds the parent's pid in the child, so an agent loaded there later serves.
-void after_fork_in_child() {
-  if (!g_active.exchange(false)) return;
-  if (g_listen_fd >= 0) ::close(g_listen_fd);
-  g_listen_fd = -1;
+// 3. After fork() only the forking thread exists in the child: the control thread is gone, and
+//    the child's copy of the registry (patches, slots, a per-thread transition in progress with
+//    its thunks, the thread's universe marker) is the child's code now. The child serves again,
+//    under its own pid (`livegraft status CHILD` answers; apply, revert, force work there), with
+//    the parent's sockets closed (close is async-signal-safe) so that it neither answers for the
+//    parent nor removes the parent's socket at exit. The handler only starts the control
+//    thread; that thread creates the socket 20 ms later (a fork+exec leaves nothing behind),
+//    then settles a transition the parent's controller was driving, which has no owner here
+//    (as when a controller's connection closes: a per-thread one whose threads were switching
+//    stays in progress, consistent, for the next controller). A fork() that comes while a
+//    request runs waits for it (before_fork holds the request lock across fork(), at most
+//    ~200 ms), so the child never inherits a half-done request; if it does not end in time the
+//    child stays inactive (the parent's agent is untouched either way).
+bool start_control_thread(std::string* why);
+
+void before_fork() { g_fork_locked = g_active && g_agent && g_agent->lock_for_fork(); }
+
+void after_fork_in_parent() {
+  if (g_fork_locked) g_agent->unlock_after_fork();
+  g_fork_locked = false;
 }
 
-void start() {
-  if (!take_instance_lock()) return;  // another copy of the agent serves this process
-  g_agent = new Agent();
-  // Read here, not in the control thread: the host may change its environment later.
-  if (const char* t = std::getenv("LIVEGRAFT_AGENT_REQUEST_TIMEOUT_MS")) {
-    long ms = std::strtol(t, nullptr, 10);
-    if (ms > 0) g_serve_options.request_timeout = std::chrono::milliseconds(ms);
+void after_fork_in_child() {
+  const bool was_active = g_active.exchange(false);
+  if (g_listen_fd >= 0) ::close(g_listen_fd);
+  g_listen_fd = -1;
+  g_socket_path[0] = '\0';
+  if (!was_active || !g_fork_locked) return;
+  g_agent->unlock_after_fork();
+  g_fork_locked = false;
+  if (g_lock) g_lock->pid = ::getpid();
+  g_owner_pid = ::getpid();
+  g_settle_in_child = true;
+  try {
+    std::string why;
+    if (!start_control_thread(&why)) g_agent->disable("forked child: " + why);
+  } catch (...) {
   }
-  uid_t ruid, euid, suid;
-  ::getresuid(&ruid, &euid, &suid);
-  g_socket_uid = socket_uid(ruid, euid, suid);
+}
+
+// Creates the listening socket for this pid; false with the reason if it cannot.
+bool open_socket(std::string* why) {
   std::string dir = socket_dir(g_socket_uid);
   std::string path = socket_path(g_socket_uid, ::getpid());
   Result<UniqueFd> fd = UniqueFd();
@@ -156,23 +202,23 @@ void start() {
     ScopedThreadEuid as_owner(g_socket_uid);
     auto ok = prepare_socket_dir(dir, g_socket_uid);
     if (!ok) {
-      g_agent->disable("cannot serve: " + ok.error().describe());
-      return;
+      *why = "cannot serve: " + ok.error().describe();
+      return false;
     }
-    remove_stale_sockets(dir, path);  // left by processes that were SIGKILLed or crashed
+    if (!g_settle_in_child) remove_stale_sockets(dir, path);  // left by processes that were SIGKILLed or crashed
     fd = listen_on(path);
   }
   if (!fd) {
-    g_agent->disable("cannot serve: " + fd.error().describe());
-    return;
+    *why = "cannot serve: " + fd.error().describe();
+    return false;
   }
   std::snprintf(g_socket_path, sizeof g_socket_path, "%s", path.c_str());
   g_listen_fd = fd->release();
   g_owner_pid = ::getpid();
+  return true;
+}
 
-  static bool atfork_registered = false;
-  if (!atfork_registered) atfork_registered = ::pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;
-
+bool start_control_thread(std::string* why) {
   // 4. The control thread must never receive the host's signals (a host that uses SIGALRM or
   //    SIGUSR1 for itself would see them delivered to our thread): block all of them in it.
   //    The new thread inherits the mask of its creator, so set and restore ours around it.
@@ -189,13 +235,34 @@ void start() {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) {
     g_active = false;
-    ScopedThreadEuid as_owner(g_socket_uid);
-    ::unlink(g_socket_path);
-    ::close(g_listen_fd);
+    if (g_listen_fd >= 0) {
+      ScopedThreadEuid as_owner(g_socket_uid);
+      ::unlink(g_socket_path);
+      ::close(g_listen_fd);
+    }
     g_listen_fd = -1;
-    g_agent->disable(fmt::format("cannot start the control thread: {}", std::strerror(rc)));
-    return;
+    g_socket_path[0] = '\0';
+    *why = fmt::format("cannot start the control thread: {}", std::strerror(rc));
+    return false;
   }
+  return true;
+}
+
+void start() {
+  if (!take_instance_lock()) return;  // another copy of the agent serves this process
+  g_agent = new Agent();
+  // Read here, not in the control thread: the host may change its environment later.
+  if (const char* t = std::getenv("LIVEGRAFT_AGENT_REQUEST_TIMEOUT_MS")) {
+    long ms = std::strtol(t, nullptr, 10);
+    if (ms > 0) g_serve_options.request_timeout = std::chrono::milliseconds(ms);
+  }
+  uid_t ruid, euid, suid;
+  ::getresuid(&ruid, &euid, &suid);
+  g_socket_uid = socket_uid(ruid, euid, suid);
+  static bool atfork_registered = false;
+  if (!atfork_registered) atfork_registered = ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) == 0;
+  std::string why;
+  if (!open_socket(&why) || !start_control_thread(&why)) g_agent->disable(why);
 }
 
 __attribute__((constructor)) void agent_init() {
@@ -215,6 +282,16 @@ __attribute__((destructor)) void agent_fini() {
 }
 
 }  // namespace
+
+bool Agent::lock_for_fork() noexcept {
+  for (int i = 0; i < 200; ++i) {
+    if (mu_.try_lock()) return true;
+    timespec ms{0, 1000000};
+    ::nanosleep(&ms, nullptr);
+  }
+  return false;
+}
+
 }  // namespace lg::agent
 
 // The exported C API (src/agent/agent.map).

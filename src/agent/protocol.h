@@ -33,6 +33,10 @@ class Agent {
   // For tests and the start-up code; callers must not race with handle().
   Registry& registry() { return registry_; }
   void disable(std::string reason);
+  // fork(): the atfork handlers hold the request lock across it (agent_entry.cpp), so that a
+  // child never inherits it taken, or the registry half-changed, by a request of the parent.
+  bool lock_for_fork() noexcept;
+  void unlock_after_fork() noexcept { mu_.unlock(); }
 
  private:
   nlohmann::json dispatch(const nlohmann::json& request, int fd);

@@ -32,6 +32,7 @@ struct sigaction g_previous {};
 std::mutex g_install_mu;
 bool g_membarrier_registered = false;
 int g_mem_fd = -1;
+pid_t g_mem_pid = 0;  // whose /proc/self/mem g_mem_fd is (a forked child inherits the parent's)
 
 Site* find_site(uint64_t addr) {
   size_t n = g_nsites.load(std::memory_order_acquire);
@@ -105,9 +106,13 @@ Result<void> add_site(uint64_t addr, uint64_t redirect) {
 }  // namespace
 
 Result<void> write_code(uint64_t addr, std::span<const uint8_t> bytes) {
-  if (g_mem_fd < 0) {
+  // The descriptor names the memory of the process that opened it: after fork() the child's
+  // copy would write into its PARENT's code and slots. Reopened in a process that did not open it.
+  if (g_mem_fd < 0 || g_mem_pid != ::getpid()) {
+    if (g_mem_fd >= 0) ::close(g_mem_fd);
     g_mem_fd = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
     if (g_mem_fd < 0) return make_errno_error(ErrorKind::io, "open /proc/self/mem");
+    g_mem_pid = ::getpid();
   }
   size_t off = 0;
   while (off < bytes.size()) {

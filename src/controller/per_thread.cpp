@@ -4,6 +4,8 @@
 #include <set>
 #include <thread>
 
+#include "common/kill_point.h"
+
 namespace lg {
 
 using Clock = std::chrono::steady_clock;
@@ -59,7 +61,12 @@ Result<std::optional<uint64_t>> PerThreadSwitcher::read_marker(pid_t tid, int32_
   auto it = fs_base_.find(tid);
   if (it == fs_base_.end()) return std::optional<uint64_t>{};
   auto v = process_.read_value<uint64_t>(RemoteAddr(it->second + static_cast<uint64_t>(static_cast<int64_t>(offset))));
-  if (!v) return std::move(v).error();
+  if (!v) {
+    // An exited thread's TLS may be unmapped before its exit is reported (EIO): not known; the
+    // caller stops it to look (and learns it is gone, or its fs_base afresh).
+    fs_base_.erase(it);
+    return std::optional<uint64_t>{};
+  }
   return std::optional<uint64_t>(*v);
 }
 
@@ -123,6 +130,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                if (goal.force) {
                  LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
                  ++stats_.switched;
+                 kill_point("per_thread.thread_switched");
                  return ok_result();
                }
                if (!v.trace.complete) {
@@ -147,6 +155,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                // Clean: the thread moves now, while it is stopped; it resumes in its new universe.
                LG_TRY_VOID(process_.write_memory(RemoteAddr(addr), {reinterpret_cast<const uint8_t*>(&want), 8}));
                ++stats_.switched;
+               kill_point("per_thread.thread_switched");  // stopped, switched; a dead tracer's exit resumes it
                return ok_result();
              }));
       if (v.gone) fs_base_.erase(tid);

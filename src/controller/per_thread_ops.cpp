@@ -133,6 +133,7 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
   if (forward) {
     kill_point("per_thread.before_complete");
     LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+    kill_point("per_thread.after_complete");
     return ok_result();
   }
   if (forward.error().kind != ErrorKind::unsafe) return forward;
@@ -149,6 +150,7 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
     return Error(ErrorKind::unsafe, fmt::format("{}; reversing it did not finish either: {}", forward.error().message, r.error().message), 0,
                  "the transition stays in progress; `livegraft status` shows it");
   LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+  kill_point("per_thread.after_complete");
   return Error(ErrorKind::unsafe, forward.error().message + "; reversed: the process is as it was", 0, "retry later, or raise --timeout");
 }
 
@@ -190,8 +192,10 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
 
+  kill_point("apply.per_thread_loaded");
   // 1. The entry jumps: int3 first, then (no thread inside the rest of those bytes) the jumps.
   LG_TRY_VOID(agent.request({{"op", "poke_begin"}, {"name", name}}));
+  kill_point("apply.per_thread_int3_written");
   LG_TRY_VOID(sw.wait_outside(info.interiors, options.timeout));
   LG_TRY_VOID(agent.request({{"op", "poke_finish"}, {"name", name}}));
   abort_load.dismiss();  // threads are dispatched from here on: reverse, never abort
