@@ -314,24 +314,27 @@ void Process::detach_all() {
                  tracer_tid_);
     return;
   }
-  // PTRACE_DETACH needs a stopped tracee; stopping everyone also collects the stops (clone
-  // events, signals) that would otherwise be lost with the detach.
-  (void)stop_all(std::chrono::milliseconds(5000));
-  for (auto& [tid, t] : threads_) {
-    if (!t->stopped) {
+  // Thread by thread (detach_thread.cpp): stopping everyone first would be a moment with the
+  // whole process stopped, which the per-thread model and injection promise never to cause.
+  // Threads born meanwhile (a thread still traced may clone) are added by its clone event and
+  // detached in a later turn of the loop.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
+  std::set<pid_t> left_traced;
+  while (!threads_.empty() && !process_exited_) {
+    pid_t tid = 0;
+    for (const auto& [id, t] : threads_)
+      if (!left_traced.count(id)) {
+        tid = id;
+        break;
+      }
+    if (tid == 0) break;
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (auto r = detach_thread_within(tid, std::max(remaining, std::chrono::milliseconds(1))); !r) {
       std::fprintf(stderr, "livegraft: thread %d of process %d did not stop; left traced\n", tid, pid_);
-      continue;
+      left_traced.insert(tid);
+    } else if (find_thread(tid)) {
+      left_traced.insert(tid);  // reported gone but not reaped yet: the kernel detaches it
     }
-    // Signals we suppressed go back in before the detach; a group-stopped thread stays
-    // group-stopped (the kernel re-arms the group stop on detach).
-    for (const siginfo_t& info : t->pending_signals) {
-      if (info.si_code < 0 && info.si_code != SI_TKILL &&
-          ::syscall(SYS_rt_tgsigqueueinfo, pid_, tid, info.si_signo, &info) == 0)
-        continue;
-      ::syscall(SYS_tgkill, pid_, tid, info.si_signo);
-    }
-    t->pending_signals.clear();
-    ptrace_req(PTRACE_DETACH, tid, 0, 0);
   }
   threads_.clear();
   mem_fd_.reset();
