@@ -169,6 +169,8 @@ class Process {
   Result<void> resume_one(ThreadInfo& t);
   void drop_if_gone(ThreadInfo& t);
   void record_stops();
+  // A thread in the signal-delivery-stop of an int3: rip back onto the 0xcc (true when done).
+  bool rewind_breakpoint(pid_t tid);
 
   pid_t pid_;
   pid_t tracer_tid_ = 0;

@@ -68,6 +68,15 @@ uint64_t blocked_signals(pid_t pid, pid_t tid) {
 
 }  // namespace
 
+bool Process::rewind_breakpoint(pid_t tid) {
+  Registers regs{};
+  if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0 || regs.rip == 0) return false;
+  uint8_t byte = 0;
+  if (::pread(mem_fd_.get(), &byte, 1, static_cast<off_t>(regs.rip - 1)) != 1 || byte != 0xcc) return false;
+  regs.rip -= 1;
+  return ptrace_req(PTRACE_SETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
+}
+
 void Process::handle_status(ThreadInfo& t, int status) {
   const pid_t tid = t.tid;
   if (WIFEXITED(status) || WIFSIGNALED(status)) {  // 5.
@@ -158,6 +167,15 @@ void Process::handle_status(ThreadInfo& t, int status) {
       ptrace_req(PTRACE_CONT, tid, 0, static_cast<uint64_t>(sig));  // delivered as the kernel meant to
       return;
     case ThreadWant::stop:
+      // A breakpoint (int3) has already moved rip past itself, and a SIGTRAP raised again by
+      // us would reach the program as sent (SI_TKILL), not as a breakpoint: the agent's
+      // text_poke handler (and any debugger-like host handler) would not recognise it and the
+      // default action kills the process. Rewind to the int3 instead: the instruction there
+      // (still the int3, or whatever replaced it) runs again after the resume.
+      if (sig == SIGTRAP && info.si_code == SI_KERNEL && rewind_breakpoint(tid)) {
+        pass_on(0);
+        return;
+      }
       // A fault the kernel raised (si_code > 0) for the instruction at rip recurs when that
       // instruction runs again after the resume; raising it ourselves instead would deliver a
       // user-sent copy without the fault address (JVM- or Go-style SIGSEGV handlers reject it).
