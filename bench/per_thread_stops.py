@@ -1,16 +1,25 @@
-"""Per-thread vs stop-the-world: longest per-thread stop and transition time on idle targets.
-Run from the build directory: python3 ../bench/per_thread_stops.py (one run, loaded machine = noisy)."""
-import subprocess, json, sys
+"""Per-thread vs stop-the-world: per-thread stops and transition time on idle targets.
+Run from the build directory: python3 ../bench/per_thread_stops.py [runs] (default 3 runs per
+size and model; the run with the median transition time is printed; loaded machine = noisy)."""
+import subprocess, json, sys, os
+runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+keys = ('threads', 'max_stopped_threads', 'all_stopped_moments', 'stop_p50_us', 'stop_p99_us', 'longest_stop_us',
+        'stopped_us', 'total_us', 'stop_parts_us')
+print('load average', os.getloadavg())
 for n in (10, 100, 1000):
     p = subprocess.Popen(['./targets/idle_threads', str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     p.stdout.readline()
-    subprocess.run(['./livegraft','inject',str(p.pid)], capture_output=True)
-    out = []
+    inj = json.loads(subprocess.run(['./livegraft', '--json', 'inject', str(p.pid)], capture_output=True, text=True).stdout)
+    print(n, 'inject stops', inj.get('stops'))
     for model in ('per-thread', 'stop-the-world'):
-        r = subprocess.run(['./livegraft','--json','apply','--model',model,str(p.pid),'patches/compute_plus2.o'], capture_output=True, text=True)
-        j = json.loads(r.stdout)
-        t = j.get('transition', j)
-        out.append((model, {k: t.get(k) for k in ('threads','max_stopped_threads','stop_p50_us','stop_p99_us','longest_stop_us','stopped_us','total_us')}))
-        subprocess.run(['./livegraft','revert','--model',model,str(p.pid),'compute-plus2'], capture_output=True)
-    print(n, out)
+        res = []
+        for _ in range(runs):
+            r = subprocess.run(['./livegraft', '--json', 'apply', '--model', model, str(p.pid), 'patches/compute_plus2.o'],
+                               capture_output=True, text=True)
+            t = json.loads(r.stdout).get('transition', {})
+            res.append({k: t.get(k) for k in keys if k in t})
+            subprocess.run(['./livegraft', 'revert', '--model', model, str(p.pid), 'compute-plus2'], capture_output=True)
+        res.sort(key=lambda t: t.get('total_us', 0))
+        print(n, model, 'median of', runs, res[len(res) // 2])
     p.kill()
+    p.wait()

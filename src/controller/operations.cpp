@@ -240,6 +240,7 @@ nlohmann::json stats_json(const TransitionStats& s) {
 struct AgentConnection {
   AgentClient client;
   bool injected = false;
+  Process::StopRecord inject_stops;  // the injection's stops, detach included
 };
 
 Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& options) {
@@ -250,16 +251,19 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
   LG_TRY(auto agent_path, find_agent_library(options.agent_path));
   LG_TRY_VOID(check_agent_library(agent_path));
   say(options, fmt::format("injecting {} into process {}", agent_path, pid));
+  Process::StopRecord stops;
   {
     LG_TRY(auto process, Process::seize(pid));
     LG_TRY(auto unwinder, Unwinder::create(pid));
     LG_TRY_VOID(inject_library(
         *process, agent_path,
         [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout));
-  }  // detached here: the agent's control thread must run freely from now on
+    process->detach_all();  // thread by thread: the agent's control thread must run freely from now on
+    stops = process->stop_record();
+  }
   kill_step("after_inject");
   LG_TRY(auto connected, AgentClient::connect_with_retry(pid, options.timeout));
-  return AgentConnection{std::move(connected), true};
+  return AgentConnection{std::move(connected), true, stops};
 }
 
 const nlohmann::json* find_patch(const nlohmann::json& status, const std::string& name) {
@@ -525,7 +529,10 @@ Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& opt
   LG_TRY_VOID(check_process(pid));
   LG_TRY(auto conn, connect_or_inject(pid, options));
   LG_TRY(auto hello, conn.client.request({{"op", "hello"}}));
-  return nlohmann::json{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.value("protocol", 0)}};
+  nlohmann::json out{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.value("protocol", 0)}};
+  if (conn.injected)
+    out["stops"] = {{"max_stopped_threads", conn.inject_stops.max_stopped}, {"all_stopped_moments", conn.inject_stops.all_stopped}};
+  return out;
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ std::vector<std::string> PerThreadSwitcher::describe(const StackTrace& t) {
 Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect) {
   Visit v;
   auto start = Clock::now();
+  if (!began_) began_ = start;
   if (auto s = process_.stop_thread(tid, milliseconds(5000)); !s) {
     if (s.error().kind == ErrorKind::thread_died) {
       v.gone = true;
@@ -30,9 +31,7 @@ Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::
     }
     return std::move(s).error();
   }
-  int stopped = 0;
-  for (pid_t t : process_.threads()) stopped += process_.is_stopped(t) ? 1 : 0;
-  stats_.max_stopped = std::max(stats_.max_stopped, stopped);
+  auto stopped_at = Clock::now();
   Result<void> inspected = ok_result();
   auto regs = process_.get_regs(tid);
   if (!regs) {
@@ -48,13 +47,24 @@ Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::
       inspected = inspect(v);
     }
   }
+  auto inspected_at = Clock::now();
   auto resumed = process_.resume_thread(tid);
-  auto us = duration_cast<microseconds>(Clock::now() - start);
+  auto end = Clock::now();
+  stats_.in_stop += duration_cast<microseconds>(stopped_at - start);
+  stats_.in_inspect += duration_cast<microseconds>(inspected_at - stopped_at);
+  stats_.in_resume += duration_cast<microseconds>(end - inspected_at);
+  note_record();
+  auto us = duration_cast<microseconds>(end - start);
   stats_.stops_us.push_back(us.count());
   stats_.longest_stop = std::max(stats_.longest_stop, us);
   if (!inspected) return std::move(inspected).error();
   if (!resumed && resumed.error().kind != ErrorKind::thread_died) return std::move(resumed).error();
   return v;
+}
+
+void PerThreadSwitcher::note_record() {
+  stats_.max_stopped = std::max(stats_.max_stopped, process_.stop_record().max_stopped);
+  stats_.all_stopped = std::max(stats_.all_stopped, process_.stop_record().all_stopped);
 }
 
 Result<std::optional<uint64_t>> PerThreadSwitcher::read_marker(pid_t tid, int32_t offset) {
@@ -171,7 +181,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
         if (!m || !on_side(*m)) all = false;
       }
       if (all) {
-        stats_.total = duration_cast<microseconds>(Clock::now() - start);
+        stats_.total = duration_cast<microseconds>(Clock::now() - began_.value_or(start));
         pending_.clear();
         return ok_result();
       }
@@ -224,11 +234,8 @@ Result<std::vector<ThreadSurvey>> PerThreadSwitcher::survey(const SwitchGoal& go
 }
 
 void PerThreadSwitcher::detach() {
-  for (int guard = 0; guard < 100000; ++guard) {
-    auto tids = process_.threads();
-    if (tids.empty()) return;
-    if (!process_.detach_thread(tids.front())) return;  // the destructor detaches the rest
-  }
+  process_.detach_all();  // thread by thread: never all stopped
+  note_record();
 }
 
 }  // namespace lg

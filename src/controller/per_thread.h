@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "common/remote.h"
@@ -44,9 +45,14 @@ struct PerThreadStats {
   size_t switched = 0;         // markers written by us
   int rounds = 0;
   int max_stopped = 0;         // most threads of the target in a ptrace stop at once (by us)
+  int all_stopped = 0;         // moments with every thread stopped (Process::stop_record): 0
   std::chrono::microseconds longest_stop{0};
+  // From the first visit (the entry-jump pass) to the last thread on the goal's side.
   std::chrono::microseconds total{0};
   std::vector<int64_t> stops_us;  // every per-thread stop, for percentiles
+  // Where the stops' time went, summed over all stops: PTRACE_INTERRUPT until the stop is
+  // collected; registers, unwind and marker; resuming.
+  std::chrono::microseconds in_stop{0}, in_inspect{0}, in_resume{0};
 };
 
 class PerThreadSwitcher {
@@ -83,6 +89,9 @@ class PerThreadSwitcher {
   Result<Visit> visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect);
   std::vector<std::string> describe(const StackTrace& t);
   Result<std::optional<uint64_t>> read_marker(pid_t tid, int32_t offset);
+  void note_record();
+
+  std::optional<std::chrono::steady_clock::time_point> began_;
 
   Process& process_;
   Unwinder& unwinder_;

@@ -67,11 +67,13 @@ nlohmann::json stats_json(const PerThreadStats& s) {
           {"switched", s.switched},
           {"rounds", s.rounds},
           {"max_stopped_threads", s.max_stopped},
+          {"all_stopped_moments", s.all_stopped},
           {"thread_stops", s.stops_us.size()},
           {"stop_p50_us", percentile(s.stops_us, 0.5)},
           {"stop_p99_us", percentile(s.stops_us, 0.99)},
           {"longest_stop_us", s.longest_stop.count()},
-          {"total_us", s.total.count()}};
+          {"total_us", s.total.count()},
+          {"stop_parts_us", {{"interrupt_wait", s.in_stop.count()}, {"inspect", s.in_inspect.count()}, {"resume", s.in_resume.count()}}}};
 }
 
 struct PtInfo {

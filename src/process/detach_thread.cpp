@@ -1,5 +1,5 @@
-// Process::detach_thread: detaching one thread at a time (for the per-thread model, which must
-// never stop every thread at once; detach_all stops them all to detach).
+// Process::detach_thread: detaching one thread at a time (never every thread stopped at once;
+// detach_all uses it too).
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -9,10 +9,12 @@
 
 namespace lg {
 
-Result<void> Process::detach_thread(pid_t tid) {
+Result<void> Process::detach_thread(pid_t tid) { return detach_thread_within(tid, std::chrono::milliseconds(5000)); }
+
+Result<void> Process::detach_thread_within(pid_t tid, std::chrono::milliseconds timeout) {
   LG_TRY_VOID(check_tracer_thread());
   if (!find_thread(tid)) return ok_result();
-  if (auto s = stop_thread(tid, std::chrono::milliseconds(5000)); !s) {
+  if (auto s = stop_thread(tid, timeout); !s) {
     if (s.error().kind == ErrorKind::thread_died) return ok_result();
     return s;
   }

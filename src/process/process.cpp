@@ -2,6 +2,8 @@
 // in thread_control.cpp, remote calls in remote_call.cpp.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -114,6 +116,14 @@ Error permission_error(pid_t pid, const ProcStatus& st, int err) {
 FaultHook g_fault_hook_for_testing = nullptr;
 
 void PollBackoff::idle() {
+  // A thread asked to stop usually gets there within microseconds once it runs: yield the CPU
+  // to it a few times before sleeping (a sleep costs the timer slack, 50 us by default, plus a
+  // wake-up on a loaded machine; per-thread stops are mostly that wait).
+  if (yields_ < kYields) {
+    ++yields_;
+    ::sched_yield();
+    return;
+  }
   timespec ts{0, delay_us_ * 1000};
   ::nanosleep(&ts, nullptr);
   delay_us_ = std::min(delay_us_ * 2, kMax);
@@ -128,7 +138,11 @@ char thread_state_letter(pid_t pid, pid_t tid) {
   return (*text)[close + 2];
 }
 
-Process::Process(pid_t pid) : pid_(pid), tracer_tid_(our_tid()) {}
+Process::Process(pid_t pid) : pid_(pid), tracer_tid_(our_tid()) {
+  // The tracer thread's short sleeps (PollBackoff) should last what they ask for, not the
+  // default 50 us slack more.
+  (void)::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+}
 
 Process::~Process() { detach_all(); }
 
@@ -314,24 +328,27 @@ void Process::detach_all() {
                  tracer_tid_);
     return;
   }
-  // PTRACE_DETACH needs a stopped tracee; stopping everyone also collects the stops (clone
-  // events, signals) that would otherwise be lost with the detach.
-  (void)stop_all(std::chrono::milliseconds(5000));
-  for (auto& [tid, t] : threads_) {
-    if (!t->stopped) {
+  // Thread by thread (detach_thread.cpp): stopping everyone first would be a moment with the
+  // whole process stopped, which the per-thread model and injection promise never to cause.
+  // Threads born meanwhile (a thread still traced may clone) are added by its clone event and
+  // detached in a later turn of the loop.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
+  std::set<pid_t> left_traced;
+  while (!threads_.empty() && !process_exited_) {
+    pid_t tid = 0;
+    for (const auto& [id, t] : threads_)
+      if (!left_traced.count(id)) {
+        tid = id;
+        break;
+      }
+    if (tid == 0) break;
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (auto r = detach_thread_within(tid, std::max(remaining, std::chrono::milliseconds(1))); !r) {
       std::fprintf(stderr, "livegraft: thread %d of process %d did not stop; left traced\n", tid, pid_);
-      continue;
+      left_traced.insert(tid);
+    } else if (find_thread(tid)) {
+      left_traced.insert(tid);  // reported gone but not reaped yet: the kernel detaches it
     }
-    // Signals we suppressed go back in before the detach; a group-stopped thread stays
-    // group-stopped (the kernel re-arms the group stop on detach).
-    for (const siginfo_t& info : t->pending_signals) {
-      if (info.si_code < 0 && info.si_code != SI_TKILL &&
-          ::syscall(SYS_rt_tgsigqueueinfo, pid_, tid, info.si_signo, &info) == 0)
-        continue;
-      ::syscall(SYS_tgkill, pid_, tid, info.si_signo);
-    }
-    t->pending_signals.clear();
-    ptrace_req(PTRACE_DETACH, tid, 0, 0);
   }
   threads_.clear();
   mem_fd_.reset();

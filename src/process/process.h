@@ -117,15 +117,29 @@ class Process {
   // Error thread_died when the whole process has exited.
   Result<void> poll_events();
 
-  // Detaches everything now (the destructor does this too): stops every thread (so none is
-  // lost in a stop we have not collected), re-raises signals that arrived while we held it, and
-  // PTRACE_DETACHes. Best effort: a thread that does not stop within 5 s stays traced until the
-  // controller exits (the kernel detaches it then).
+  // Detaches everything now (the destructor does this too), thread by thread: each one is
+  // stopped alone (so none is lost in a stop we have not collected), gets the signals that
+  // arrived while we held it raised again, and is PTRACE_DETACHed before the next is stopped;
+  // threads born meanwhile are detached too. Never stops every thread at once (the per-thread
+  // model and injection rely on it). Best effort: a thread that does not stop within the 5 s
+  // budget stays traced until the controller exits (the kernel detaches it then).
   void detach_all();
   // Detaches one thread (stopping only it first, so that its pending stops are collected and
   // its suppressed signals raised again). Detaching thread by thread never has every thread
   // stopped at once (the per-thread consistency model relies on it). src/process/detach_thread.cpp
   Result<void> detach_thread(pid_t tid);
+  Result<void> detach_thread_within(pid_t tid, std::chrono::milliseconds timeout);
+
+  // What this Process has done to the threads' stops since the seize, counted every time a stop
+  // was collected (stop_thread, stop_all, detaching): the most threads in a ptrace stop of ours
+  // at once, and how many times every live thread was (only counted with 2 threads or more:
+  // stopping the only thread is unavoidable). Tests and `apply --json` use it to prove that the
+  // per-thread paths never stop the whole process.
+  struct StopRecord {
+    int max_stopped = 0;
+    int all_stopped = 0;
+  };
+  const StopRecord& stop_record() const { return stop_record_; }
 
   // Every ptrace request must come from the thread that seized (ptrace is per tracer thread).
   pid_t tracer_tid() const { return tracer_tid_; }
@@ -154,6 +168,7 @@ class Process {
   Result<void> wait_stopped(const std::vector<pid_t>& tids, std::chrono::milliseconds timeout);
   Result<void> resume_one(ThreadInfo& t);
   void drop_if_gone(ThreadInfo& t);
+  void record_stops();
 
   pid_t pid_;
   pid_t tracer_tid_ = 0;
@@ -162,6 +177,7 @@ class Process {
   UniqueFd mem_fd_;
   std::optional<RemoteAddr> stub_site_;
   std::map<pid_t, std::unique_ptr<ThreadInfo>> threads_;
+  StopRecord stop_record_;
 };
 
 // A thread stopped for the length of a scope (for inspecting it, or borrowing it): resumed

@@ -87,15 +87,21 @@ inline bool injected_fault(const char* step, pid_t tid) {
   return g_fault_hook_for_testing != nullptr && g_fault_hook_for_testing(step, tid);
 }
 
-// Sleeps with a growing delay while a poll loop makes no progress (20 us .. 1 ms).
+// While a poll loop makes no progress: yields the CPU a few times, then sleeps with a growing
+// delay (10 us .. 1 ms).
 class PollBackoff {
  public:
-  void progressed() { delay_us_ = kMin; }
+  void progressed() {
+    delay_us_ = kMin;
+    yields_ = 0;
+  }
   void idle();
 
  private:
-  static constexpr long kMin = 20, kMax = 1000;
+  static constexpr long kMin = 10, kMax = 1000;
+  static constexpr int kYields = 4;
   long delay_us_ = kMin;
+  int yields_ = 0;
 };
 
 // The thread's scheduler state letter from /proc/PID/task/TID/stat ('R', 'S', 't', 'Z', ...);
