@@ -211,13 +211,21 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   const bool record_only = db.empty() && options.record_only_pass;
   if (!db.empty()) {
     // compile_commands.json (CMake, Meson): the units whose file the fix changes; a changed
-    // header may affect any unit, so then all of them (their objects tell what changed).
+    // header may affect any unit, so then all of them (their objects tell what changed) but
+    // those whose dependency file says they do not read it (a fix's meson.build or test data).
     progress(fmt::format("using {}", db.string()));
     auto cc = read_compile_commands(db);
     if (!cc) return fail(std::move(cc).error());
     bool header_changed = std::any_of(touched.begin(), touched.end(), [](auto& f) { return !is_source_file(f); });
     for (CompileCommand& c : *cc) {
       bool match = header_changed;
+      if (auto deps = header_changed ? unit_dependencies(c) : std::nullopt) {
+        match = std::any_of(touched.begin(), touched.end(), [&](const std::string& f) {
+          return std::find(deps->begin(), deps->end(), (source_dir / f).lexically_normal().string()) != deps->end();
+        });
+      } else if (header_changed && !c.output.empty() && !fs::exists(c.output)) {
+        match = false;  // never built (a test program the build of the target skipped): in no target
+      }
       for (const std::string& f : touched)
         if (c.file == (source_dir / f).lexically_normal().string()) match = true;
       if (match) compiles.push_back(std::move(c));

@@ -72,6 +72,20 @@ for case in "$@"; do
     # shellcheck disable=SC1090
     . "$cases_dir/$case/case.sh"
     echo "$PKG|$CVE|$BUILD_SYSTEM|$KIND" >"$w/meta"
+    # What the case needs beyond the base tools (NEEDS: Debian package names, e.g. meson or a
+    # -dev package): installed when missing and apt can; else the case is skipped.
+    missing=()
+    for p in ${NEEDS[@]+"${NEEDS[@]}"}; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      sudo_cmd=()
+      [ "$(id -u)" = 0 ] || sudo_cmd=(sudo -n)
+      if ! "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$w/needs.log" 2>&1; then
+        echo "skipped: cannot install ${missing[*]} ($(tail -n 1 "$w/needs.log"))" >"$w/result"
+        exit 77
+      fi
+    fi
     if ! tree=$("$root/scripts/fetch-debian-source.sh" "$PKG" "$cache" 2>"$w/fetch.log" | tail -n 1) || [ -z "$tree" ]; then
       echo "skipped: source unavailable ($(tail -n 1 "$w/fetch.log"))" >"$w/result"
       exit 77
