@@ -243,7 +243,9 @@ Wrappers install_wrappers(const fs::path& bin, const fs::path& record_dir) {
                     shell_quote((bin / "empty.o").string()) + " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0) std::ofstream(bin / "empty.o").put('\0');
   const char* path = std::getenv("PATH");
-  Wrappers w{fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
+  // CCACHE_DISABLE: a launcher the build names (Meson's `ccache c++`) runs the wrapper found in
+  // PATH and caches nothing (a record-only compile writes an empty object).
+  Wrappers w{fmt::format("CCACHE_DISABLE=1 PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
                          shell_quote((bin / cc).string()), shell_quote((bin / cxx).string())),
              bin / cc, bin / cxx};
   return w;
@@ -263,6 +265,24 @@ RecordedBuild read_records(const fs::path& record_dir) {
     classify_invocation(fields[0], {fields.begin() + 1, fields.end()}, out);
   }
   return out;
+}
+
+bool uses_lto(const CompileCommand& c) {
+  bool lto = false;
+  for (const std::string& a : c.argv) {
+    if (a == "-flto" || a.starts_with("-flto=")) lto = true;
+    else if (a == "-fno-lto") lto = false;
+  }
+  return lto;
+}
+
+std::string lto_refusal(const std::string& what) {
+  return fmt::format(
+      "{} is compiled with link-time optimisation (-flto): the compiler writes GCC's intermediate code "
+      "(.gnu.lto_* sections), and the machine code of the target is made at link time, optimised across "
+      "units, so no unit's object holds the code of the target's functions; build the target without LTO "
+      "(-fno-lto; Meson: -Db_lto=false; CMake: INTERPROCEDURAL_OPTIMIZATION off) to patch it live",
+      what);
 }
 
 std::optional<std::vector<std::string>> unit_dependencies(const CompileCommand& c) {

@@ -37,6 +37,11 @@ struct RecordedBuild {
 // absolute; nullopt when there is none.
 std::optional<std::vector<std::string>> unit_dependencies(const CompileCommand& c);
 
+// Whether the compile makes an LTO object (-flto..., not undone by a later -fno-lto).
+bool uses_lto(const CompileCommand& c);
+// Why livegraft cannot patch what an LTO build made (one message for every place that sees it).
+std::string lto_refusal(const std::string& what);
+
 // Splits a shell command line into words (quotes and backslashes as sh does; no expansion).
 std::vector<std::string> split_command(const std::string& s);
 std::string shell_quote(const std::string& s);

@@ -26,7 +26,8 @@ class Includer {
   Includer(Object& patched, Diagnostics& diag) : obj_(patched), diag_(diag) {}
 
   void add_section(size_t index) {
-    if (index == 0 || !sections_.insert(index).second) return;
+    // (SHN_COMMON, SHN_ABS...: no section to copy; include() refuses a new common symbol.)
+    if (index == 0 || index >= obj_.sections.size() || !sections_.insert(index).second) return;
     queue_.push_back(index);
   }
 
@@ -136,6 +137,11 @@ Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
       out.added_functions.push_back(&s);
       inc.add_section(s.shndx);
     } else if (s.is_object() && s.status == Status::added && !s.is_local()) {
+      if (s.shndx == SHN_COMMON) {
+        diag.refusals.push_back(fmt::format("new variable {} is a common symbol (SHN_COMMON): the patch has no "
+                                            "storage for it; compile with -fno-common", s.name));
+        continue;
+      }
       inc.add_section(s.shndx);  // a new global variable, whether used yet or not
     }
   }

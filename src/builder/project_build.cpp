@@ -205,8 +205,10 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   std::vector<CompileCommand> compiles;
   std::vector<LinkCommand> links;
   fs::path db;
+  // (Not with an explicit --build-command: then the project's own build decides what is rebuilt,
+  // as it must when the fix changes the input of a generated unit, which the database only names.)
   for (const char* c : {"compile_commands.json", "build/compile_commands.json"})
-    if (fs::exists(source_dir / c)) db = source_dir / c;
+    if (!options.build_command && fs::exists(source_dir / c)) db = source_dir / c;
   if (options.compile_commands) db = fs::absolute(*options.compile_commands);
   const bool record_only = db.empty() && options.record_only_pass;
   if (!db.empty()) {
@@ -311,6 +313,9 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     return fail(make_error(ErrorKind::not_found, "none of the units the build recompiled is part of {} ({} recompiled)",
                            options.target_path, compiles.size()));
   for (const Unit& u : units) result.recompiled.push_back(fs::relative(u.file, source_dir).string());
+  for (const Unit& u : units)
+    if (uses_lto(u.candidates.front()))
+      return fail(make_error(ErrorKind::unsupported, "{}", lto_refusal(fs::relative(u.file, source_dir).string())));
   progress(fmt::format("{} unit(s) to diff: {}", units.size(), fmt::join(result.recompiled, ", ")));
 
   // 3. The fixed sources keep the original's line numbers outside the changed lines (#line), so
