@@ -146,8 +146,15 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 print(", ".join(f["name"] + ("" if f["status"] == "CHANGED" else " (" + f["status"].lower() + ")") for f in j.get("functions", [])))
 PY
-    # C++ names demangled (c++filt leaves C names as they are).
-    command -v c++filt >/dev/null && { c++filt <"$w/functions" >"$w/functions.d" && mv "$w/functions.d" "$w/functions"; }
+    # C++ names demangled without their parameters (c++filt leaves C names as they are); the
+    # table shows the first 8 (all of them in functions.all).
+    command -v c++filt >/dev/null && { c++filt -p <"$w/functions" >"$w/functions.d" && mv "$w/functions.d" "$w/functions"; }
+    cp "$w/functions" "$w/functions.all"
+    python3 - "$w/functions.all" >"$w/functions" <<'PY'
+import sys
+names = [n for n in open(sys.argv[1]).read().strip().split(", ") if n]
+print(", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else ""))
+PY
     if [ $rc -ne 0 ]; then
       msg=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1])).get("error",""); print(e if isinstance(e, str) else e.get("message",""))' "$w/livegraft-build.json" 2>/dev/null)
       [ -n "$msg" ] || msg=$(grep -v '^livegraft build: ' "$w/livegraft-build.log" | head -n 3)
