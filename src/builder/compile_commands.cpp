@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -86,6 +87,11 @@ bool linker_only(const std::string& a) {
   return a == "-s";
 }
 
+bool is_compiler_launcher(const std::string& a) {
+  const std::string name = fs::path(a).filename().string();
+  return name == "ccache" || name == "sccache" || name == "distcc" || name == "icecc";
+}
+
 }  // namespace
 
 void classify_invocation(const std::string& directory, const std::vector<std::string>& argv, RecordedBuild& out) {
@@ -143,6 +149,8 @@ Result<std::vector<CompileCommand>> read_compile_commands(const fs::path& json_p
     std::vector<std::string> argv;
     if (e.contains("arguments")) argv = e["arguments"].get<std::vector<std::string>>();
     else argv = split_command(e.value("command", ""));
+    // A compiler launcher first (Meson writes the ccache it found): the compiler is what follows.
+    while (argv.size() > 1 && is_compiler_launcher(argv[0])) argv.erase(argv.begin());
     if (argv.empty()) continue;
     std::string file = abs_in(directory, e.value("file", ""));
     bool compile = std::find(argv.begin(), argv.end(), "-c") != argv.end();
@@ -235,7 +243,9 @@ Wrappers install_wrappers(const fs::path& bin, const fs::path& record_dir) {
                     shell_quote((bin / "empty.o").string()) + " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0) std::ofstream(bin / "empty.o").put('\0');
   const char* path = std::getenv("PATH");
-  Wrappers w{fmt::format("PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
+  // CCACHE_DISABLE: a launcher the build names (Meson's `ccache c++`) runs the wrapper found in
+  // PATH and caches nothing (a record-only compile writes an empty object).
+  Wrappers w{fmt::format("CCACHE_DISABLE=1 PATH={}:{} CC={} CXX={}", shell_quote(bin.string()), shell_quote(path ? path : "/usr/bin:/bin"),
                          shell_quote((bin / cc).string()), shell_quote((bin / cxx).string())),
              bin / cc, bin / cxx};
   return w;
@@ -254,6 +264,74 @@ RecordedBuild read_records(const fs::path& record_dir) {
     if (fields.size() < 2) continue;
     classify_invocation(fields[0], {fields.begin() + 1, fields.end()}, out);
   }
+  return out;
+}
+
+bool uses_lto(const CompileCommand& c) {
+  bool lto = false;
+  for (const std::string& a : c.argv) {
+    if (a == "-flto" || a.starts_with("-flto=")) lto = true;
+    else if (a == "-fno-lto") lto = false;
+  }
+  return lto;
+}
+
+std::string lto_refusal(const std::string& what) {
+  return fmt::format(
+      "{} is compiled with link-time optimisation (-flto): the compiler writes GCC's intermediate code "
+      "(.gnu.lto_* sections), and the machine code of the target is made at link time, optimised across "
+      "units, so no unit's object holds the code of the target's functions; build the target without LTO "
+      "(-fno-lto; Meson: -Db_lto=false; CMake: INTERPROCEDURAL_OPTIMIZATION off) to patch it live",
+      what);
+}
+
+std::optional<std::vector<std::string>> unit_dependencies(const CompileCommand& c) {
+  std::string depfile;
+  for (size_t i = 0; i + 1 < c.argv.size(); ++i)
+    if (c.argv[i] == "-MF") depfile = abs_in(c.directory, c.argv[i + 1]);
+  if (depfile.empty() && !c.output.empty()) depfile = c.output + ".d";
+  std::ifstream in(depfile);
+  if ((depfile.empty() || !in) && !c.output.empty() && fs::exists(fs::path(c.directory) / "build.ninja")) {
+    // Ninja (Meson, CMake's Ninja generator) keeps what the depfile said in .ninja_deps and
+    // deletes the file: `ninja -t deps OBJECT` prints "OBJECT: #deps N, ..." then one file a line.
+    std::string cmd = "cd " + shell_quote(c.directory) + " && ninja -t deps " +
+                      shell_quote(fs::path(c.output).lexically_relative(c.directory).string()) + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return std::nullopt;
+    std::vector<std::string> out;
+    bool found = false;
+    char line[4096];
+    while (fgets(line, sizeof line, p)) {
+      std::string l(line);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      if (l.find(": #deps ") != std::string::npos) found = true;
+      else if (found && l.starts_with("    ")) out.push_back(abs_in(c.directory, l.substr(4)));
+    }
+    if (pclose(p) != 0 || !found) return std::nullopt;
+    return out;
+  }
+  if (depfile.empty() || !in) return std::nullopt;
+  // Make syntax: `target: dep dep \<newline> dep`, a space in a name escaped as `\ `.
+  std::vector<std::string> out;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty() && !word.ends_with(":")) out.push_back(abs_in(c.directory, word));
+    word.clear();
+  };
+  for (char ch; in.get(ch);) {
+    if (ch == '\\') {
+      char next = 0;
+      if (!in.get(next)) break;
+      if (next == '\n') { flush(); continue; }
+      if (next == ' ') { word += ' '; continue; }
+      word += ch;
+      word += next;
+      continue;
+    }
+    if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') flush();
+    else word += ch;
+  }
+  flush();
   return out;
 }
 

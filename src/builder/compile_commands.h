@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,16 @@ struct RecordedBuild {
   std::vector<CompileCommand> compiles;  // in the order they ran
   std::vector<LinkCommand> links;
 };
+
+// The files a unit's last compile read, from the dependency file it wrote (-MF FILE, or the
+// object's name + ".d" as CMake and Meson name it; under Ninja, which deletes it, `ninja -t deps`),
+// absolute; nullopt when there is none.
+std::optional<std::vector<std::string>> unit_dependencies(const CompileCommand& c);
+
+// Whether the compile makes an LTO object (-flto..., not undone by a later -fno-lto).
+bool uses_lto(const CompileCommand& c);
+// Why livegraft cannot patch what an LTO build made (one message for every place that sees it).
+std::string lto_refusal(const std::string& what);
 
 // Splits a shell command line into words (quotes and backslashes as sh does; no expansion).
 std::vector<std::string> split_command(const std::string& s);

@@ -26,7 +26,8 @@ class Includer {
   Includer(Object& patched, Diagnostics& diag) : obj_(patched), diag_(diag) {}
 
   void add_section(size_t index) {
-    if (index == 0 || !sections_.insert(index).second) return;
+    // (SHN_COMMON, SHN_ABS...: no section to copy; include() refuses a new common symbol.)
+    if (index == 0 || index >= obj_.sections.size() || !sections_.insert(index).second) return;
     queue_.push_back(index);
   }
 
@@ -113,13 +114,18 @@ Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
   (void)orig;
   Inclusion out;
   Includer inc(patched, diag);
-  // GCC's `f.localalias` (a local alias of a global function, for calls that must not be
-  // interposed) is the same code as `f`: replaced and copied with it, never on its own.
+  // Two names for one code: GCC's `f.localalias` (a local alias of a global function, for calls
+  // that must not be interposed) is `f`; a C++ complete-object constructor or destructor (C1, D1)
+  // is an alias of the base-object one (C2, D2) when they are the same code. The alias is
+  // replaced and copied with the function it names (the one not `.localalias`, else the first
+  // in the symbol table), never on its own: both names are one address in the target too.
   auto alias_of_another = [&](const Symbol& a) {
-    if (!a.name.ends_with(".localalias")) return false;
-    for (const Symbol& b : patched.symbols)
-      if (&b != &a && b.is_function() && b.shndx == a.shndx && b.value == a.value && !b.name.ends_with(".localalias"))
-        return true;
+    const bool a_local = a.name.ends_with(".localalias");
+    for (const Symbol& b : patched.symbols) {
+      if (&b == &a || !b.is_function() || b.shndx != a.shndx || b.value != a.value || !b.defined()) continue;
+      const bool b_local = b.name.ends_with(".localalias");
+      if (a_local != b_local ? a_local : b.index < a.index) return true;
+    }
     return false;
   };
   for (Symbol& s : patched.symbols) {
@@ -136,6 +142,11 @@ Inclusion include(Object& orig, Object& patched, Diagnostics& diag) {
       out.added_functions.push_back(&s);
       inc.add_section(s.shndx);
     } else if (s.is_object() && s.status == Status::added && !s.is_local()) {
+      if (s.shndx == SHN_COMMON) {
+        diag.refusals.push_back(fmt::format("new variable {} is a common symbol (SHN_COMMON): the patch has no "
+                                            "storage for it; compile with -fno-common", s.name));
+        continue;
+      }
       inc.add_section(s.shndx);  // a new global variable, whether used yet or not
     }
   }

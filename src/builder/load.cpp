@@ -5,6 +5,9 @@
 #include <libelf.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "builder/compile_commands.h"
 #include "common/scope_guard.h"
 
 namespace lg::builder {
@@ -105,6 +108,11 @@ Result<Object> load_object(const std::string& path) {
     if (sh.sh_type == SHT_SYMTAB) symtab_index = i;
   }
   if (!symtab_index) return make_error(ErrorKind::bad_patch, "{}: no symbol table (was it stripped?)", path);
+  for (const Section& s : obj.sections)
+    if (s.name.starts_with(".gnu.lto_") && !std::any_of(obj.sections.begin(), obj.sections.end(), [](const Section& x) {
+          return x.type == SHT_PROGBITS && (x.flags & SHF_EXECINSTR) && x.size > 0;
+        }))
+      return make_error(ErrorKind::unsupported, "{}", lto_refusal(path));
 
   // Symbols.
   {

@@ -205,19 +205,29 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   std::vector<CompileCommand> compiles;
   std::vector<LinkCommand> links;
   fs::path db;
+  // (Not with an explicit --build-command: then the project's own build decides what is rebuilt,
+  // as it must when the fix changes the input of a generated unit, which the database only names.)
   for (const char* c : {"compile_commands.json", "build/compile_commands.json"})
-    if (fs::exists(source_dir / c)) db = source_dir / c;
+    if (!options.build_command && fs::exists(source_dir / c)) db = source_dir / c;
   if (options.compile_commands) db = fs::absolute(*options.compile_commands);
   const bool record_only = db.empty() && options.record_only_pass;
   if (!db.empty()) {
     // compile_commands.json (CMake, Meson): the units whose file the fix changes; a changed
-    // header may affect any unit, so then all of them (their objects tell what changed).
+    // header may affect any unit, so then all of them (their objects tell what changed) but
+    // those whose dependency file says they do not read it (a fix's meson.build or test data).
     progress(fmt::format("using {}", db.string()));
     auto cc = read_compile_commands(db);
     if (!cc) return fail(std::move(cc).error());
     bool header_changed = std::any_of(touched.begin(), touched.end(), [](auto& f) { return !is_source_file(f); });
     for (CompileCommand& c : *cc) {
       bool match = header_changed;
+      if (auto deps = header_changed ? unit_dependencies(c) : std::nullopt) {
+        match = std::any_of(touched.begin(), touched.end(), [&](const std::string& f) {
+          return std::find(deps->begin(), deps->end(), (source_dir / f).lexically_normal().string()) != deps->end();
+        });
+      } else if (header_changed && !c.output.empty() && !fs::exists(c.output)) {
+        match = false;  // never built (a test program the build of the target skipped): in no target
+      }
       for (const std::string& f : touched)
         if (c.file == (source_dir / f).lexically_normal().string()) match = true;
       if (match) compiles.push_back(std::move(c));
@@ -303,6 +313,9 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     return fail(make_error(ErrorKind::not_found, "none of the units the build recompiled is part of {} ({} recompiled)",
                            options.target_path, compiles.size()));
   for (const Unit& u : units) result.recompiled.push_back(fs::relative(u.file, source_dir).string());
+  for (const Unit& u : units)
+    if (uses_lto(u.candidates.front()))
+      return fail(make_error(ErrorKind::unsupported, "{}", lto_refusal(fs::relative(u.file, source_dir).string())));
   progress(fmt::format("{} unit(s) to diff: {}", units.size(), fmt::join(result.recompiled, ", ")));
 
   // 3. The fixed sources keep the original's line numbers outside the changed lines (#line), so

@@ -72,6 +72,20 @@ for case in "$@"; do
     # shellcheck disable=SC1090
     . "$cases_dir/$case/case.sh"
     echo "$PKG|$CVE|$BUILD_SYSTEM|$KIND" >"$w/meta"
+    # What the case needs beyond the base tools (NEEDS: Debian package names, e.g. meson or a
+    # -dev package): installed when missing and apt can; else the case is skipped.
+    missing=()
+    for p in ${NEEDS[@]+"${NEEDS[@]}"}; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      sudo_cmd=()
+      [ "$(id -u)" = 0 ] || sudo_cmd=(sudo -n)
+      if ! "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$w/needs.log" 2>&1; then
+        echo "skipped: cannot install ${missing[*]} ($(tail -n 1 "$w/needs.log"))" >"$w/result"
+        exit 77
+      fi
+    fi
     if ! tree=$("$root/scripts/fetch-debian-source.sh" "$PKG" "$cache" 2>"$w/fetch.log" | tail -n 1) || [ -z "$tree" ]; then
       echo "skipped: source unavailable ($(tail -n 1 "$w/fetch.log"))" >"$w/result"
       exit 77
@@ -131,6 +145,15 @@ for case in "$@"; do
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(", ".join(f["name"] + ("" if f["status"] == "CHANGED" else " (" + f["status"].lower() + ")") for f in j.get("functions", [])))
+PY
+    # C++ names demangled without their parameters (c++filt leaves C names as they are); the
+    # table shows the first 8 (all of them in functions.all).
+    command -v c++filt >/dev/null && { c++filt -p <"$w/functions" >"$w/functions.d" && mv "$w/functions.d" "$w/functions"; }
+    cp "$w/functions" "$w/functions.all"
+    python3 - "$w/functions.all" >"$w/functions" <<'PY'
+import sys
+names = [n for n in open(sys.argv[1]).read().strip().split(", ") if n]
+print(", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else ""))
 PY
     if [ $rc -ne 0 ]; then
       msg=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1])).get("error",""); print(e if isinstance(e, str) else e.get("message",""))' "$w/livegraft-build.json" 2>/dev/null)
