@@ -1,5 +1,7 @@
 #include "builder/diff.h"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "builder/compare.h"
@@ -59,15 +61,25 @@ void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics
 
 Result<DiffResult> diff_objects(const DiffOptions& options) {
   DiffResult r;
+  auto t = std::chrono::steady_clock::now();
+  auto lap = [&](const char* pass) {
+    auto now = std::chrono::steady_clock::now();
+    r.timings.emplace_back(pass, std::chrono::duration<double>(now - t).count());
+    t = now;
+  };
   LG_TRY(Object orig, load_object(options.orig_path));
   LG_TRY(Object patched, load_object(options.patched_path));
   r.orig = std::make_unique<Object>(std::move(orig));
   r.patched = std::make_unique<Object>(std::move(patched));
+  lap("load");
 
   Diagnostics diag;
   correlate(*r.orig, *r.patched, diag);
+  lap("correlate");
   compare(*r.orig, *r.patched, diag);
+  lap("compare");
   r.inclusion = include(*r.orig, *r.patched, diag);
+  lap("include");
 
   for (const Symbol* s : r.inclusion.replaced)
     r.functions.push_back({s->twin->name, Status::changed, 0, s->twin->is_local()});
@@ -78,6 +90,7 @@ Result<DiffResult> diff_objects(const DiffOptions& options) {
   for (const auto& [name, ext] : r.inclusion.externals) r.externals.push_back(name);
 
   if (options.target) check_against_target(r, *options.target, diag);
+  lap("verify");
   r.warnings = diag.warnings;
   if (!diag.ok()) return refused(options.patched_path, diag);
   return r;

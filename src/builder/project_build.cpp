@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
@@ -43,11 +45,15 @@ int run_captured(const std::string& cmd, const fs::path& log, std::string* outpu
 // Runs two shell commands at the same time (the original and the fixed compile of a unit: the
 // wall time of one); their outputs go to *out_a/*out_b and to `log`. Returns both exit codes.
 std::pair<int, int> run_pair(const std::string& a, const std::string& b, const fs::path& log, std::string* out_a,
-                             std::string* out_b) {
+                             std::string* out_b, const std::function<void(double)>& still_running, double every) {
   std::string la = log.string() + ".a", lb = log.string() + ".b";
   std::string cmd = fmt::format("( {} ) >{} 2>&1 & pa=$!; ( {} ) >{} 2>&1; rb=$?; wait $pa; ra=$?; exit $(( (ra != 0) * 2 + (rb != 0) ))", a,
                                 shell_quote(la), b, shell_quote(lb));
-  int status = std::system(cmd.c_str());
+  auto started = std::chrono::steady_clock::now();
+  auto done = std::async(std::launch::async, [&cmd] { return std::system(cmd.c_str()); });
+  while (done.wait_for(std::chrono::duration<double>(every)) != std::future_status::ready)
+    if (still_running) still_running(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  int status = done.get();
   int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
   auto slurp = [](const std::string& p) {
     std::ifstream in(p);
@@ -122,9 +128,40 @@ struct Unit {
 
 }  // namespace
 
+std::string describe_timings(const ProjectBuildResult& r) {
+  std::string out;
+  bool open = false;
+  for (const BuildTiming& t : r.timings) {
+    auto colon = t.step.find(": ");
+    if (colon != std::string::npos) {  // a sub-step of the previous entry
+      out += fmt::format("{}{} {:.1f} s", open ? ", " : " (", t.step.substr(colon + 2), t.seconds);
+      open = true;
+      continue;
+    }
+    if (open) out += ")";
+    open = false;
+    out += fmt::format("{}{} {:.1f} s", out.empty() ? "" : ", ", t.step, t.seconds);
+  }
+  if (open) out += ")";
+  return fmt::format("{}; total {:.1f} s", out, r.total_seconds);
+}
+
 Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& options) {
-  auto progress = [&](const std::string& s) { if (options.progress) options.progress(s); };
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto progress = [&](const std::string& s) {
+    if (options.progress) options.progress(fmt::format("{:6.1f} s  {}", since(start), s));
+  };
   ProjectBuildResult result;
+  // The steps' wall times (result.timings): `step(name)` closes the one running and opens `name`.
+  Clock::time_point step_start = start;
+  std::string step_name;
+  auto step = [&](std::string name) {
+    if (!step_name.empty()) result.timings.push_back({step_name, since(step_start)});
+    step_name = std::move(name);
+    step_start = Clock::now();
+  };
   fs::path work;
   if (options.work_dir) {
     work = fs::absolute(*options.work_dir);
@@ -146,7 +183,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     ProjectBuildOptions again = options;
     again.record_only_pass = false;
     success = true;  // this attempt's directory is not the one to keep
-    return build_project_patch(again);
+    const double wasted = since(start);
+    auto r = build_project_patch(again);
+    if (r) {
+      r->timings.insert(r->timings.begin(), BuildTiming{"record-only attempt", wasted});
+      r->total_seconds += wasted;
+    }
+    return r;
   };
   auto fail = [&](Error e) {
     e.hint = fmt::format("the work directory is kept: {} (build.log has every command and its output)", work.string());
@@ -157,6 +200,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   const fs::path source_dir = fs::canonical(options.source_dir);
   const std::string diff_path = fs::absolute(options.diff_path).string();
 
+  step("read target");
   progress(fmt::format("reading the target {}", options.target_path));
   auto target = load_target(options.target_path);
   if (!target) return fail(std::move(target).error());
@@ -166,12 +210,14 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 1. A copy of the tree with its timestamps (so the project's incremental build sees the
   //    objects up to date and rebuilds only what the fix changes), the fix applied to it.
+  step("copy");
   progress(fmt::format("copying {} to {}", source_dir.string(), src.string()));
   std::error_code ec;
   fs::remove_all(src, ec);
   std::string out;
   if (run_captured(fmt::format("cp -a {} {}", shell_quote(source_dir.string()), shell_quote(src.string())), log, &out) != 0)
     return fail(make_error(ErrorKind::io, "copying {} failed:{}", source_dir.string(), trimmed(out)));
+  step("patch");
   progress(fmt::format("applying {}", options.diff_path));
   if (run_captured(fmt::format("cd {} && patch -p1 --batch --forward < {}", shell_quote(src.string()), shell_quote(diff_path)),
                    log, &out) != 0)
@@ -233,6 +279,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     const std::string build = options.build_command.value_or("make");
     Wrappers wrappers = install_wrappers(work / "bin", work / "records");
     fs::create_directories(work / "records");
+    step(record_only ? "build (record-only)" : "build");
     progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
                          record_only ? "record-only: nothing compiled, " : ""));
     std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
@@ -307,6 +354,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 3. The fixed sources keep the original's line numbers outside the changed lines (#line), so
   //    only code the fix changed differs (not every function below an added line).
+  step("line directives");
   std::set<std::string> relined;
   auto keep_lines = [&](const std::string& rel) -> Result<void> {
     if (options.keep_line_numbers == false || !relined.insert(rel).second) return {};
@@ -340,10 +388,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       rebase(fixed_cmd, source_dir.string(), src.string());
       const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
       const fs::path orig_o = work / "orig" / name, fixed_o = work / "patched" / name;
+      step("compile " + rel);
       progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
                            u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
       const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
-      auto [orig_rc, fixed_rc] = run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out);
+      auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
+      auto [orig_rc, fixed_rc] =
+          run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out, still, options.heartbeat_seconds);
       if (orig_rc != 0)
         return fail(make_error(ErrorKind::io,
                                "compiling the original {} in {} failed (the source tree must be the built tree the target "
@@ -354,8 +405,12 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
         if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
         return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
       }
+      step("diff " + rel);
+      progress(fmt::format("diffing the two objects of {}", rel));
       DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
       auto r = diff_objects(d);
+      if (r)
+        for (const auto& [pass, seconds] : r->timings) result.timings.push_back({"diff " + rel + ": " + pass, seconds});
       if (!r && k + 1 < u.candidates.size() && r.error().message.find(kTargetBuiltDifferently) != std::string::npos) {
         progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
         continue;
@@ -394,6 +449,8 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 5. Types whose layout the fix changes (DWARF of both builds): objects of the old layout
   //    alive during the switch would be misread by the new code.
+  step("type layouts");
+  if (!object_pairs.empty()) progress("comparing the type layouts in the DWARF of both builds");
   std::set<std::string> patched_functions;
   for (const FunctionChange& f : result.functions) patched_functions.insert(f.name);
   for (const auto& [o, p] : object_pairs) {
@@ -420,9 +477,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   meta.object_name = target->soname;
   std::vector<const DiffResult*> ptrs;
   for (const DiffResult& p : parts) ptrs.push_back(&p);
+  step("emit");
   progress(fmt::format("writing {}", options.output_path));
   auto w = emit_patch_object(ptrs, meta, options.output_path);
   if (!w) return fail(std::move(w).error());
+  step("");
+  result.total_seconds = since(start);
+  progress("times: " + describe_timings(result));
   success = true;
   return result;
 }

@@ -63,6 +63,9 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     for (const auto& f : r->functions)
       j["functions"].push_back({{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}});
     j["warnings"] = r->warnings;
+    j["timings"] = nlohmann::json::array();
+    for (const auto& t : r->timings) j["timings"].push_back({{"step", t.step}, {"seconds", t.seconds}});
+    j["total_seconds"] = r->total_seconds;
     if (global.json) return print_json_ok(j);
     for (const auto& f : r->functions)
       std::cout << builder::to_string(f.status) << " " << f.name << (f.sympos ? fmt::format(" (sympos {})", f.sympos) : "") << "\n";
