@@ -35,6 +35,7 @@ void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics
       continue;
     }
     fc.sympos = where->sympos;
+    if (!target.has_code) continue;  // a debug file as the target: nothing to verify against
     for (const Symbol& f : orig.symbols) {
       if (f.name != fc.name || !f.is_function() || !f.defined()) continue;
       auto v = verify_function(orig, f, target, *where->symbol);

@@ -157,8 +157,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   // The steps' wall times (result.timings): `step(name)` closes the one running and opens `name`.
   Clock::time_point step_start = start;
   std::string step_name;
+  std::vector<BuildTiming> sub_steps;  // of the step running (the passes of a diff)
   auto step = [&](std::string name) {
     if (!step_name.empty()) result.timings.push_back({step_name, since(step_start)});
+    for (BuildTiming& t : sub_steps) result.timings.push_back(std::move(t));
+    sub_steps.clear();
     step_name = std::move(name);
     step_start = Clock::now();
   };
@@ -202,8 +205,21 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   step("read target");
   progress(fmt::format("reading the target {}", options.target_path));
-  auto target = load_target(options.target_path);
+  DebugFileOptions debug;
+  debug.roots = default_debug_roots("");
+  debug.explicit_file = options.symbols_file;
+  auto target = load_target(options.target_path, &debug);
   if (!target) return fail(std::move(target).error());
+  if (!target->debug_file.empty())
+    progress(fmt::format("the target is stripped: its symbols from {} ({})", target->debug_file, target->debug_origin));
+  else if (!target->has_symtab)
+    progress(fmt::format("the target is stripped and no debug file was found{}: only its dynamic symbols are known",
+                         target->debug_tried.empty() ? "" : fmt::format(" (looked for {})", fmt::join(target->debug_tried, ", "))));
+  if (!target->has_code)
+    result.warnings.push_back(fmt::format(
+        "{} is a separate debug file: the rebuilt original was not compared with the running code (pass the binary or "
+        "/proc/PID/exe as --target and the debug file with --symbols to have it checked)",
+        options.target_path));
 
   std::vector<std::string> touched = files_in_diff(diff_path);
   if (touched.empty()) return fail(make_error(ErrorKind::invalid_argument, "{} changes no file", options.diff_path));
@@ -410,7 +426,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
       auto r = diff_objects(d);
       if (r)
-        for (const auto& [pass, seconds] : r->timings) result.timings.push_back({"diff " + rel + ": " + pass, seconds});
+        for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
       if (!r && k + 1 < u.candidates.size() && r.error().message.find(kTargetBuiltDifferently) != std::string::npos) {
         progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
         continue;

@@ -18,6 +18,9 @@ struct ProjectBuildOptions {
   std::string diff_path;
   std::string target_path;
   std::string output_path;
+  // The separate debug file of a stripped target (`--symbols FILE`); otherwise it is looked up
+  // like `livegraft apply` does (build-id under the debug roots, .gnu_debuglink, debuginfod).
+  std::string symbols_file;
   std::string patch_name;                 // empty: from the output file name
   std::optional<std::string> work_dir;    // empty: a fresh directory under $TMPDIR
   // The project's incremental build, run in the fixed copy of the built tree; what it recompiles

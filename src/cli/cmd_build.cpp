@@ -21,6 +21,10 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   cmd->add_option("--diff", opts->diff_path, "The fix, a unified diff applied with patch -p1")->required()->check(CLI::ExistingFile);
   cmd->add_option("--target", opts->target_path, "The running program's binary (/proc/PID/exe works)")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--output", opts->output_path, "Patch object to write")->required();
+  cmd->add_option("--symbols", opts->symbols_file,
+                  "The separate debug file of a stripped target (default: looked up by build-id under "
+                  "$LIVEGRAFT_DEBUG_ROOT or /usr/lib/debug, .gnu_debuglink, debuginfod when DEBUGINFOD_URLS is set)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--name", opts->patch_name, "Patch name (default: the output file's name)");
   cmd->add_option("--build-command", *build_cmd,
                   "The project's incremental build command (default: make), run on a fixed copy of the built tree; "
