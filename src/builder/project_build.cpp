@@ -119,6 +119,18 @@ std::string canonical_or_same(const std::string& p) {
   return ec ? p : c.string();
 }
 
+// The object the project's own build wrote for a compile that already has the builder's section
+// flags, when it exists and is not older than its source; nullopt otherwise.
+std::optional<fs::path> own_object(const CompileCommand& c) {
+  auto has = [&](const char* flag) { return std::find(c.argv.begin(), c.argv.end(), flag) != c.argv.end(); };
+  if (c.one_step || c.output.empty() || !has("-ffunction-sections") || !has("-fdata-sections")) return std::nullopt;
+  std::error_code e1, e2;
+  fs::path o = fs::path(c.output).is_absolute() ? fs::path(c.output) : fs::path(c.directory) / c.output;
+  auto ot = fs::last_write_time(o, e1), st = fs::last_write_time(c.file, e2);
+  if (e1 || e2 || ot < st || !fs::is_regular_file(o) || fs::file_size(o, e1) == 0) return std::nullopt;
+  return o;
+}
+
 // One translation unit and the commands that compiled it (libtool compiles a file twice:
 // -fPIC -DPIC -o .libs/x.o for the shared library, and again for the static one), best first.
 struct Unit {
@@ -403,37 +415,58 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       CompileCommand fixed_cmd = orig_cmd;
       rebase(fixed_cmd, source_dir.string(), src.string());
       const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
-      const fs::path orig_o = work / "orig" / name, fixed_o = work / "patched" / name;
-      step("compile " + rel);
-      progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
-                           u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
-      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
-      auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
-      auto [orig_rc, fixed_rc] =
-          run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out, still, options.heartbeat_seconds);
-      if (orig_rc != 0)
-        return fail(make_error(ErrorKind::io,
-                               "compiling the original {} in {} failed (the source tree must be the built tree the target "
-                               "came from):{}",
-                               rel, source_dir.string(), trimmed(out)));
-      if (fixed_rc != 0) {
-        // A generated header the record-only mode left empty: the real build writes it.
-        if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
-        return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
+      // The project's own object is the original when its command already has the builder's
+      // section flags (and it is not older than the source): one compile instead of two. The
+      // code verification against the target still decides; if it fails, compile the original.
+      const std::optional<fs::path> own = own_object(orig_cmd);
+      bool next_candidate = false;
+      for (bool reuse = own.has_value();; reuse = false) {
+        const fs::path orig_o = reuse ? *own : work / "orig" / name, fixed_o = work / "patched" / name;
+        step("compile " + rel);
+        if (reuse)
+          progress(fmt::format("compiling the fixed {}; the original is the project's own {} (its command has "
+                               "-ffunction-sections -fdata-sections)",
+                               rel, fs::relative(*own, source_dir).string()));
+        else
+          progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
+                               u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
+        const std::string fixed_compile =
+            ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+        auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
+        auto [orig_rc, fixed_rc] = run_pair(reuse ? std::string("true") : object_command(orig_cmd, orig_o), fixed_compile, log,
+                                            &out, &fixed_out, still, options.heartbeat_seconds);
+        if (orig_rc != 0)
+          return fail(make_error(ErrorKind::io,
+                                 "compiling the original {} in {} failed (the source tree must be the built tree the target "
+                                 "came from):{}",
+                                 rel, source_dir.string(), trimmed(out)));
+        if (fixed_rc != 0) {
+          // A generated header the record-only mode left empty: the real build writes it.
+          if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
+          return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
+        }
+        step("diff " + rel);
+        progress(fmt::format("diffing the two objects of {}", rel));
+        DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
+        auto r = diff_objects(d);
+        if (r)
+          for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
+        const bool built_differently = !r && r.error().message.find(kTargetBuiltDifferently) != std::string::npos;
+        if (reuse && built_differently) {
+          progress(fmt::format("{}: the project's own object is not the code in the target; compiling the original", rel));
+          continue;
+        }
+        if (built_differently && k + 1 < u.candidates.size()) {
+          progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
+          next_candidate = true;
+          break;
+        }
+        if (!r) return fail(std::move(r).error().context(rel));
+        object_pairs.emplace_back(orig_o.string(), fixed_o.string());
+        chosen = std::move(r.value());
+        break;
       }
-      step("diff " + rel);
-      progress(fmt::format("diffing the two objects of {}", rel));
-      DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
-      auto r = diff_objects(d);
-      if (r)
-        for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
-      if (!r && k + 1 < u.candidates.size() && r.error().message.find(kTargetBuiltDifferently) != std::string::npos) {
-        progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
-        continue;
-      }
-      if (!r) return fail(std::move(r).error().context(rel));
-      object_pairs.emplace_back(orig_o.string(), fixed_o.string());
-      chosen = std::move(r.value());
+      if (next_candidate) continue;
       break;
     }
     if (!chosen) continue;
