@@ -242,3 +242,15 @@ TEST(BuilderSpeed, ProjectsOwnObjectThatIsNotTheTargetsCodeIsNotUsed) {
   EXPECT_NE(out.find("the project's own object is not the code in the target; compiling the original"), std::string::npos) << out;
   EXPECT_NE(out.find("CHANGED limit"), std::string::npos) << out;
 }
+
+// C++: the fix makes a leaf throw. GCC recompiles its caller with a call-site entry for the call,
+// so the caller is in the patch too, and nothing is left that would std::terminate (the warning
+// for callers left in the target: tests/unit/builder_call_site_test.cpp).
+TEST(BuilderExceptions, FixThatMakesALeafThrowAlsoReplacesTheCallerWhoseTableChanged) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("new-throw", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED _Z5checkPK7Request"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED _Z6handleB5cxx11PK7Request"), std::string::npos) << out;
+  EXPECT_EQ(out.find("std::terminate"), std::string::npos) << out;
+}
