@@ -5,8 +5,9 @@
 # tests/builder/real/lua5.4/fix.diff: iter_aux in src/lutf8lib.c) against the project's own
 # incremental rebuild of the changed file (the fix applied, `make linux`: compile lutf8lib.c,
 # re-archive liblua.a, relink lua and luac). Median of RUNS (default 5) each; prints a table.
-# Target (issue 7): livegraft build <= 2 x rebuild + 1 s. The per-case figures of the real-world
-# corpus come from tests/realworld/run.sh (docs/realworld.md).
+# Target (issue 7): livegraft build <= 2 x rebuild + 1 s. Also prints the builder's own step
+# timings (copy, build, compiles, diff passes, type layouts, emit) of its last run. The per-case
+# figures of the real-world corpus come from tests/realworld/run.sh (docs/realworld.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -62,5 +63,7 @@ printf '%-44s %10s   %s\n' "what" "median s" "all runs (s)"
 printf '%-44s %10.3f   %s\n' "livegraft build (make linux, recorded)" "$b" "$(tr '\n' ' ' <"$work/build-times" | xargs printf '%.3f ')"
 printf '%-44s %10.3f   %s\n' "incremental rebuild (fix applied, make linux)" "$r" "$(tr '\n' ' ' <"$work/rebuild-times" | xargs printf '%.3f ')"
 printf '%-44s %10.3f   %s\n' "target: 2 x rebuild + 1 s" "$target" "$([ "$verdict" = 1 ] && echo met || echo NOT met)"
+# Where the builder's time went in its last run (its own step timings, `livegraft build` stderr).
+printf 'livegraft build steps (last run): %s\n' "$(sed -n 's/.*times: //p' "$work/livegraft-build.log" | tail -n 1)"
 printf 'machine: %s, %s cores, %s; load average %s\n' "$(uname -m)" "$(nproc)" "$(gcc --version | head -n 1)" \
   "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,10 +1,18 @@
 #include "builder/diff.h"
 
+#include <elf.h>
+
+#include <algorithm>
+#include <chrono>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "builder/compare.h"
 #include "builder/correlate.h"
+#include "builder/eh_frame.h"
 #include "builder/load.h"
+#include "builder/resolve.h"
 #include "builder/verify.h"
 
 namespace lg::builder {
@@ -33,6 +41,7 @@ void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics
       continue;
     }
     fc.sympos = where->sympos;
+    if (!target.has_code) continue;  // a debug file as the target: nothing to verify against
     for (const Symbol& f : orig.symbols) {
       if (f.name != fc.name || !f.is_function() || !f.defined()) continue;
       auto v = verify_function(orig, f, target, *where->symbol);
@@ -55,19 +64,83 @@ void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics
   }
 }
 
+// Direct evidence that the code of `f` (or its .cold part, where GCC puts throws) throws or lets
+// an exception through: a throw, a rethrow, libstdc++'s __throw_* helpers, or a cleanup that
+// resumes unwinding.
+bool throws(const Object& obj, const Symbol& f) {
+  const Section* sec = obj.section_of(f);
+  if (!sec) return false;
+  for (const Relocation& r : sec->relocations) {
+    if (r.offset < f.value || r.offset >= f.value + std::max<uint64_t>(f.size, 1)) continue;
+    const std::string& n = obj.symbols[r.symbol].name;
+    if (n == "__cxa_throw" || n == "__cxa_rethrow" || n == "_Unwind_Resume" ||
+        (n.starts_with("_ZSt") && n.find("__throw_") != std::string::npos))
+      return true;
+  }
+  for (const Symbol* c : f.children)
+    if (throws(obj, *c)) return true;
+  return false;
+}
+
+// A replacement that throws, for a function GCC proved could not: callers of the original's
+// unit with C++ handlers or cleanups have no call-site entry for the call, and an exception
+// leaving the new code there ends in std::terminate (entry thunk or not). Said at build time.
+void check_new_exceptions(const Object& orig, const Object& patched, const std::vector<const Symbol*>& replaced,
+                          Diagnostics& diag) {
+  for (const Symbol* g : replaced) {
+    const Symbol* f = g->twin;
+    if (!f || !throws(patched, *g) || throws(orig, *f)) continue;
+    std::vector<std::string> sites;
+    for (const Symbol& caller : orig.symbols) {
+      // A caller in the patch too is replaced by its recompiled self, whose table covers the call
+      // (and the switch waits until no thread is inside the old one).
+      if (!caller.defined() || !caller.is_function() || &caller == f || caller.status == Status::changed) continue;
+      const Section* sec = orig.section_of(caller);
+      if (!sec) continue;
+      for (const Relocation& r : sec->relocations) {
+        if (r.offset < caller.value || r.offset >= caller.value + caller.size || r.offset == 0) continue;
+        if ((r.type != R_X86_64_PLT32 && r.type != R_X86_64_PC32) || sec->data.size() < r.offset + 4 ||
+            sec->data[r.offset - 1] != 0xe8)
+          continue;  // not a call rel32
+        RelocTarget t = resolve_target(orig, r);
+        if (t.kind != TargetKind::symbol || t.symbol != f) continue;
+        if (call_site_terminates(orig, sec->index, r.offset + 3).value_or(false))
+          sites.push_back(fmt::format("{}+{:#x}", caller.name, r.offset + 4 - caller.value));
+      }
+    }
+    if (!sites.empty())
+      diag.warnings.push_back(fmt::format(
+          "the new {} throws, but the original could not: its caller(s) at {} were compiled knowing that (their "
+          "exception tables have no entry for the call), so an exception leaving the new {} there ends in "
+          "std::terminate; catch it inside {}, or patch those callers too",
+          f->name, fmt::join(sites, ", "), f->name, f->name));
+  }
+}
+
 }  // namespace
 
 Result<DiffResult> diff_objects(const DiffOptions& options) {
   DiffResult r;
+  auto t = std::chrono::steady_clock::now();
+  auto lap = [&](const char* pass) {
+    auto now = std::chrono::steady_clock::now();
+    r.timings.emplace_back(pass, std::chrono::duration<double>(now - t).count());
+    t = now;
+  };
   LG_TRY(Object orig, load_object(options.orig_path));
   LG_TRY(Object patched, load_object(options.patched_path));
   r.orig = std::make_unique<Object>(std::move(orig));
   r.patched = std::make_unique<Object>(std::move(patched));
+  lap("load");
 
   Diagnostics diag;
   correlate(*r.orig, *r.patched, diag);
+  lap("correlate");
   compare(*r.orig, *r.patched, diag);
+  lap("compare");
   r.inclusion = include(*r.orig, *r.patched, diag);
+  lap("include");
+  check_new_exceptions(*r.orig, *r.patched, r.inclusion.replaced, diag);
 
   for (const Symbol* s : r.inclusion.replaced)
     r.functions.push_back({s->twin->name, Status::changed, 0, s->twin->is_local()});
@@ -78,6 +151,7 @@ Result<DiffResult> diff_objects(const DiffOptions& options) {
   for (const auto& [name, ext] : r.inclusion.externals) r.externals.push_back(name);
 
   if (options.target) check_against_target(r, *options.target, diag);
+  lap("verify");
   r.warnings = diag.warnings;
   if (!diag.ok()) return refused(options.patched_path, diag);
   return r;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "builder/diagnostics.h"
@@ -29,6 +30,8 @@ struct DiffResult {
   std::vector<std::string> new_data;      // NEW variables the patch defines
   std::vector<std::string> externals;     // names the loader resolves in the target
   std::vector<std::string> warnings;
+  // Wall time of each pass (load, correlate, compare, include, verify), seconds.
+  std::vector<std::pair<std::string, double>> timings;
 
   // For emit: the loaded objects (heap-allocated so the passes' pointers stay valid).
   std::unique_ptr<Object> orig, patched;

@@ -4,6 +4,7 @@
 // through patch code. A zero terminator closes the table (what __register_frame expects).
 #pragma once
 
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -18,5 +19,16 @@ struct EhFrameSubset {
 };
 
 Result<EhFrameSubset> eh_frame_subset(const Object& obj, const std::set<size_t>& text_sections);
+
+}  // namespace lg::builder
+
+namespace lg::builder {
+
+// Whether an exception leaving the call whose last byte is at [site] (an offset in the text
+// section [text_section]) would end in std::terminate there: the function has an LSDA (C++
+// handlers or cleanups) and no entry of its call-site table covers the call — GCC leaves out
+// calls it proved cannot throw. false: no LSDA (the exception passes through) or covered.
+// nullopt: cannot tell (no FDE, an encoding not handled).
+std::optional<bool> call_site_terminates(const Object& obj, size_t text_section, uint64_t site);
 
 }  // namespace lg::builder

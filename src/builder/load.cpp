@@ -42,14 +42,22 @@ Section* Object::section_of(const Symbol& s) {
   return const_cast<Section*>(static_cast<const Object*>(this)->section_of(s));
 }
 
-std::vector<const Symbol*> Object::symbols_in(size_t section_index) const {
-  std::vector<const Symbol*> out;
+const std::vector<const Symbol*>& Object::symbols_in(size_t section_index) const {
+  static const std::vector<const Symbol*> none;
+  return section_index < by_section_.size() ? by_section_[section_index] : none;
+}
+
+void Object::index_symbols() {
+  by_section_.assign(sections.size(), {});
   for (const Symbol& s : symbols)
-    if (s.shndx == section_index && !s.is_section() && s.type != STT_FILE && s.index != 0) out.push_back(&s);
-  return out;
+    if (s.shndx < by_section_.size() && !s.is_section() && s.type != STT_FILE && s.index != 0) by_section_[s.shndx].push_back(&s);
 }
 
 namespace {
+
+bool is_debug_section(uint64_t flags, const std::string& name) {
+  return !(flags & SHF_ALLOC) && (name.starts_with(".debug_") || name.starts_with(".rela.debug_"));
+}
 
 Error elf_error(const std::string& path, std::string_view what) {
   return make_error(ErrorKind::bad_patch, "{}: {}: {}", path, what, elf_errmsg(-1));
@@ -99,6 +107,9 @@ Result<Object> load_object(const std::string& path) {
     s.info = sh.sh_info;
     if (sh.sh_type == SHT_REL)
       return make_error(ErrorKind::unsupported, "{}: section {} uses SHT_REL relocations; x86-64 objects use RELA", path, s.name);
+    // DWARF is read with libdw where it is needed (type_layout.cpp); the passes never look at
+    // it, and in a big -g unit it is most of the object (SQLite: tens of MB, 10^6 relocations).
+    if (is_debug_section(sh.sh_flags, s.name)) continue;
     if (sh.sh_type != SHT_NOBITS && sh.sh_size) {
       Elf_Data* d = elf_getdata(scn, nullptr);
       if (!d || d->d_size != sh.sh_size) return elf_error(path, "data of section " + s.name);
@@ -154,6 +165,7 @@ Result<Object> load_object(const std::string& path) {
       return make_error(ErrorKind::bad_patch, "{}: {} uses another symbol table", path, rs.name);
     Section& target = obj.sections[rs.info];
     target.rela_index = rs.index;
+    if (is_debug_section(target.flags, target.name)) continue;
     Elf_Data* d = elf_getdata(elf_getscn(elf, rs.index), nullptr);
     size_t n = rs.entsize ? rs.size / rs.entsize : 0;
     for (size_t i = 0; i < n; ++i) {
@@ -165,6 +177,7 @@ Result<Object> load_object(const std::string& path) {
       target.relocations.push_back({r.r_offset, static_cast<uint32_t>(GELF_R_TYPE(r.r_info)), sym, r.r_addend});
     }
   }
+  obj.index_symbols();
   return obj;
 }
 

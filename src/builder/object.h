@@ -65,6 +65,12 @@ struct Symbol {
 };
 
 struct Object {
+  Object() = default;
+  Object(Object&&) = default;             // the symbol index points into `symbols`: moved with it
+  Object& operator=(Object&&) = default;
+  Object(const Object&) = delete;         // (twins and the index point into this object)
+  Object& operator=(const Object&) = delete;
+
   std::string path;
   std::string source_file;  // the STT_FILE symbol's name ("a.c"), empty when none
   std::vector<Section> sections;
@@ -72,8 +78,15 @@ struct Object {
 
   const Section* section_of(const Symbol& s) const;
   Section* section_of(const Symbol& s);
-  // Defined symbols (functions, objects, labels; not sections/files) that live in a section.
-  std::vector<const Symbol*> symbols_in(size_t section_index) const;
+  // Defined symbols (functions, objects, labels; not sections/files) that live in a section,
+  // in symbol-table order. Indexed once at load (index_symbols): resolving a section-symbol
+  // relocation must not scan the whole symbol table (SQLite's amalgamation: ~10^5 relocations
+  // against ~10^4 symbols).
+  const std::vector<const Symbol*>& symbols_in(size_t section_index) const;
+  void index_symbols();
+
+ private:
+  std::vector<std::vector<const Symbol*>> by_section_;
 };
 
 }  // namespace lg::builder

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
@@ -43,11 +45,15 @@ int run_captured(const std::string& cmd, const fs::path& log, std::string* outpu
 // Runs two shell commands at the same time (the original and the fixed compile of a unit: the
 // wall time of one); their outputs go to *out_a/*out_b and to `log`. Returns both exit codes.
 std::pair<int, int> run_pair(const std::string& a, const std::string& b, const fs::path& log, std::string* out_a,
-                             std::string* out_b) {
+                             std::string* out_b, const std::function<void(double)>& still_running, double every) {
   std::string la = log.string() + ".a", lb = log.string() + ".b";
   std::string cmd = fmt::format("( {} ) >{} 2>&1 & pa=$!; ( {} ) >{} 2>&1; rb=$?; wait $pa; ra=$?; exit $(( (ra != 0) * 2 + (rb != 0) ))", a,
                                 shell_quote(la), b, shell_quote(lb));
-  int status = std::system(cmd.c_str());
+  auto started = std::chrono::steady_clock::now();
+  auto done = std::async(std::launch::async, [&cmd] { return std::system(cmd.c_str()); });
+  while (done.wait_for(std::chrono::duration<double>(every)) != std::future_status::ready)
+    if (still_running) still_running(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  int status = done.get();
   int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
   auto slurp = [](const std::string& p) {
     std::ifstream in(p);
@@ -113,6 +119,18 @@ std::string canonical_or_same(const std::string& p) {
   return ec ? p : c.string();
 }
 
+// The object the project's own build wrote for a compile that already has the builder's section
+// flags, when it exists and is not older than its source; nullopt otherwise.
+std::optional<fs::path> own_object(const CompileCommand& c) {
+  auto has = [&](const char* flag) { return std::find(c.argv.begin(), c.argv.end(), flag) != c.argv.end(); };
+  if (c.one_step || c.output.empty() || !has("-ffunction-sections") || !has("-fdata-sections")) return std::nullopt;
+  std::error_code e1, e2;
+  fs::path o = fs::path(c.output).is_absolute() ? fs::path(c.output) : fs::path(c.directory) / c.output;
+  auto ot = fs::last_write_time(o, e1), st = fs::last_write_time(c.file, e2);
+  if (e1 || e2 || ot < st || !fs::is_regular_file(o) || fs::file_size(o, e1) == 0) return std::nullopt;
+  return o;
+}
+
 // One translation unit and the commands that compiled it (libtool compiles a file twice:
 // -fPIC -DPIC -o .libs/x.o for the shared library, and again for the static one), best first.
 struct Unit {
@@ -122,9 +140,43 @@ struct Unit {
 
 }  // namespace
 
+std::string describe_timings(const ProjectBuildResult& r) {
+  std::string out;
+  bool open = false;
+  for (const BuildTiming& t : r.timings) {
+    auto colon = t.step.find(": ");
+    if (colon != std::string::npos) {  // a sub-step of the previous entry
+      out += fmt::format("{}{} {:.1f} s", open ? ", " : " (", t.step.substr(colon + 2), t.seconds);
+      open = true;
+      continue;
+    }
+    if (open) out += ")";
+    open = false;
+    out += fmt::format("{}{} {:.1f} s", out.empty() ? "" : ", ", t.step, t.seconds);
+  }
+  if (open) out += ")";
+  return fmt::format("{}; total {:.1f} s", out, r.total_seconds);
+}
+
 Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& options) {
-  auto progress = [&](const std::string& s) { if (options.progress) options.progress(s); };
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto progress = [&](const std::string& s) {
+    if (options.progress) options.progress(fmt::format("{:6.1f} s  {}", since(start), s));
+  };
   ProjectBuildResult result;
+  // The steps' wall times (result.timings): `step(name)` closes the one running and opens `name`.
+  Clock::time_point step_start = start;
+  std::string step_name;
+  std::vector<BuildTiming> sub_steps;  // of the step running (the passes of a diff)
+  auto step = [&](std::string name) {
+    if (!step_name.empty()) result.timings.push_back({step_name, since(step_start)});
+    for (BuildTiming& t : sub_steps) result.timings.push_back(std::move(t));
+    sub_steps.clear();
+    step_name = std::move(name);
+    step_start = Clock::now();
+  };
   fs::path work;
   if (options.work_dir) {
     work = fs::absolute(*options.work_dir);
@@ -146,7 +198,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     ProjectBuildOptions again = options;
     again.record_only_pass = false;
     success = true;  // this attempt's directory is not the one to keep
-    return build_project_patch(again);
+    const double wasted = since(start);
+    auto r = build_project_patch(again);
+    if (r) {
+      r->timings.insert(r->timings.begin(), BuildTiming{"record-only attempt", wasted});
+      r->total_seconds += wasted;
+    }
+    return r;
   };
   auto fail = [&](Error e) {
     e.hint = fmt::format("the work directory is kept: {} (build.log has every command and its output)", work.string());
@@ -157,21 +215,37 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   const fs::path source_dir = fs::canonical(options.source_dir);
   const std::string diff_path = fs::absolute(options.diff_path).string();
 
+  step("read target");
   progress(fmt::format("reading the target {}", options.target_path));
-  auto target = load_target(options.target_path);
+  DebugFileOptions debug;
+  debug.roots = default_debug_roots("");
+  debug.explicit_file = options.symbols_file;
+  auto target = load_target(options.target_path, &debug);
   if (!target) return fail(std::move(target).error());
+  if (!target->debug_file.empty())
+    progress(fmt::format("the target is stripped: its symbols from {} ({})", target->debug_file, target->debug_origin));
+  else if (!target->has_symtab)
+    progress(fmt::format("the target is stripped and no debug file was found{}: only its dynamic symbols are known",
+                         target->debug_tried.empty() ? "" : fmt::format(" (looked for {})", fmt::join(target->debug_tried, ", "))));
+  if (!target->has_code)
+    result.warnings.push_back(fmt::format(
+        "{} is a separate debug file: the rebuilt original was not compared with the running code (pass the binary or "
+        "/proc/PID/exe as --target and the debug file with --symbols to have it checked)",
+        options.target_path));
 
   std::vector<std::string> touched = files_in_diff(diff_path);
   if (touched.empty()) return fail(make_error(ErrorKind::invalid_argument, "{} changes no file", options.diff_path));
 
   // 1. A copy of the tree with its timestamps (so the project's incremental build sees the
   //    objects up to date and rebuilds only what the fix changes), the fix applied to it.
+  step("copy");
   progress(fmt::format("copying {} to {}", source_dir.string(), src.string()));
   std::error_code ec;
   fs::remove_all(src, ec);
   std::string out;
   if (run_captured(fmt::format("cp -a {} {}", shell_quote(source_dir.string()), shell_quote(src.string())), log, &out) != 0)
     return fail(make_error(ErrorKind::io, "copying {} failed:{}", source_dir.string(), trimmed(out)));
+  step("patch");
   progress(fmt::format("applying {}", options.diff_path));
   if (run_captured(fmt::format("cd {} && patch -p1 --batch --forward < {}", shell_quote(src.string()), shell_quote(diff_path)),
                    log, &out) != 0)
@@ -243,6 +317,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     const std::string build = options.build_command.value_or("make");
     Wrappers wrappers = install_wrappers(work / "bin", work / "records");
     fs::create_directories(work / "records");
+    step(record_only ? "build (record-only)" : "build");
     progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
                          record_only ? "record-only: nothing compiled, " : ""));
     std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
@@ -320,6 +395,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 3. The fixed sources keep the original's line numbers outside the changed lines (#line), so
   //    only code the fix changed differs (not every function below an added line).
+  step("line directives");
   std::set<std::string> relined;
   auto keep_lines = [&](const std::string& rel) -> Result<void> {
     if (options.keep_line_numbers == false || !relined.insert(rel).second) return {};
@@ -352,30 +428,58 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       CompileCommand fixed_cmd = orig_cmd;
       rebase(fixed_cmd, source_dir.string(), src.string());
       const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
-      const fs::path orig_o = work / "orig" / name, fixed_o = work / "patched" / name;
-      progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
-                           u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
-      const std::string fixed_compile = ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
-      auto [orig_rc, fixed_rc] = run_pair(object_command(orig_cmd, orig_o), fixed_compile, log, &out, &fixed_out);
-      if (orig_rc != 0)
-        return fail(make_error(ErrorKind::io,
-                               "compiling the original {} in {} failed (the source tree must be the built tree the target "
-                               "came from):{}",
-                               rel, source_dir.string(), trimmed(out)));
-      if (fixed_rc != 0) {
-        // A generated header the record-only mode left empty: the real build writes it.
-        if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
-        return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
+      // The project's own object is the original when its command already has the builder's
+      // section flags (and it is not older than the source): one compile instead of two. The
+      // code verification against the target still decides; if it fails, compile the original.
+      const std::optional<fs::path> own = own_object(orig_cmd);
+      bool next_candidate = false;
+      for (bool reuse = own.has_value();; reuse = false) {
+        const fs::path orig_o = reuse ? *own : work / "orig" / name, fixed_o = work / "patched" / name;
+        step("compile " + rel);
+        if (reuse)
+          progress(fmt::format("compiling the fixed {}; the original is the project's own {} (its command has "
+                               "-ffunction-sections -fdata-sections)",
+                               rel, fs::relative(*own, source_dir).string()));
+        else
+          progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
+                               u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
+        const std::string fixed_compile =
+            ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+        auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
+        auto [orig_rc, fixed_rc] = run_pair(reuse ? std::string("true") : object_command(orig_cmd, orig_o), fixed_compile, log,
+                                            &out, &fixed_out, still, options.heartbeat_seconds);
+        if (orig_rc != 0)
+          return fail(make_error(ErrorKind::io,
+                                 "compiling the original {} in {} failed (the source tree must be the built tree the target "
+                                 "came from):{}",
+                                 rel, source_dir.string(), trimmed(out)));
+        if (fixed_rc != 0) {
+          // A generated header the record-only mode left empty: the real build writes it.
+          if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
+          return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
+        }
+        step("diff " + rel);
+        progress(fmt::format("diffing the two objects of {}", rel));
+        DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
+        auto r = diff_objects(d);
+        if (r)
+          for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
+        const bool built_differently = !r && r.error().message.find(kTargetBuiltDifferently) != std::string::npos;
+        if (reuse && built_differently) {
+          progress(fmt::format("{}: the project's own object is not the code in the target; compiling the original", rel));
+          continue;
+        }
+        if (built_differently && k + 1 < u.candidates.size()) {
+          progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
+          next_candidate = true;
+          break;
+        }
+        if (!r) return fail(std::move(r).error().context(rel));
+        object_pairs.emplace_back(orig_o.string(), fixed_o.string());
+        chosen = std::move(r.value());
+        break;
       }
-      DiffOptions d{orig_o.string(), fixed_o.string(), &*target};
-      auto r = diff_objects(d);
-      if (!r && k + 1 < u.candidates.size() && r.error().message.find(kTargetBuiltDifferently) != std::string::npos) {
-        progress(fmt::format("{}: that compile is not the one in the target; trying the next", rel));
-        continue;
-      }
-      if (!r) return fail(std::move(r).error().context(rel));
-      object_pairs.emplace_back(orig_o.string(), fixed_o.string());
-      chosen = std::move(r.value());
+      if (next_candidate) continue;
       break;
     }
     if (!chosen) continue;
@@ -407,6 +511,8 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 5. Types whose layout the fix changes (DWARF of both builds): objects of the old layout
   //    alive during the switch would be misread by the new code.
+  step("type layouts");
+  if (!object_pairs.empty()) progress("comparing the type layouts in the DWARF of both builds");
   std::set<std::string> patched_functions;
   for (const FunctionChange& f : result.functions) patched_functions.insert(f.name);
   for (const auto& [o, p] : object_pairs) {
@@ -434,9 +540,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   meta.immediate = options.immediate_ok;
   std::vector<const DiffResult*> ptrs;
   for (const DiffResult& p : parts) ptrs.push_back(&p);
+  step("emit");
   progress(fmt::format("writing {}", options.output_path));
   auto w = emit_patch_object(ptrs, meta, options.output_path);
   if (!w) return fail(std::move(w).error());
+  step("");
+  result.total_seconds = since(start);
+  progress("times: " + describe_timings(result));
   success = true;
   return result;
 }

@@ -18,6 +18,9 @@ struct ProjectBuildOptions {
   std::string diff_path;
   std::string target_path;
   std::string output_path;
+  // The separate debug file of a stripped target (`--symbols FILE`); otherwise it is looked up
+  // like `livegraft apply` does (build-id under the debug roots, .gnu_debuglink, debuginfod).
+  std::string symbols_file;
   std::string patch_name;                 // empty: from the output file name
   std::optional<std::string> work_dir;    // empty: a fresh directory under $TMPDIR
   // The project's incremental build, run in the fixed copy of the built tree; what it recompiles
@@ -34,7 +37,17 @@ struct ProjectBuildOptions {
   bool bind_copy_over_source = true;
   // Compile the fixed units with #line directives that keep the original's line numbers.
   bool keep_line_numbers = true;
-  std::function<void(const std::string&)> progress;  // one line per step (stderr in the CLI)
+  // One line per step (stderr in the CLI), each starting with the seconds since the start
+  // ("  12.3 s  compiling ..."); a step that takes long says so every `heartbeat_seconds`.
+  std::function<void(const std::string&)> progress;
+  double heartbeat_seconds = 20;
+};
+
+// Where the time of a build went: one entry per step, in order ("copy", "build", "compile
+// sqlite3.c", "diff sqlite3.c", "diff sqlite3.c: load", ..., "type layouts", "emit").
+struct BuildTiming {
+  std::string step;
+  double seconds = 0;
 };
 
 struct ProjectBuildResult {
@@ -46,7 +59,12 @@ struct ProjectBuildResult {
   size_t line_directives = 0;               // #line directives inserted into the fixed sources
   std::vector<std::string> warnings;
   std::string work_dir;
+  std::vector<BuildTiming> timings;
+  double total_seconds = 0;
 };
+
+// "copy 3.1 s, build 8.0 s, ...; total 97.2 s" (the sub-steps of a diff in parentheses).
+std::string describe_timings(const ProjectBuildResult& r);
 
 Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& options);
 

@@ -83,7 +83,7 @@ RelocTarget resolve_target(const Object& obj, const Relocation& rel) {
       return t;
     }
     // Replace the section symbol by the function/object symbol covering the address.
-    auto inside = obj.symbols_in(sec->index);
+    const auto& inside = obj.symbols_in(sec->index);
     const Symbol* best = nullptr;
     for (const Symbol* s : inside) {
       if (s->type != STT_FUNC && s->type != STT_OBJECT && s->type != STT_TLS) continue;

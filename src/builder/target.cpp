@@ -4,10 +4,14 @@
 #include <libelf.h>
 
 #include <fstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <iterator>
 
 #include "common/hex.h"
 #include "common/scope_guard.h"
+#include "elf/elf_file.h"
 #include "elf/sympos.h"
 
 namespace lg::builder {
@@ -29,10 +33,49 @@ Result<std::vector<uint8_t>> TargetBinary::read(uint64_t vaddr, uint64_t len) co
       return std::vector<uint8_t>(bytes.begin() + off, bytes.begin() + off + len);
     }
   }
+  if (!has_code)
+    return make_error(ErrorKind::invalid_argument,
+                      "{} is a separate debug file (its code sections are empty): pass the binary itself (or "
+                      "/proc/PID/exe) as the target and this file with --symbols", path);
   return make_error(ErrorKind::bad_patch, "{}: address {:#x}+{} is not in the file image", path, vaddr, len);
 }
 
-Result<TargetBinary> load_target(const std::string& path) {
+namespace {
+
+// The defined symbols of `table` (a .symtab or .dynsym of `elf`) with the source file of each
+// local, into t.symbols / t.source_files.
+void read_symbol_table(Elf* elf, Elf_Scn* table, TargetBinary& t) {
+  GElf_Shdr sh;
+  gelf_getshdr(table, &sh);
+  Elf_Data* d = elf_getdata(table, nullptr);
+  std::string file;
+  for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
+    GElf_Sym s;
+    if (!gelf_getsym(d, static_cast<int>(i), &s)) continue;
+    const char* n = elf_strptr(elf, sh.sh_link, s.st_name);
+    std::string name = n ? n : "";
+    uint8_t type = GELF_ST_TYPE(s.st_info), bind = GELF_ST_BIND(s.st_info);
+    if (type == STT_FILE) {
+      file = base_name(name);
+      t.source_files.insert(file);
+      continue;
+    }
+    if (!counts_for_sympos(s.st_shndx != SHN_UNDEF, type)) continue;  // the old_sympos rule: src/elf/sympos.h
+    t.symbols.push_back({name, type, bind, s.st_value, s.st_size, bind == STB_LOCAL ? file : std::string()});
+  }
+}
+
+Elf_Scn* find_table(Elf* elf, uint32_t type) {
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
+    GElf_Shdr sh;
+    if (gelf_getshdr(scn, &sh) && sh.sh_type == type) return scn;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<TargetBinary> load_target(const std::string& path, const DebugFileOptions* debug) {
   TargetBinary t;
   t.path = path;
   {
@@ -100,28 +143,35 @@ Result<TargetBinary> load_target(const std::string& path) {
       if (const char* n = elf_strptr(elf, sh.sh_link, s.st_name); n && *n) t.imports.insert(n);
     }
   }
-  Elf_Scn* table = symtab ? symtab : dynsym;
-  t.has_symtab = symtab != nullptr;
-  if (table) {
+  // A separate debug file given as the target: sections and symbols, no code.
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
     GElf_Shdr sh;
-    gelf_getshdr(table, &sh);
-    Elf_Data* d = elf_getdata(table, nullptr);
-    std::string file;
-    for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
-      GElf_Sym s;
-      if (!gelf_getsym(d, static_cast<int>(i), &s)) continue;
-      const char* n = elf_strptr(elf, sh.sh_link, s.st_name);
-      std::string name = n ? n : "";
-      uint8_t type = GELF_ST_TYPE(s.st_info), bind = GELF_ST_BIND(s.st_info);
-      if (type == STT_FILE) {
-        file = base_name(name);
-        t.source_files.insert(file);
-        continue;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    const char* n = elf_strptr(elf, shstrndx, sh.sh_name);
+    if (n && std::string_view(n) == ".text" && sh.sh_type == SHT_NOBITS) t.has_code = false;
+  }
+  if (!symtab) {
+    // Stripped: the symbols of its separate debug file, found the way `apply` finds them.
+    DebugFileOptions defaults;
+    if (!debug) defaults.roots = default_debug_roots("");
+    auto object = ElfFile::open(path);
+    if (!object) return std::move(object).error().context("reading the target " + path);
+    auto found = find_debug_file(*object, path, debug ? *debug : defaults, &t.debug_tried);
+    if (!found) return std::move(found).error();
+    if (*found) {
+      Elf* dbg = (*found)->elf->raw();
+      if (Elf_Scn* table = find_table(dbg, SHT_SYMTAB)) {
+        t.has_symtab = true;
+        t.debug_file = (*found)->path;
+        t.debug_origin = (*found)->origin;
+        read_symbol_table(dbg, table, t);
+        return t;
       }
-      if (!counts_for_sympos(s.st_shndx != SHN_UNDEF, type)) continue;  // the old_sympos rule: src/elf/sympos.h
-      t.symbols.push_back({name, type, bind, s.st_value, s.st_size, bind == STB_LOCAL ? file : std::string()});
     }
   }
+  Elf_Scn* table = symtab ? symtab : dynsym;
+  t.has_symtab = symtab != nullptr;
+  if (table) read_symbol_table(elf, table, t);
   return t;
 }
 
@@ -134,7 +184,12 @@ Result<Located> locate(const TargetBinary& target, const std::string& name, cons
   out.count = all.size();
   if (all.empty())
     return make_error(ErrorKind::not_found, "{} is not in the symbol table of {}{}", name, target.path,
-                      target.has_symtab ? " (was it built from the same source?)" : " (the binary has no .symtab: use an unstripped build or its debug file)");
+                      target.has_symtab ? (target.debug_file.empty() ? std::string(" (was it built from the same source?)")
+                                                                     : fmt::format(" nor of its debug file {} (was it built from the same source?)", target.debug_file))
+                                        : fmt::format(" (the binary is stripped and no debug file was found{}{}: pass it with "
+                                                      "--symbols FILE, install the debug package, or set DEBUGINFOD_URLS)",
+                                                      target.debug_tried.empty() ? "" : "; looked for ",
+                                                      fmt::join(target.debug_tried, ", ")));
   if (all.size() == 1) {
     out.symbol = &target.symbols[all[0]];
     return out;

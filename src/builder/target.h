@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "elf/debug_file.h"
 
 namespace lg::builder {
 
@@ -26,7 +27,14 @@ struct TargetBinary {
   std::string path;
   std::optional<std::string> build_id;  // lower-case hex
   std::optional<std::string> soname;    // DT_SONAME (libraries); nullopt for executables
-  bool has_symtab = false;
+  bool has_symtab = false;              // a .symtab: the binary's own or its debug file's
+  // The binary is stripped and its symbols come from a separate debug file (src/elf/debug_file.h):
+  // where it was found and how ("build-id", ".gnu_debuglink", "--symbols", "debuginfod").
+  std::string debug_file, debug_origin;
+  std::vector<std::string> debug_tried;  // where a debug file was looked for (none found)
+  // false when the target itself is a separate debug file (`--target prog.debug`: its code
+  // sections are SHT_NOBITS): symbols and build-id, but no code to verify the rebuilt original.
+  bool has_code = true;
   std::vector<TargetSymbol> symbols;    // defined symbols, .symtab order (or .dynsym)
   std::set<std::string> source_files;   // the STT_FILE names of .symtab (base names)
   std::set<std::string> imports;        // undefined .dynsym names (bound by the dynamic linker)
@@ -39,7 +47,11 @@ struct TargetBinary {
   Result<std::vector<uint8_t>> read(uint64_t vaddr, uint64_t len) const;
 };
 
-Result<TargetBinary> load_target(const std::string& path);
+// A stripped target (no .symtab) gets its symbols from its separate debug file, found like
+// `livegraft apply` finds it: `debug.explicit_file` (--symbols), the build-id path under the
+// debug roots ($LIVEGRAFT_DEBUG_ROOT or /usr/lib/debug), .gnu_debuglink, debuginfod when
+// DEBUGINFOD_URLS is set. Without `debug`, those defaults.
+Result<TargetBinary> load_target(const std::string& path, const DebugFileOptions* debug = nullptr);
 
 struct Located {
   const TargetSymbol* symbol = nullptr;

@@ -21,6 +21,10 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   cmd->add_option("--diff", opts->diff_path, "The fix, a unified diff applied with patch -p1")->required()->check(CLI::ExistingFile);
   cmd->add_option("--target", opts->target_path, "The running program's binary (/proc/PID/exe works)")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--output", opts->output_path, "Patch object to write")->required();
+  cmd->add_option("--symbols", opts->symbols_file,
+                  "The separate debug file of a stripped target (default: looked up by build-id under "
+                  "$LIVEGRAFT_DEBUG_ROOT or /usr/lib/debug, .gnu_debuglink, debuginfod when DEBUGINFOD_URLS is set)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--name", opts->patch_name, "Patch name (default: the output file's name)");
   cmd->add_option("--build-command", *build_cmd,
                   "The project's incremental build command (default: make), run on a fixed copy of the built tree; "
@@ -66,6 +70,9 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     for (const auto& f : r->functions)
       j["functions"].push_back({{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}});
     j["warnings"] = r->warnings;
+    j["timings"] = nlohmann::json::array();
+    for (const auto& t : r->timings) j["timings"].push_back({{"step", t.step}, {"seconds", t.seconds}});
+    j["total_seconds"] = r->total_seconds;
     if (global.json) return print_json_ok(j);
     for (const auto& f : r->functions)
       std::cout << builder::to_string(f.status) << " " << f.name << (f.sympos ? fmt::format(" (sympos {})", f.sympos) : "") << "\n";

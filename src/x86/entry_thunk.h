@@ -15,8 +15,27 @@
 // The thunk moves the stack pointer before the replacement runs, so it is only used for
 // functions that take every argument in registers (src/elf/function_prototype.h); the
 // controller refuses the others. It lives in the patch's code (so stack checks count it as patch
-// code) and has an FDE in the patch's registered .eh_frame, so exceptions and unwinders walk
-// through it. Only the low 128 bits of xmm registers are kept.
+// code) and has an FDE in the patch's registered .eh_frame (appended after the patch's own FDEs,
+// one zero terminator after both, registered with __register_frame by the agent's loader), so
+// C++ exceptions thrown by the replacement unwind through it into the caller's handler
+// (tests/e2e/entry_thunk_exception_test.cpp; without the FDE the unwinder finds no frame for
+// the thunk's return address and the exception ends in std::terminate). The FDE has no
+// personality: the thunk catches nothing. On the exception path the thunk's saves are not
+// restored, which is what callers expect: GCC's register allocator treats an EH edge as
+// clobbering every call-clobbered register (eh_edge_abi in GCC's function-abi.h; the unwinder
+// restores only callee-saved ones), -fipa-ra or not.
+//
+// Vector registers: only the low 128 bits of xmm0-15 are kept (movdqu, legacy SSE encoding, which
+// leaves bits 255:128 as the replacement left them). Exact when the callers are baseline x86-64
+// code (Debian's default): they never hold a 256-bit value, so no upper half is live. Not exact
+// when a caller built with AVX (-mavx, -march=x86-64-v3 or later) keeps a ymm value live across
+// the call to a leaf original and the replacement, or what it calls (glibc's AVX2 string
+// functions), writes that upper half: the caller sees a corrupted upper half. Not covered at all:
+// xmm16-31 of AVX-512 code (-march=x86-64-v4): the register analysis (register_use.h) has no bits
+// for them, so a caller keeping a value there is not even seen, and glibc's EVEX string
+// functions use ymm16-31. Both need the analysis to track vector width and registers 16-31 and
+// either a full-width save (XSAVE with the CPU's area size, which must leave the return value
+// in xmm0/xmm1 alone) or a refusal; not done yet.
 //
 // Header-only and dependency-free: the libc-only agent builds thunks with it.
 #pragma once

@@ -215,3 +215,42 @@ TEST(BuilderRecord, BuildFilesWithAbsolutePathsToTheTreeSeeTheFixedCopy) {
     GTEST_SKIP() << "no mount namespace here (unshare refused): " << out;
   EXPECT_NE(out.find("CHANGED answer\n"), std::string::npos) << out;
 }
+
+// A project compiled with -ffunction-sections -fdata-sections already: its own object is the
+// original (one compile instead of two).
+TEST(BuilderSpeed, ProjectsOwnObjectIsTheOriginalWhenItHasTheSectionFlags) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("own-sections", &out), 0) << out;
+  EXPECT_NE(out.find("the original is the project's own prog.o"), std::string::npos) << out;
+  EXPECT_EQ(out.find("compiling the original and the fixed"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED limit"), std::string::npos) << out;
+}
+
+// The project's object is not what the target was linked from (rebuilt with other flags after
+// the link): the code verification says so, and the original is compiled after all.
+TEST(BuilderSpeed, ProjectsOwnObjectThatIsNotTheTargetsCodeIsNotUsed) {
+  REQUIRE_LIVEGRAFT();
+  const fs::path work = project_copy("own-sections");
+  std::string out;
+  ASSERT_EQ(run("make -C " + work.string(), &out), 0) << out;
+  ASSERT_EQ(run("cd " + work.string() + " && gcc -O0 -g -ffunction-sections -fdata-sections -c prog.c -o prog.o", &out), 0) << out;
+  ASSERT_EQ(run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "fix.diff").string() +
+                    " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string(),
+                &out), 0)
+      << out;
+  EXPECT_NE(out.find("the project's own object is not the code in the target; compiling the original"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED limit"), std::string::npos) << out;
+}
+
+// C++: the fix makes a leaf throw. GCC recompiles its caller with a call-site entry for the call,
+// so the caller is in the patch too, and nothing is left that would std::terminate (the warning
+// for callers left in the target: tests/unit/builder_call_site_test.cpp).
+TEST(BuilderExceptions, FixThatMakesALeafThrowAlsoReplacesTheCallerWhoseTableChanged) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("new-throw", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED _Z5checkPK7Request"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED _Z6handleB5cxx11PK7Request"), std::string::npos) << out;
+  EXPECT_EQ(out.find("std::terminate"), std::string::npos) << out;
+}
