@@ -53,8 +53,10 @@ Result<Plan> Registry::load_generation(const LoadRequest& req, std::unique_ptr<L
   StwSwitch sw;
   sw.active = true;
   patch->generation = true;
+  sw.arena_before = arena_.mark();
   // Entries created here are removed again if anything below fails (nothing jumps to them yet).
   auto rollback = ScopeGuard([&] {
+    arena_.rollback(sw.arena_before);
     for (uint64_t a : patch->created_funcs) {
       stubs_.release(funcs_[a].stub);
       funcs_.erase(a);
@@ -142,8 +144,10 @@ Result<Plan> Registry::prepare_revert_generation(const Patch* p) {
   Plan plan;
   StwSwitch sw;
   sw.active = true;
+  sw.arena_before = arena_.mark();
   std::vector<MemWrite> restores;
   auto rollback = ScopeGuard([&] {
+    arena_.rollback(sw.arena_before);
     if (sw.word.slot) stubs_.release(sw.word);
   });
   for (const auto& f : p->funcs) {
@@ -199,6 +203,13 @@ Result<void> Registry::settle_generation(Patch* p, bool finish) {
                       load ? "apply" : "revert", p->name, finish ? "not " : "", finish ? "old" : "new",
                       finish ? (load ? "abort" : "cancel") : (load ? "commit" : "finish"));
   const std::vector<StwFunc> funcs = t.sw.funcs;
+  // Undone before any write: no thread ever reached the thunks, the continuations or the word,
+  // so they are given back and the process's mappings are as before the transition.
+  const bool untouched = !finish && std::all_of(t.writes.begin(), t.writes.end(), [](const MemWrite& w) {
+    return bytes_at(w.addr, w.old_bytes);
+  });
+  const Stub word = t.sw.word;
+  const CodeArena::Mark arena_before = t.sw.arena_before;
   for (const auto& sf : funcs) funcs_.at(sf.old_addr).stub.write_slot(finish ? sf.target : sf.initial);
   // An entry whose jump is not (or no longer) there: nothing jumps to its stub, forget it. One
   // still jumping keeps its entry, its slot pointing at the original's continuation.
@@ -223,6 +234,12 @@ Result<void> Registry::settle_generation(Patch* p, bool finish) {
       forget_if_unjumped(f.old_addr);
     }
     drop_patch(p);
+  }
+  if (untouched) {
+    stubs_.release(word);
+    arena_.rollback(arena_before);
+    transition_.reset();
+    return ok_result();
   }
   // A thread may still be inside a thunk (it read the slot just before the store above): the
   // thunk leads into the version that now runs, so later transitions check it with that code.

@@ -108,7 +108,8 @@ struct StwFunc {
 };
 struct StwSwitch {
   bool active = false;  // false: the plan is the older one of direct writes (no continuation)
-  Stub word;            // its slot is the generation word; never released (thunks read it)
+  Stub word;            // its slot is the generation word; never released once a write was made
+  CodeArena::Mark arena_before;  // the code arena before the transition's thunks and continuations
   std::vector<StwFunc> funcs;
   bool switched() const;
 };
