@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "agent/text_poke.h"
@@ -40,6 +41,21 @@ Result<uint64_t> CodeArena::place(RemoteRange near, std::span<const uint8_t> cod
   LG_TRY(uint64_t at, reserve(near, code.size()));
   LG_TRY_VOID(write_code(at, code));
   return at;
+}
+
+CodeArena::Mark CodeArena::mark() const {
+  Mark m;
+  for (const auto& p : pages_) m.used.push_back(p.used);
+  return m;
+}
+
+void CodeArena::rollback(const Mark& m) {
+  while (pages_.size() > m.used.size()) {
+    ::munmap(reinterpret_cast<void*>(pages_.back().addr), kPageSize);
+    pages_.pop_back();
+  }
+  // Pieces reserved since in older pages are forgotten (their bytes are never reached).
+  for (size_t i = 0; i < pages_.size(); ++i) pages_[i].used = std::min(pages_[i].used, m.used[i]);
 }
 
 bool CodeArena::contains(uint64_t addr) const {

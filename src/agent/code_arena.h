@@ -22,6 +22,13 @@ class CodeArena {
   Result<uint64_t> reserve(RemoteRange near, uint64_t size);
   // Whether [addr] is in one of our pages, and the pages themselves (for diagnostics).
   bool contains(uint64_t addr) const;
+  // What is reserved now, and giving back everything reserved since: only for pieces nothing
+  // ever jumped to (a stop-the-world transition undone before any of its writes).
+  struct Mark {
+    std::vector<uint64_t> used;  // per page
+  };
+  Mark mark() const;
+  void rollback(const Mark& m);
   std::vector<RemoteRange> ranges() const;
 
  private:

@@ -136,6 +136,10 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
   if (req.model == Model::immediate && !(meta.flags & LIVEGRAFT_PATCH_IMMEDIATE))
     return make_error(ErrorKind::invalid_argument, "{}: patch '{}' does not declare itself immediate (LIVEGRAFT_PATCH_IMMEDIATE)", req.path, meta.name);
   if (req.model != Model::stop_the_world) return load_per_thread(req, std::move(obj), std::move(patch), loaded_name);
+  if (generation_possible(req)) return load_generation(req, std::move(obj), std::move(patch), loaded_name);
+
+  // The older plan (a request without relocated entries): the controller writes every jump and
+  // slot directly; a controller killed between two of them leaves the agent disabled.
 
   // Stubs and writes. Entries created here are removed again if anything below fails.
   Plan plan;
@@ -155,7 +159,13 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
         return make_error(ErrorKind::mismatch, "function '{}' is redirected at {:#x}, the request says {:#x}", f.old_name, e.jump_addr, f.jump_addr);
       uint64_t cur = e.stub.read_slot();
       plan.writes.push_back({e.stub.slot, le64(cur), le64(pf.entry)});
+      if (e.stack.empty()) {  // redirected, no patch: the original runs through its continuation
+        for (const auto& r : e.old_ranges) plan.check.push_back(r);
+        if (e.continuation) plan.check.push_back({RemoteAddr(e.continuation), RemoteAddr(e.continuation + e.continuation_size)});
+        continue;
+      }
       const Patch* top = find(e.stack.back());
+      for (const auto& r : top->thunks) plan.check.push_back(r);
       for (const auto& tf : top->funcs)
         if (tf.old_addr == f.old_addr) {
           plan.check.push_back({RemoteAddr(tf.new_addr), RemoteAddr(tf.new_addr + std::max<uint64_t>(tf.new_size, 1))});
@@ -196,6 +206,7 @@ Result<void> Registry::commit(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::load));
   if (transition_->model == Model::per_thread)
     return make_error(ErrorKind::invalid_argument, "patch '{}' is in a per-thread transition: it completes with 'complete'", name);
+  if (transition_->sw.active) return settle_generation(p, true);
   for (const auto& f : p->funcs) funcs_.at(f.old_addr).stack.push_back(p->name);
   p->state = PatchState::enabled;
   transition_.reset();
@@ -205,6 +216,7 @@ Result<void> Registry::commit(std::string_view name) {
 Result<void> Registry::abort(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::load));
   if (transition_->model == Model::per_thread) return abort_per_thread(p);
+  if (transition_->sw.active) return settle_generation(p, false);
   for (uint64_t a : p->created_funcs) {
     stubs_.release(funcs_.at(a).stub);
     funcs_.erase(a);
@@ -222,6 +234,13 @@ Result<Plan> Registry::prepare_revert(std::string_view name, Model model) {
   if (!p) return make_error(ErrorKind::not_found, "no patch named '{}' is loaded", name);
   if (p->state != PatchState::enabled) return make_error(ErrorKind::invalid_argument, "patch '{}' is not enabled", name);
   if (model != Model::stop_the_world) return prepare_revert_per_thread(const_cast<Patch*>(p));
+  // Through a generation word when every entry that goes back has its relocated original.
+  bool relocated = p->generation;
+  for (const auto& f : p->funcs) {
+    const FuncEntry& e = funcs_.at(f.old_addr);
+    if (e.stack.back() == p->name && e.stack.size() == 1 && !e.continuation) relocated = false;
+  }
+  if (relocated) return prepare_revert_generation(p);
   Plan plan;
   for (const auto& f : p->funcs) {
     const FuncEntry& e = funcs_.at(f.old_addr);
@@ -236,6 +255,7 @@ Result<Plan> Registry::prepare_revert(std::string_view name, Model model) {
     }
   }
   for (const auto& r : p->object->code_ranges()) plan.check.push_back(r);
+  for (const auto& r : p->thunks) plan.check.push_back(r);
   transition_ = Transition{TransitionKind::revert, p->name, plan.writes};
   return plan;
 }
@@ -244,6 +264,7 @@ Result<void> Registry::finish_revert(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::revert));
   if (transition_->model == Model::per_thread)
     return make_error(ErrorKind::invalid_argument, "patch '{}' is in a per-thread transition: it completes with 'complete'", name);
+  if (transition_->sw.active) return settle_generation(p, true);
   for (const auto& f : p->funcs) {
     auto it = funcs_.find(f.old_addr);
     if (it == funcs_.end()) continue;
@@ -261,6 +282,7 @@ Result<void> Registry::finish_revert(std::string_view name) {
 Result<void> Registry::cancel_revert(std::string_view name) {
   LG_TRY(Patch * p, find_in(name, TransitionKind::revert));
   if (transition_->model == Model::per_thread) return abort_per_thread(p);
+  if (transition_->sw.active) return settle_generation(p, false);
   transition_.reset();
   return ok_result();
 }
@@ -277,6 +299,15 @@ std::optional<std::string> Registry::resolve_abandoned_transition() {
     return fmt::format("the controller left the per-thread transition of '{}' before any thread switched: {}", t.patch,
                        r ? "undone" : r.error().message);
   }
+  const bool load = t.kind == TransitionKind::load;
+  if (t.sw.active) {
+    // The generation word alone says which version every thread runs (generation.cpp).
+    const bool switched = t.sw.switched();
+    Patch* p = const_cast<Patch*>(find(t.patch));
+    auto r = settle_generation(p, switched);
+    return fmt::format("the controller left the {} of '{}' {} the switch: {}", load ? "apply" : "revert", t.patch,
+                       switched ? "after" : "before", r ? (switched ? "completed" : "undone") : r.error().message);
+  }
   size_t done = 0;
   for (const auto& w : t.writes) {
     // The agent lives in the process it plans for: the bytes are its own memory (code pages are
@@ -287,7 +318,6 @@ std::optional<std::string> Registry::resolve_abandoned_transition() {
       break;
     }
   }
-  const bool load = t.kind == TransitionKind::load;
   if (done == 0) {
     auto r = load ? abort(t.patch) : cancel_revert(t.patch);
     return fmt::format("the controller left the {} of '{}' before any code was written: {}",

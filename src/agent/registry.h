@@ -96,6 +96,27 @@ struct PerThreadState {
   int64_t started_ms = 0;                   // CLOCK_MONOTONIC
 };
 
+// A stop-the-world transition switched by one generation word (docs/consistency.md, "The
+// switch"). Each affected function's slot points at a switch thunk that sends threads to
+// [initial] while the word is old and to [target] once it is new. The controller's writes are:
+// entry jumps and slot stores that make the thunks live (behaviour unchanged), the one store of
+// the word (every function switches at once), and, for a revert, entry bytes given back
+// (behaviour unchanged). Whatever prefix of them a dead controller left, the word says which
+// version runs everywhere; commit/finish then point the slots straight at [target].
+struct StwFunc {
+  uint64_t old_addr = 0;
+  uint64_t thunk = 0;
+  uint64_t initial = 0, target = 0;
+  bool entry_changes = false;  // load: the entry jump is written; revert: the entry bytes are restored
+};
+struct StwSwitch {
+  bool active = false;  // false: the plan is the older one of direct writes (no continuation)
+  Stub word;            // its slot is the generation word; never released once a write was made
+  CodeArena::Mark arena_before;  // the code arena before the transition's thunks and continuations
+  std::vector<StwFunc> funcs;
+  bool switched() const;
+};
+
 struct PatchFunc {
   std::string old_name;
   uint64_t old_sympos = 0;
@@ -115,6 +136,8 @@ struct Patch {
   std::vector<PatchFunc> funcs;
   std::vector<uint64_t> created_funcs;  // old_addrs whose stub this patch's load created
   Model model = Model::stop_the_world;  // how it was applied
+  std::vector<RemoteRange> thunks;      // switch thunks that lead into this patch's code
+  bool generation = false;              // stop-the-world: switched by a generation word (and reverted so)
 };
 
 struct FuncEntry {
@@ -134,6 +157,7 @@ struct Transition {
   std::vector<MemWrite> writes;  // what the controller was told to write
   Model model = Model::stop_the_world;
   PerThreadState pt;             // model == per_thread
+  StwSwitch sw;                  // model == stop_the_world
 };
 
 class Registry {
@@ -188,6 +212,12 @@ class Registry {
   Result<Patch*> find_pt(std::string_view name, PtPhase phase);
   Result<void> restore_entry(const FuncEntry& e);
   Plan pt_plan() const;
+  // Stop-the-world through a generation word (generation.cpp).
+  bool generation_possible(const LoadRequest& req) const;
+  Result<Plan> load_generation(const LoadRequest& req, std::unique_ptr<LoadedObject> obj, std::unique_ptr<Patch> patch,
+                               std::string* loaded_name);
+  Result<Plan> prepare_revert_generation(const Patch* p);
+  Result<void> settle_generation(Patch* p, bool finish);
 
   std::vector<std::unique_ptr<Patch>> patches_;
   std::map<uint64_t, FuncEntry> funcs_;  // by old_addr

@@ -17,6 +17,25 @@ void Stub::write_slot(uint64_t target) const {
   std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(slot)).store(target, std::memory_order_release);
 }
 
+std::optional<std::array<uint8_t, kGenerationThunkSize>> encode_generation_thunk(uint64_t at, uint64_t word, uint64_t target,
+                                                                                 uint64_t initial) {
+  if (!x86::rel32_reaches(at, word, 8) || !x86::rel32_reaches(at + 8, target, 6) || !x86::rel32_reaches(at + 14, initial, 5))
+    return std::nullopt;
+  std::array<uint8_t, kGenerationThunkSize> b{0x48, 0x83, 0x3d};
+  // The displacement is from the end of the instruction, after its imm8.
+  int32_t d0 = static_cast<int32_t>(static_cast<int64_t>(word - (at + 8)));
+  std::memcpy(&b[3], &d0, 4);
+  b[7] = static_cast<uint8_t>(kGenerationNew);
+  b[8] = 0x0f;
+  b[9] = 0x84;
+  int32_t d1 = static_cast<int32_t>(static_cast<int64_t>(target - (at + 14)));
+  std::memcpy(&b[10], &d1, 4);
+  b[14] = 0xe9;
+  int32_t d2 = static_cast<int32_t>(static_cast<int64_t>(initial - (at + 19)));
+  std::memcpy(&b[15], &d2, 4);
+  return b;
+}
+
 Result<StubPool::Arena*> StubPool::new_arena(uint64_t jump_addr) {
   RemoteRange near{RemoteAddr(jump_addr), RemoteAddr(jump_addr + x86::kJmpRel32Size)};
   LG_TRY(auto mem, reserve_near(near, 2 * kPageSize, "allocating stubs"));

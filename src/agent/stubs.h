@@ -3,8 +3,10 @@
 // function is a store to its slot; the stub's code never changes after its page is mapped.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "agent/address_space.h"
@@ -18,6 +20,19 @@ struct Stub {
   uint64_t read_slot() const;
   void write_slot(uint64_t target) const;  // only for a stub that nothing jumps to yet
 };
+
+// The switch thunk of a stop-the-world transition (docs/consistency.md, "The switch"): while
+// the transition's generation word (an 8-byte slot of this pool) is 0 it sends every thread to
+// [initial], once it is 1 to [target]. One store to the word switches every function at once.
+//     cmpq $1, word(%rip)     48 83 3d disp32 01   (8 bytes)
+//     je   target             0f 84 rel32          (6 bytes)
+//     jmp  initial            e9 rel32             (5 bytes)
+// Register contract as the per-thread dispatch thunk: only RFLAGS changes. nullopt when the
+// word or a target is out of rel32 reach of [at].
+inline constexpr size_t kGenerationThunkSize = 19;
+inline constexpr uint64_t kGenerationOld = 0, kGenerationNew = 1;
+std::optional<std::array<uint8_t, kGenerationThunkSize>> encode_generation_thunk(uint64_t at, uint64_t word, uint64_t target,
+                                                                                 uint64_t initial);
 
 class StubPool {
  public:

@@ -366,6 +366,15 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
     return apply_per_thread(pid, abs_path, plan, agent, injected, redirected, options);
   if (options.model == ConsistencyModel::immediate)
     return apply_immediate(pid, abs_path, plan, agent, injected, redirected, options);
+  // The relocated entries let the agent switch every function with one store (registry.h,
+  // StwSwitch); a prologue that cannot be relocated leaves the older plan of direct writes.
+  nlohmann::json relocated = load_request;
+  if (auto r = add_per_thread_fields(pid, plan, redirected, relocated)) {
+    relocated["model"] = "stop-the-world";
+    load_request = std::move(relocated);
+  } else {
+    say(options, fmt::format("note: {}; the functions are switched by direct writes", r.error().message));
+  }
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
   LG_TRY(auto loaded, agent.request(load_request, plan.patch_fd.get()));
   ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });

@@ -59,8 +59,11 @@ class StopTheWorld {
  public:
   StopTheWorld(Process& process, Unwinder& unwinder) : process_(process), unwinder_(unwinder) {}
 
-  // Runs the switch. On success every write was verified and performed while all threads were
-  // stopped. On failure nothing was written (a write failing half-way is rolled back).
+  // Runs the switch. On success every write was verified and performed, in the given order,
+  // while all threads were stopped. On failure nothing was written (a write failing half-way is
+  // rolled back). The agent orders the writes so that only one changes behaviour (the store of
+  // its generation word, docs/consistency.md): a controller killed between two of them (the
+  // kernel resumes the threads) leaves every function on one version.
   Result<TransitionStats> run(const std::vector<RemoteRange>& check, const std::vector<MemoryWrite>& writes,
                               const TransitionOptions& options);
   const std::vector<Blocker>& blockers() const { return blockers_; }

@@ -66,10 +66,22 @@ TEST(KilledController, KilledWhileOnlyTheBlockingThreadRunsTheAgentUnloadsThePat
 }
 
 TEST(KilledController, KilledAfterTheCodeWriteTheAgentCommitsThePatchAndRevertWorks) {
+  // The last code write of a stop-the-world apply is the switch (the generation word): find
+  // its kill point number on another target first.
+  size_t last_write = 0;
+  {
+    Target probe(target_path("sleeper"), {"1"});
+    CliRun r = livegraft_env({"apply", std::to_string(probe.pid()), patch_path("sleeper_fix")}, {"LIVEGRAFT_KILL_TRACE=1"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto points = kill_points_of(r.err);
+    for (size_t i = 0; i < points.size(); ++i)
+      if (points[i] == "apply.after_write") last_write = i + 1;
+    ASSERT_GT(last_write, 0u) << r.err;
+  }
   Target t(target_path("sleeper"), {"1"});
   const std::string pid = std::to_string(t.pid());
   CliRun a = livegraft_env({"apply", pid, patch_path("sleeper_fix")},
-                           {"LIVEGRAFT_KILL_AT=apply.after_write", "LIVEGRAFT_KILL_TRACE=1"});
+                           {"LIVEGRAFT_KILL_AT=" + std::to_string(last_write), "LIVEGRAFT_KILL_TRACE=1"});
   ASSERT_EQ(a.exit_code, 128 + SIGKILL) << "the controller was not killed: " << a.err;
   EXPECT_FALSE(contains(kill_points_of(a.err), "apply.after_commit"));
 
