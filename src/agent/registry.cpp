@@ -12,7 +12,6 @@
 namespace lg::agent {
 
 const char* to_string(PatchState s) { return s == PatchState::loaded ? "loaded" : "enabled"; }
-const char* to_string(Model m) { return m == Model::per_thread ? "per-thread" : "stop-the-world"; }
 
 namespace {
 

@@ -49,7 +49,8 @@ std::string read_line(int fd) {
   return s;
 }
 
-json request(int fd, const json& req) {
+json request(int fd, json req) {
+  if (req.is_object() && !req.contains("v")) req["v"] = lg::protocol::kVersion;
   std::string line = req.dump() + "\n";
   if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return json();
   std::string resp = read_line(fd);
