@@ -150,7 +150,7 @@ TEST_F(ServerTest, PreloadedAgentAnswersHelloAndStatus) {
   ASSERT_GE(fd, 0) << "no agent socket at " << child.socket();
   auto hello = request(fd, {{"op", "hello"}});
   EXPECT_EQ(hello["ok"], true) << hello.dump();
-  EXPECT_EQ(hello["protocol"], 1);
+  EXPECT_EQ(hello["protocol"], lg::protocol::kVersion);
   EXPECT_EQ(hello["pid"], child.pid());
   EXPECT_TRUE(hello["disabled"].is_null()) << hello.dump();
   auto status = request(fd, {{"op", "status"}});
