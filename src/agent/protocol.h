@@ -1,5 +1,6 @@
-// The agent's request handler: docs/agent-protocol.md, one JSON object per line. Thread-safe
-// (requests are serialized); never throws: an internal failure disables the agent instead.
+// The agent's request handler: docs/agent-protocol.md, one JSON object per line, decoded and
+// encoded by the typed protocol module (src/protocol/protocol.h). Thread-safe (requests are
+// serialized); never throws: an internal failure disables the agent instead.
 #pragma once
 
 #include <mutex>
@@ -9,14 +10,15 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/registry.h"
+#include "protocol/protocol.h"
 
 namespace lg::agent {
 
-inline constexpr int kProtocolVersion = 1;
-inline constexpr size_t kMaxRequestLine = 1 << 20;
+inline constexpr int kProtocolVersion = protocol::kVersion;
+inline constexpr size_t kMaxRequestLine = protocol::kMaxLine;
 
-// Decodes the fields of a "load" request as dispatch() does, without loading anything (for the
-// fuzzer and tests). Errors: invalid_argument, with the message a malformed request gets.
+// Decodes the fields of a "load" request as dispatch() does, without loading anything (for
+// tests). Errors: invalid_argument (or version), with the message a malformed request gets.
 Result<LoadRequest> decode_load_request(const nlohmann::json& request) noexcept;
 
 class Agent {
@@ -25,6 +27,7 @@ class Agent {
   // descriptor that came with the line (not owned); a "load" reads the patch from it.
   std::string handle_line(std::string_view line, int fd = -1) noexcept;
   nlohmann::json handle(const nlohmann::json& request, int fd = -1) noexcept;
+  nlohmann::json handle(protocol::Request request, int fd = -1) noexcept;
   // An error response, as sent for a malformed request or a refused peer.
   static nlohmann::json error_response(const Error& e);
   // The controller's connection ended: settle a transition it left open (Registry).
@@ -39,8 +42,9 @@ class Agent {
   void unlock_after_fork() noexcept { mu_.unlock(); }
 
  private:
-  nlohmann::json dispatch(const nlohmann::json& request, int fd);
-  nlohmann::json status_json() const;
+  nlohmann::json dispatch(protocol::Request& request, int fd);
+  protocol::StatusResponse status() const;
+  protocol::HelloResponse hello() const;
 
   std::mutex mu_;
   Registry registry_;

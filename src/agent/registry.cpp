@@ -14,9 +14,6 @@
 namespace lg::agent {
 
 const char* to_string(PatchState s) { return s == PatchState::loaded ? "loaded" : "enabled"; }
-const char* to_string(Model m) {
-  return m == Model::per_thread ? "per-thread" : m == Model::immediate ? "immediate" : "stop-the-world";
-}
 
 namespace {
 

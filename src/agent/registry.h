@@ -18,42 +18,17 @@
 #include "agent/code_arena.h"
 #include "agent/loader.h"
 #include "agent/stubs.h"
+#include "protocol/protocol.h"
 #include "x86/continuation.h"
 #include "common/remote.h"
 #include "common/result.h"
 
 namespace lg::agent {
 
-struct FuncRequest {
-  std::string old_name;
-  uint64_t old_sympos = 0;
-  uint64_t old_addr = 0;
-  uint64_t jump_addr = 0;              // where the 5-byte jmp goes (after an endbr64)
-  std::array<uint8_t, 5> orig_bytes{};  // the bytes at jump_addr before anything was written
-  uint32_t preserve = 0;  // registers an entry thunk keeps for the callers (src/x86/entry_thunk.h)
-  // Per-thread model: the original code's ranges (function and .cold/.part pieces) and the
-  // relocated entry instructions for threads that still run the original.
-  std::vector<RemoteRange> old_ranges;
-  std::optional<x86::ContinuationTemplate> continuation;
-};
-
-// immediate: the per-thread machinery without any thread switching (docs/consistency.md):
-// entry jumps written at once, the transition completed at once; only for patches flagged
-// LIVEGRAFT_PATCH_IMMEDIATE.
-enum class Model { stop_the_world, per_thread, immediate };
-const char* to_string(Model m);
-
-struct LoadRequest {
-  std::string path;         // for display; the file is read from [fd] when one came with the request
-  int fd = -1;              // not owned: the connection's received descriptor (SCM_RIGHTS)
-  std::string object_name;  // "" for the main executable
-  RemoteRange object;       // the whole target object
-  std::vector<FuncRequest> funcs;
-  std::map<std::string, uint64_t, std::less<>> symbols;
-  std::set<std::string, std::less<>> dlsym_names;
-  std::vector<x86::DataRef> data_refs;  // PC-relative external data the loader may rewrite
-  Model model = Model::stop_the_world;
-};
+// The decoded "load" request and its parts (src/protocol/protocol.h).
+using protocol::FuncRequest;
+using protocol::LoadRequest;
+using protocol::Model;
 
 // One memory write for the controller: verify [old] at [addr], then write [new_bytes].
 struct MemWrite {

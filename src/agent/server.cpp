@@ -26,14 +26,13 @@
 
 namespace lg::agent {
 
-std::string socket_dir(uid_t uid) { return fmt::format("/tmp/livegraft-{}", uid); }
+// The transport's facts are the protocol module's (shared with the controller).
+std::string socket_dir(uid_t uid) { return protocol::socket_dir(uid); }
 
-std::string socket_path(uid_t uid, pid_t pid) { return fmt::format("{}/agent-{}.sock", socket_dir(uid), pid); }
+std::string socket_path(uid_t uid, pid_t pid) { return protocol::socket_path(uid, pid); }
 
 uid_t socket_uid(uid_t real_uid, uid_t effective_uid, uid_t saved_uid) {
-  if (real_uid == 0 || effective_uid == 0 || saved_uid == 0) return 0;
-  if (effective_uid != real_uid) return effective_uid;
-  return saved_uid;
+  return protocol::socket_uid(real_uid, effective_uid, saved_uid);
 }
 
 Result<void> prepare_socket_dir(const std::string& dir, uid_t uid) {
@@ -403,12 +402,11 @@ struct Job {
   UniqueFd fd;             // the descriptor that came with the line (SCM_RIGHTS), if any
 };
 
-// The op of a request line, for short lines only (hello/status are short; a load is long).
-std::string op_of(const std::string& line) {
-  if (line.size() > 256) return "";
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-  if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) return "";
-  return j["op"].get<std::string>();
+// hello and status leave the agent's state as it was (the server answers them from a copy
+// while the executor is blocked).
+bool is_read_only(const std::string& line) {
+  auto op = protocol::peek_op(line);
+  return op == protocol::Op::hello || op == protocol::Op::status;
 }
 
 struct JobResult {
@@ -619,8 +617,8 @@ class ControlLoop {
       }
       if (line.empty()) continue;
       c.waiting = true;
-      std::string op = op_of(line);
-      pending_.push_back(Job{c.id, std::move(line), false, op == "hello" || op == "status", std::move(mine)});
+      bool read_only = is_read_only(line);
+      pending_.push_back(Job{c.id, std::move(line), false, read_only, std::move(mine)});
       return;
     }
     if (c.in.size() > kMaxRequestLine) {
@@ -669,8 +667,8 @@ class ControlLoop {
     pending_.pop_front();
     // What hello/status answer should the job never return (the executor is idle now).
     if (snapshot_stale_) {
-      hello_snapshot_ = agent_.handle({{"op", "hello"}});
-      status_snapshot_ = agent_.handle({{"op", "status"}});
+      hello_snapshot_ = agent_.handle(protocol::Request{protocol::HelloRequest{}});
+      status_snapshot_ = agent_.handle(protocol::Request{protocol::StatusRequest{}});
       snapshot_stale_ = false;
     }
     in_flight_ = true;
@@ -734,10 +732,13 @@ class ControlLoop {
       if (job.closed) continue;
       Connection* c = find(job.conn);
       if (!c) continue;
-      std::string op = op_of(job.line);
+      auto op = protocol::peek_op(job.line);
       nlohmann::json resp;
-      if (op == "hello" || op == "status") {
-        resp = op == "hello" ? hello_snapshot_ : status_snapshot_;
+      auto decoded = protocol::decode_request_line(op == protocol::Op::status ? std::string_view(job.line) : "{}");
+      if (op == protocol::Op::status && !decoded) {
+        resp = Agent::error_response(decoded.error());  // another protocol version, say
+      } else if (op == protocol::Op::hello || op == protocol::Op::status) {
+        resp = op == protocol::Op::hello ? hello_snapshot_ : status_snapshot_;
         resp["disabled"] = *wedged_;
       } else {
         resp = Agent::error_response(make_error(ErrorKind::agent, "the agent is disabled: {}", *wedged_));

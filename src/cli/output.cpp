@@ -19,7 +19,8 @@ int exit_code_for(const Error& error) {
     case ErrorKind::bad_patch:
     case ErrorKind::unsupported:
     case ErrorKind::mismatch: return kExitBadPatch;
-    case ErrorKind::agent: return kExitAgent;
+    case ErrorKind::agent:
+    case ErrorKind::version: return kExitAgent;
     case ErrorKind::thread_died:
     case ErrorKind::io:
     case ErrorKind::internal: return kExitFailure;

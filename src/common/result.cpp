@@ -16,6 +16,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::thread_died: return "thread_died";
     case ErrorKind::io: return "io";
     case ErrorKind::agent: return "agent";
+    case ErrorKind::version: return "version";
     case ErrorKind::internal: return "internal";
   }
   return "unknown";

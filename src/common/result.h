@@ -28,6 +28,7 @@ enum class ErrorKind {
   thread_died,        // ESRCH: the thread or process went away under us
   io,                 // a read/write/syscall failed
   agent,              // the in-process agent refused or is disabled
+  version,            // the agent and the controller speak different protocol versions
   internal,           // a bug in livegraft
 };
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "common/json_text.h"
@@ -16,14 +17,6 @@
 namespace lg {
 
 namespace {
-
-ErrorKind kind_from_name(const std::string& name) {
-  for (auto k : {ErrorKind::invalid_argument, ErrorKind::not_found, ErrorKind::permission, ErrorKind::busy,
-                 ErrorKind::bad_patch, ErrorKind::unsupported, ErrorKind::mismatch, ErrorKind::unsafe,
-                 ErrorKind::timeout, ErrorKind::thread_died, ErrorKind::io, ErrorKind::agent, ErrorKind::internal})
-    if (name == to_string(k)) return k;
-  return ErrorKind::agent;
-}
 
 // The uid whose /tmp/livegraft-<uid> directory the agent of [pid] serves from: as the agent's
 // socket_uid() (src/agent/server.cpp): 0 if any of the real/effective/saved uids is 0, else the
@@ -34,8 +27,7 @@ Result<uid_t> process_socket_uid(pid_t pid) {
   unsigned long r, e, s;
   if (pos == std::string::npos || std::sscanf(status.c_str() + pos + 5, "%lu %lu %lu", &r, &e, &s) != 3)
     return make_error(ErrorKind::io, "no Uid line in /proc/{}/status", pid);
-  if (r == 0 || e == 0 || s == 0) return 0;
-  return static_cast<uid_t>(e != r ? e : s);
+  return protocol::socket_uid(static_cast<uid_t>(r), static_cast<uid_t>(e), static_cast<uid_t>(s));
 }
 
 }  // namespace
@@ -46,7 +38,7 @@ Result<std::string> agent_socket_path(pid_t pid) {
     if (uid.error().err == ENOENT) return make_error(ErrorKind::not_found, "no process with pid {}", pid);
     return uid.error();
   }
-  return fmt::format("/tmp/livegraft-{}/agent-{}.sock", *uid, pid);
+  return protocol::socket_path(*uid, pid);
 }
 
 Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds timeout) {
@@ -114,15 +106,52 @@ Result<AgentClient> AgentClient::connect_with_retry(pid_t pid, std::chrono::mill
   }
 }
 
+int AgentClient::speaks() {
+  static const int version = [] {
+    const char* v = std::getenv("LIVEGRAFT_TEST_PROTOCOL_VERSION");
+    return v && *v ? std::atoi(v) : protocol::kVersion;
+  }();
+  return version;
+}
+
 Result<nlohmann::json> AgentClient::request(const nlohmann::json& req, int fd) {
   try {
+    if (req.is_object() && !req.contains("v")) {
+      nlohmann::json versioned = req;
+      versioned["v"] = speaks();
+      return request_unchecked(versioned, fd);
+    }
     return request_unchecked(req, fd);
   } catch (const std::exception& e) {
     return make_error(ErrorKind::internal, "talking to the agent of process {}: {}", pid_, printable(e.what()));
   }
 }
 
+Result<nlohmann::json> AgentClient::send(const protocol::Request& req, int fd) {
+  try {
+    return request_unchecked(protocol::encode_request(req, speaks()), fd);
+  } catch (const std::exception& e) {
+    return make_error(ErrorKind::internal, "talking to the agent of process {}: {}", pid_, printable(e.what()));
+  }
+}
+
+Error AgentClient::unusable_reply(protocol::Op op, const Error& e) const {
+  return Error(ErrorKind::agent, fmt::format("the agent of process {} sent a reply livegraft cannot use to '{}': {}", pid_,
+                                             protocol::to_string(op), e.message));
+}
+
 Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req, int fd) {
+  // An agent of protocol 1 acts on any request: learn its version first (hello is answered by
+  // every version) before sending one that changes something.
+  if (!version_known_) {
+    auto op = req.contains("op") && req["op"].is_string() ? protocol::op_from_string(req["op"].get<std::string>()) : std::nullopt;
+    if (op != protocol::Op::hello && op != protocol::Op::status)
+      LG_TRY_VOID(exchange(protocol::encode_request(protocol::HelloRequest{}, speaks()), -1));
+  }
+  return exchange(req, fd);
+}
+
+Result<nlohmann::json> AgentClient::exchange(const nlohmann::json& req, int fd) {
   const std::string op = req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "?";
   // The agent would read a replaced string as another name or path: refuse instead.
   if (auto bad = find_invalid_utf8(req))
@@ -193,12 +222,21 @@ Result<nlohmann::json> AgentClient::request_unchecked(const nlohmann::json& req,
   nlohmann::json j = parse_json(reply);
   if (j.is_discarded() || !j.is_object())
     return make_error(ErrorKind::agent, "the agent of process {} sent an unreadable reply to '{}'", pid_, op);
-  const auto& ok = j["ok"];
-  if (!ok.is_boolean() || !ok.get<bool>()) {
-    std::string kind = j.contains("kind") && j["kind"].is_string() ? j["kind"].get<std::string>() : "agent";
-    std::string error = j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "unknown error";
-    return Error(kind_from_name(kind), fmt::format("agent in process {}: {}", pid_, error));
+  // The version first: a reply of another protocol may mean anything.
+  if (auto v = protocol::response_version(j); v != speaks()) {
+    std::string theirs = v ? std::to_string(*v) : "1";
+    if (!v && j.contains("protocol") && j["protocol"].is_number_integer()) theirs = std::to_string(j["protocol"].get<int64_t>());
+    return Error(ErrorKind::version,
+                 fmt::format("agent in process {} speaks protocol {}, this livegraft speaks {}: it was injected by "
+                             "another version of livegraft",
+                             pid_, theirs, speaks()),
+                 0,
+                 "use the livegraft that injected it (its patches stay as they are), or restart the process so that "
+                 "this livegraft injects its own agent");
   }
+  version_known_ = true;
+  if (auto e = protocol::decode_error(j))
+    return Error(e->kind, fmt::format("agent in process {}: {}", pid_, e->message));
   return j;
 }
 

@@ -247,19 +247,6 @@ Result<LoadedObject*> find_target_object(ProcessImage& image, const PatchTargetO
   return target;
 }
 
-nlohmann::json data_refs_json(const std::vector<x86::DataRef>& refs) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : refs) {
-    out.push_back({{"section", r.section}, {"offset", r.offset}, {"insn", r.insn}, {"len", r.len},
-                   {"kind", x86::to_string(r.kind)}});
-    if (r.kind == x86::DataRefKind::generic) {
-      out.back()["body"] = to_hex(r.body);
-      out.back()["scratch"] = r.scratch;
-    }
-  }
-  return out;
-}
-
 // -fPIE patch code reaches data it does not define PC-relatively (R_X86_64_PC32), counting on a
 // copy relocation no linker made (src/x86/data_reference.h). References to the target object's
 // own symbols reach (the patch is placed near it); the others may lie out of +-2 GiB: the loader
@@ -317,22 +304,26 @@ std::vector<RemoteRange> ApplyPlan::original_ranges() const {
   return r;
 }
 
-nlohmann::json ApplyPlan::load_request(const std::string& absolute_path) const {
-  nlohmann::json funcs_j = nlohmann::json::array();
-  for (const auto& f : funcs)
-    funcs_j.push_back({{"old_name", f.old_name},
-                       {"old_sympos", f.old_sympos},
-                       {"old_addr", f.addr.value},
-                       {"jump_addr", f.jump_addr.value},
-                       {"orig_bytes", to_hex(f.orig_bytes)},
-                       {"preserve", f.preserve}});
-  return {{"op", "load"},
-          {"path", absolute_path},
-          {"object", {{"name", object_name}, {"lo", object_range.lo.value}, {"hi", object_range.hi.value}}},
-          {"funcs", funcs_j},
-          {"symbols", symbols},
-          {"dlsym", dlsym},
-          {"data_refs", data_refs_json(data_refs)}};
+protocol::LoadRequest ApplyPlan::load_request(const std::string& absolute_path) const {
+  protocol::LoadRequest r;
+  r.path = absolute_path;
+  r.object_name = object_name;
+  r.object = object_range;
+  for (const auto& f : funcs) {
+    protocol::FuncRequest fr;
+    fr.old_name = f.old_name;
+    fr.old_sympos = f.old_sympos;
+    fr.old_addr = f.addr.value;
+    fr.jump_addr = f.jump_addr.value;
+    std::copy_n(f.orig_bytes.begin(), std::min(f.orig_bytes.size(), fr.orig_bytes.size()), fr.orig_bytes.begin());
+    fr.preserve = f.preserve;
+    r.funcs.push_back(std::move(fr));
+  }
+  for (auto it = symbols.begin(); it != symbols.end(); ++it)
+    if (it->is_number_integer()) r.symbols[it.key()] = it->get<uint64_t>();
+  r.dlsym_names.insert(dlsym.begin(), dlsym.end());
+  r.data_refs = data_refs;
+  return r;
 }
 
 Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std::vector<RemoteAddr>& redirected,

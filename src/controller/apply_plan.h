@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "controller/process_image.h"
 #include "elf/patch_object.h"
+#include "protocol/protocol.h"
 #include "x86/data_reference.h"
 
 namespace lg {
@@ -49,7 +50,7 @@ struct ApplyPlan {
 
   // The original code no thread may be running for the switch (functions and their pieces).
   std::vector<RemoteRange> original_ranges() const;
-  nlohmann::json load_request(const std::string& absolute_path) const;
+  protocol::LoadRequest load_request(const std::string& absolute_path) const;
 };
 
 struct PlanOptions {

@@ -46,22 +46,20 @@ Result<nlohmann::json> apply_immediate(pid_t pid, const std::string& abs_path, c
   const auto start = Clock::now();
   auto req = plan.load_request(abs_path);
   LG_TRY_VOID(add_per_thread_fields(pid, plan, redirected, req));
-  req["model"] = "immediate";
+  req.model = protocol::Model::immediate;
   const std::string& name = plan.patch.name;
   say(options, fmt::format("loading patch '{}' into process {} (immediate)", name, pid));
-  LG_TRY(auto loaded, agent.request(req, plan.patch_fd.get()));
-  ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", name}}); });
+  LG_TRY(auto loaded, agent.call(std::move(req), plan.patch_fd.get()));
+  ScopeGuard abort_load([&] { (void)agent.call(protocol::AbortRequest{name}); });
   std::vector<RemoteRange> interiors;
-  if (loaded.contains("per_thread") && loaded["per_thread"].is_object()) {
-    LG_TRY(interiors, ranges_from_json(loaded["per_thread"].value("interiors", nlohmann::json::array())));
-  }
+  if (loaded.plan.per_thread) interiors = loaded.plan.per_thread->interiors;
   size_t visits = 0;
-  LG_TRY_VOID(agent.request({{"op", "poke_begin"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::PokeBeginRequest{name}));
   if (!interiors.empty()) {
     // The text_poke rule, not a consistency check: no thread may be inside the bytes after the
     // int3 when they change (each thread visited once, alone; its stack is not judged).
     LG_TRY(auto process, Process::seize(pid));
-    LG_TRY(auto unwinder, unwinder_for(pid, nlohmann::json::array()));
+    LG_TRY(auto unwinder, unwinder_for(pid, {}));
     PerThreadSwitcher sw(*process, *unwinder);
     ScopeGuard detach([&] { sw.detach(); });
     LG_TRY_VOID(sw.wait_outside(interiors, options.timeout));
@@ -69,12 +67,12 @@ Result<nlohmann::json> apply_immediate(pid_t pid, const std::string& abs_path, c
     detach.dismiss();
     sw.detach();
   }
-  LG_TRY_VOID(agent.request({{"op", "poke_finish"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::PokeFinishRequest{name}));
   abort_load.dismiss();
-  LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
 
   nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : loaded["patch"].value("funcs", nlohmann::json::array())) funcs.push_back(f);
+  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", name},
                         {"object", plan.object_path},
@@ -84,21 +82,20 @@ Result<nlohmann::json> apply_immediate(pid_t pid, const std::string& abs_path, c
                         {"transition", stats_json(visits, start)}};
 }
 
-Result<nlohmann::json> revert_immediate(pid_t pid, const std::string& patch_name, AgentClient& agent, const nlohmann::json& status,
-                                        const OperationOptions& options) {
+Result<nlohmann::json> revert_immediate(pid_t pid, const std::string& patch_name, AgentClient& agent,
+                                        const protocol::StatusResponse& status, const OperationOptions& options) {
   const auto start = Clock::now();
-  for (const auto& p : status.value("patches", nlohmann::json::array()))
-    if (p.is_object() && p.value("name", "") == patch_name && p.value("model", "") != "immediate")
-      return Error(ErrorKind::invalid_argument,
-                   fmt::format("patch '{}' was applied with the {} model: only a patch applied with --model immediate "
-                               "(its metadata declares it immediate) may be reverted without consistency",
-                               patch_name, p.value("model", "?")),
-                   0, "revert it with --model per-thread or --model stop-the-world");
+  if (const protocol::PatchInfo* p = status.find_patch(patch_name); p && p->model != protocol::Model::immediate)
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("patch '{}' was applied with the {} model: only a patch applied with --model immediate "
+                             "(its metadata declares it immediate) may be reverted without consistency",
+                             patch_name, protocol::to_string(p->model)),
+                 0, "revert it with --model per-thread or --model stop-the-world");
   say(options, fmt::format("reverting patch '{}' in process {} (immediate)", patch_name, pid));
-  LG_TRY_VOID(agent.request({{"op", "prepare_revert"}, {"name", patch_name}, {"model", "immediate"}}));
+  LG_TRY_VOID(agent.call(protocol::PrepareRevertRequest{patch_name, protocol::Model::immediate}));
   // Every thread moves at once whatever its stack holds: the patch's code stays mapped for good.
-  LG_TRY_VOID(agent.request({{"op", "force"}, {"name", patch_name}}));
-  LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", patch_name}}));
+  LG_TRY_VOID(agent.call(protocol::ForceRequest{patch_name}));
+  LG_TRY_VOID(agent.call(protocol::CompleteRequest{patch_name}));
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(0, start)}};
 }
 

@@ -26,8 +26,9 @@ Result<void> check_immediate_allowed(const ApplyPlan& plan);
 
 Result<nlohmann::json> apply_immediate(pid_t pid, const std::string& abs_path, const ApplyPlan& plan, AgentClient& agent,
                                        bool injected, const std::vector<RemoteAddr>& redirected, const OperationOptions& options);
-// Error invalid_argument when the applied patch (status["patches"]) was not flagged immediate.
-Result<nlohmann::json> revert_immediate(pid_t pid, const std::string& patch_name, AgentClient& agent, const nlohmann::json& status,
+// Error invalid_argument when the applied patch (in [status]) was not applied with the immediate model.
+Result<nlohmann::json> revert_immediate(pid_t pid, const std::string& patch_name, AgentClient& agent,
+                                        const protocol::StatusResponse& status,
                                         const OperationOptions& options);
 
 }  // namespace lg

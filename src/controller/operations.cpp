@@ -205,7 +205,7 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
 }
 
 // Seizes the process, checks stacks and performs [writes] under stop-the-world, then detaches.
-Result<TransitionStats> switch_world(pid_t pid, const nlohmann::json& patches, const std::vector<RemoteRange>& check,
+Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::PatchInfo>& patches, const std::vector<RemoteRange>& check,
                                      const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
   LG_TRY(auto process, Process::seize(pid));
   kill_step("after_seize");
@@ -266,11 +266,10 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
   return AgentConnection{std::move(connected), true, stops};
 }
 
-const nlohmann::json* find_patch(const nlohmann::json& status, const std::string& name) {
-  if (!status.contains("patches") || !status["patches"].is_array()) return nullptr;
-  for (const auto& p : status["patches"])
-    if (p.is_object() && p.value("name", "") == name) return &p;
-  return nullptr;
+std::vector<MemoryWrite> writes_of(const protocol::Plan& plan) {
+  std::vector<MemoryWrite> out;
+  for (const auto& w : plan.writes) out.push_back({RemoteAddr(w.addr), w.old_bytes, w.new_bytes});
+  return out;
 }
 
 Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_path, const OperationOptions& options);
@@ -322,12 +321,12 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   // What is already redirected (validation must accept our own jumps in the code).
   std::vector<RemoteAddr> redirected;
   std::optional<AgentClient> existing;
-  nlohmann::json status;
+  protocol::StatusResponse status;
   if (auto c = AgentClient::connect(pid, options.timeout)) {
     existing.emplace(std::move(*c));
-    LG_TRY(status, existing->request({{"op", "status"}}));
-    for (const auto& f : status["functions"]) redirected.emplace_back(f.value("jump_addr", uint64_t{0}));
-    if (status.contains("transition") && status["transition"].is_object()) {  // per_thread_ops.cpp
+    LG_TRY(status, existing->status());
+    for (const auto& f : status.functions) redirected.emplace_back(f.jump_addr);
+    if (status.transition) {  // per_thread_ops.cpp
       LG_TRY(auto patch_object, read_patch_object(abs_path));
       // (not LG_TRY: g++ 12 warns maybe-uninitialized on a moved-out optional<json>)
       auto handled = handle_transition_in_progress(pid, *existing, status, patch_object.name, Intent::apply, options);
@@ -344,11 +343,11 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   if (options.model == ConsistencyModel::immediate) LG_TRY_VOID(check_immediate_allowed(plan));  // before injecting
   if (auto bad = check_name(plan.patch.name))
     return make_error(ErrorKind::bad_patch, "the patch's name '{}' is unusable: {}", printable(plan.patch.name), *bad);
-  if (existing && find_patch(status, plan.patch.name))
+  if (existing && status.find_patch(plan.patch.name))
     return make_error(ErrorKind::invalid_argument, "patch '{}' is already applied to process {}", plan.patch.name, pid);
   // Everything the agent will be sent must be UTF-8 text: check it before injecting anything.
-  nlohmann::json load_request = plan.load_request(abs_path);
-  if (auto bad = find_invalid_utf8(load_request))
+  protocol::LoadRequest load_request = plan.load_request(abs_path);
+  if (auto bad = find_invalid_utf8(protocol::encode_request(load_request)))
     return make_error(ErrorKind::bad_patch,
                       "the patch holds a name that is not valid UTF-8: '{}' (shown escaped); the agent protocol "
                       "carries only UTF-8 text",
@@ -368,31 +367,29 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
     return apply_immediate(pid, abs_path, plan, agent, injected, redirected, options);
   // The relocated entries let the agent switch every function with one store (registry.h,
   // StwSwitch); a prologue that cannot be relocated leaves the older plan of direct writes.
-  nlohmann::json relocated = load_request;
+  protocol::LoadRequest relocated = load_request;
   if (auto r = add_per_thread_fields(pid, plan, redirected, relocated)) {
-    relocated["model"] = "stop-the-world";
+    relocated.model = protocol::Model::stop_the_world;
     load_request = std::move(relocated);
   } else {
     say(options, fmt::format("note: {}; the functions are switched by direct writes", r.error().message));
   }
   say(options, fmt::format("loading patch '{}' into process {}", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(load_request, plan.patch_fd.get()));
-  ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", plan.patch.name}}); });
+  LG_TRY(auto loaded, agent.call(std::move(load_request), plan.patch_fd.get()));
+  ScopeGuard abort_load([&] { (void)agent.call(protocol::AbortRequest{plan.patch.name}); });
   kill_step("after_load");
 
-  if (!loaded.contains("writes") || !loaded.contains("patch") || !loaded["patch"].is_object())
-    return make_error(ErrorKind::agent, "agent in process {}: the reply to 'load' lacks 'writes' or 'patch'", pid);
-  LG_TRY(auto writes, writes_from_json(loaded["writes"]));
-  LG_TRY(auto check, ranges_from_json(loaded.value("check", nlohmann::json::array())));
+  auto writes = writes_of(loaded.plan);
+  auto check = loaded.plan.check;
   auto originals = plan.original_ranges();
   check.insert(check.end(), originals.begin(), originals.end());
-  LG_TRY(auto now, agent.request({{"op", "status"}}));
+  LG_TRY(auto now, agent.status());
 
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, now.value("patches", nlohmann::json::array()), check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
-  if (auto c = agent.request({{"op", "commit"}, {"name", plan.patch.name}}); !c)
+  if (auto c = agent.call(protocol::CommitRequest{plan.patch.name}); !c)
     return Error(ErrorKind::agent,
                  fmt::format("patch '{}' is live in process {}, but the agent did not record it: {}", plan.patch.name,
                              pid, c.error().message),
@@ -400,7 +397,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   kill_step("after_commit");
 
   nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : loaded["patch"].value("funcs", nlohmann::json::array())) funcs.push_back(f);
+  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", plan.patch.name},
                         {"object", plan.object_path},
@@ -434,41 +431,30 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
       return make_error(ErrorKind::not_found, "no patch '{}' in process {}: it has no livegraft agent", patch_name, pid);
     return std::move(client).error();
   }
-  LG_TRY(auto status, client->request({{"op", "status"}}));
+  LG_TRY(auto status, client->status());
   // (not LG_TRY: g++ 12 warns maybe-uninitialized on a moved-out optional<json>)
   auto handled = handle_transition_in_progress(pid, *client, status, patch_name, Intent::revert, options);
   if (!handled) return std::move(handled).error();
   if (handled->has_value()) return nlohmann::json(std::move(handled->value()));
-  const nlohmann::json* patch = find_patch(status, patch_name);
-  if (!patch) {
+  if (!status.find_patch(patch_name)) {
     std::vector<std::string> names;
-    for (const auto& p : status.value("patches", nlohmann::json::array()))
-      if (p.is_object()) names.push_back(printable(p.value("name", "?")));
+    for (const auto& p : status.patches) names.push_back(printable(p.name));
     return make_error(ErrorKind::not_found, "no patch '{}' in process {} (applied: {})", patch_name, pid,
                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
   }
   if (options.model == ConsistencyModel::per_thread) return revert_per_thread(pid, patch_name, *client, status, options);
   if (options.model == ConsistencyModel::immediate) return revert_immediate(pid, patch_name, *client, status, options);
-  LG_TRY(auto prep, client->request({{"op", "prepare_revert"}, {"name", patch_name}}));
-  ScopeGuard cancel([&] { (void)client->request({{"op", "cancel_revert"}, {"name", patch_name}}); });
+  LG_TRY(auto prep, client->call(protocol::PrepareRevertRequest{patch_name}));
+  ScopeGuard cancel([&] { (void)client->call(protocol::CancelRevertRequest{patch_name}); });
   kill_step("after_prepare");
-  if (!prep.contains("writes"))
-    return make_error(ErrorKind::agent, "agent in process {}: the reply to 'prepare_revert' lacks 'writes'", pid);
-  LG_TRY(auto writes, writes_from_json(prep["writes"]));
-  LG_TRY(auto check, ranges_from_json(prep.value("check", nlohmann::json::array())));
-  // A thread about to jump through a stub that goes away must not be left there either.
-  for (const auto& f : status.value("functions", nlohmann::json::array())) {
-    if (!f.is_object()) continue;
-    const auto& stack = f.value("stack", nlohmann::json::array());
-    if (std::find(stack.begin(), stack.end(), patch_name) != stack.end()) {
-      uint64_t stub = f.value("stub", uint64_t{0});
-      check.push_back({RemoteAddr(stub), RemoteAddr(stub + 6)});
-    }
-  }
+  // The plan's check holds the patch's code and the jump of every stub that goes away (the
+  // agent knows its stubs' size; docs/agent-protocol.md, prepare_revert).
+  auto writes = writes_of(prep.plan);
+  const auto& check = prep.plan.check;
   say(options, "switching back (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, status.value("patches", nlohmann::json::array()), check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options));
   cancel.dismiss();  // the original code is live again: never cancel from here on
-  if (auto f = client->request({{"op", "finish_revert"}, {"name", patch_name}}); !f)
+  if (auto f = client->call(protocol::FinishRevertRequest{patch_name}); !f)
     return Error(ErrorKind::agent,
                  fmt::format("patch '{}' no longer runs in process {}, but the agent could not unload it: {}",
                              patch_name, pid, f.error().message));
@@ -503,7 +489,7 @@ Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& optio
       return make_error(ErrorKind::not_found, "process {} has no livegraft agent: no transition to force", pid);
     return std::move(client).error();
   }
-  LG_TRY(auto status, client->request({{"op", "status"}}));
+  LG_TRY(auto status, client->status());
   return force_per_thread(pid, *client, status, options);
 }
 
@@ -523,11 +509,12 @@ Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds t
                             {"patches", nlohmann::json::array()}, {"functions", nlohmann::json::array()}};
     return std::move(client).error();
   }
-  LG_TRY(auto status, client->request({{"op", "status"}}));
+  LG_TRY(auto typed, client->status());
+  nlohmann::json status = protocol::encode(typed);
   status.erase("ok");
+  status.erase("v");
   // The transition in progress (null when none); a per-thread one gets its threads surveyed.
-  if (!status.contains("transition")) status["transition"] = nullptr;
-  if (auto survey = survey_transition(pid, status); !survey) status["transition"]["survey_error"] = survey.error().message;
+  if (auto survey = survey_transition(pid, typed, status); !survey) status["transition"]["survey_error"] = survey.error().message;
   status["pid"] = pid;
   status["agent"] = true;
   annotate_objects(pid, status);
@@ -537,8 +524,8 @@ Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds t
 Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options) {
   LG_TRY_VOID(check_process(pid));
   LG_TRY(auto conn, connect_or_inject(pid, options));
-  LG_TRY(auto hello, conn.client.request({{"op", "hello"}}));
-  nlohmann::json out{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.value("protocol", 0)}};
+  LG_TRY(auto hello, conn.client.hello());
+  nlohmann::json out{{"pid", pid}, {"injected", conn.injected}, {"protocol", hello.protocol}};
   if (conn.injected)
     out["stops"] = {{"max_stopped_threads", conn.inject_stops.max_stopped}, {"all_stopped_moments", conn.inject_stops.all_stopped}};
   return out;

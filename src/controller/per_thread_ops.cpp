@@ -23,8 +23,6 @@ void say(const OperationOptions& o, const std::string& line) {
   if (o.progress) o.progress(line);
 }
 
-nlohmann::json range_json(const RemoteRange& r) { return nlohmann::json::array({r.lo.value, r.hi.value}); }
-
 Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
   UniqueFd fd(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return make_errno_error(ErrorKind::io, "open /proc/{}/mem", pid);
@@ -37,18 +35,13 @@ Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
 
 }  // namespace
 
-Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& patches) {
+Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const std::vector<protocol::PatchInfo>& patches) {
   LG_TRY(auto unwinder, Unwinder::create(pid));
   register_coroutine_stack_ends(pid, *unwinder);  // stack_switching.h
   for (const auto& p : patches) {
-    RemoteAddr eh(0);
-    uint64_t eh_size = 0;
-    if (p.contains("eh_frame") && p["eh_frame"].is_object()) {
-      eh = RemoteAddr(p["eh_frame"].value("addr", uint64_t{0}));
-      eh_size = p["eh_frame"].value("size", uint64_t{0});
-    }
-    LG_TRY(auto code, ranges_from_json(p.value("code", nlohmann::json::array())));
-    for (const auto& r : code) unwinder->add_code_region(r, eh, eh_size, p.value("name", "patch"));
+    RemoteAddr eh(p.eh_frame ? p.eh_frame->addr : 0);
+    uint64_t eh_size = p.eh_frame ? p.eh_frame->size : 0;
+    for (const auto& r : p.code) unwinder->add_code_region(r, eh, eh_size, p.name);
   }
   return unwinder;
 }
@@ -83,28 +76,24 @@ struct PtInfo {
   std::vector<RemoteRange> interiors, check, check_target;
 };
 
-Result<PtInfo> pt_info(const nlohmann::json& reply) {
-  if (!reply.contains("per_thread") || !reply["per_thread"].is_object())
+Result<PtInfo> pt_info(const protocol::Plan& plan) {
+  if (!plan.per_thread)
     return make_error(ErrorKind::agent, "the agent does not support the per-thread model (no 'per_thread' in its reply); use --model stop-the-world");
-  const auto& p = reply["per_thread"];
-  PtInfo info;
-  info.id = p.value("id", uint64_t{0});
-  info.marker_offset = p.value("marker_offset", 0);
-  LG_TRY(info.interiors, ranges_from_json(p.value("interiors", nlohmann::json::array())));
-  LG_TRY(info.check_target, ranges_from_json(p.value("check_target", nlohmann::json::array())));
-  LG_TRY(info.check, ranges_from_json(reply.value("check", nlohmann::json::array())));
-  return info;
+  const auto& p = *plan.per_thread;
+  return PtInfo{p.id, p.marker_offset, false, p.interiors, plan.check, p.check_target};
 }
 
-// From status["transition"] (a per-thread transition in progress).
-Result<PtInfo> pt_info_from_status(const nlohmann::json& t) {
-  PtInfo info;
-  info.id = t.value("id", uint64_t{0});
-  info.marker_offset = t.value("marker_offset", 0);
-  info.reversed = t.value("reversed", false);
-  LG_TRY(info.check, ranges_from_json(t.value("check", nlohmann::json::array())));
-  LG_TRY(info.check_target, ranges_from_json(t.value("check_target", nlohmann::json::array())));
-  return info;
+// From a per-thread transition in progress (status "transition").
+PtInfo pt_info_from_status(const protocol::PerThreadTransition& t) {
+  return PtInfo{t.id, t.marker_offset, t.reversed, {}, t.check, t.check_target};
+}
+
+// The per-thread transition in a state a controller can drive (switching), or nullptr.
+const protocol::PerThreadTransition* switching(const protocol::StatusResponse& status) {
+  const auto& t = status.transition;
+  if (!t || t->model != protocol::Model::per_thread || !t->per_thread || t->per_thread->phase != protocol::Phase::switching)
+    return nullptr;
+  return &*t->per_thread;
 }
 
 SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_check, bool force) {
@@ -130,11 +119,11 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
       g.context_blockers = [&options, &sw, affected = g.affected](pid_t tid) { return options.context_check(sw.unwinder(), affected, tid); };
     return g;
   };
-  if (force) LG_TRY_VOID(agent.request({{"op", "force"}, {"name", name}}));
+  if (force) LG_TRY_VOID(agent.call(protocol::ForceRequest{name}));
   auto forward = sw.switch_all(with_contexts(goal_of(info, extra_check, force)), options.timeout, progress);
   if (forward) {
     kill_point("per_thread.before_complete");
-    LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+    LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
     kill_point("per_thread.after_complete");
     return ok_result();
   }
@@ -145,13 +134,13 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
                  "`livegraft status` shows it; `apply` again continues it, `revert` reverses it, `force` forces it");
   // 1. Threads already switched go back once the code they moved to is off their stacks.
   say(options, "timed out; reversing the transition");
-  LG_TRY_VOID(agent.request({{"op", "reverse"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::ReverseRequest{name}));
   info.reversed = !info.reversed;
   kill_point("per_thread.after_reverse");
   if (auto r = sw.switch_all(with_contexts(goal_of(info, extra_check, false)), std::max(options.timeout, milliseconds(10000)), progress); !r)
     return Error(ErrorKind::unsafe, fmt::format("{}; reversing it did not finish either: {}", forward.error().message, r.error().message), 0,
                  "the transition stays in progress; `livegraft status` shows it");
-  LG_TRY_VOID(agent.request({{"op", "complete"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
   kill_point("per_thread.after_complete");
   return Error(ErrorKind::unsafe, forward.error().message + "; reversed: the process is as it was", 0, "retry later, or raise --timeout");
 }
@@ -159,22 +148,17 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
 }  // namespace
 
 Result<void> add_per_thread_fields(pid_t pid, const ApplyPlan& plan, const std::vector<RemoteAddr>& redirected,
-                                   nlohmann::json& req) {
-  req["model"] = "per-thread";
-  for (auto& f : req["funcs"]) {
-    uint64_t old_addr = f.value("old_addr", uint64_t{0});
-    auto pf = std::find_if(plan.funcs.begin(), plan.funcs.end(), [&](const PlannedFunc& p) { return p.addr.value == old_addr; });
+                                   protocol::LoadRequest& req) {
+  req.model = protocol::Model::per_thread;
+  for (auto& f : req.funcs) {
+    auto pf = std::find_if(plan.funcs.begin(), plan.funcs.end(), [&](const PlannedFunc& p) { return p.addr.value == f.old_addr; });
     if (pf == plan.funcs.end()) continue;
-    nlohmann::json ranges = nlohmann::json::array({range_json({pf->addr, pf->addr + static_cast<int64_t>(std::max<uint64_t>(pf->size, 1))})});
-    for (const auto& r : pf->extra_ranges) ranges.push_back(range_json(r));
-    f["old_ranges"] = ranges;
+    f.old_ranges = {{pf->addr, pf->addr + static_cast<int64_t>(std::max<uint64_t>(pf->size, 1))}};
+    f.old_ranges.insert(f.old_ranges.end(), pf->extra_ranges.begin(), pf->extra_ranges.end());
     if (std::find(redirected.begin(), redirected.end(), pf->jump_addr) != redirected.end()) continue;
     size_t avail = static_cast<size_t>(pf->addr.value + pf->size - pf->jump_addr.value);
     LG_TRY(auto code, read_code(pid, pf->jump_addr, std::min<size_t>(32, avail)));
-    LG_TRY(auto t, x86::relocate_prologue(code, pf->jump_addr.value, pf->old_name));
-    nlohmann::json fixups = nlohmann::json::array();
-    for (const auto& x : t.fixups) fixups.push_back({{"offset", x.offset}, {"end", x.end}, {"target", x.target}});
-    f["continuation"] = {{"bytes", to_hex(t.bytes)}, {"fixups", fixups}, {"resume", t.resume}, {"displaced", t.displaced}};
+    LG_TRY(f.continuation, x86::relocate_prologue(code, pf->jump_addr.value, pf->old_name));
   }
   return ok_result();
 }
@@ -184,22 +168,22 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   auto req = plan.load_request(abs_path);
   LG_TRY_VOID(add_per_thread_fields(pid, plan, redirected, req));
   say(options, fmt::format("loading patch '{}' into process {} (per-thread)", plan.patch.name, pid));
-  LG_TRY(auto loaded, agent.request(req, plan.patch_fd.get()));
+  LG_TRY(auto loaded, agent.call(std::move(req), plan.patch_fd.get()));
   const std::string& name = plan.patch.name;
-  ScopeGuard abort_load([&] { (void)agent.request({{"op", "abort"}, {"name", name}}); });
-  LG_TRY(auto info, pt_info(loaded));
-  LG_TRY(auto now, agent.request({{"op", "status"}}));
+  ScopeGuard abort_load([&] { (void)agent.call(protocol::AbortRequest{name}); });
+  LG_TRY(auto info, pt_info(loaded.plan));
+  LG_TRY(auto now, agent.status());
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, now["patches"]));
+  LG_TRY(auto unwinder, unwinder_for(pid, now.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
 
   kill_point("apply.per_thread_loaded");
   // 1. The entry jumps: int3 first, then (no thread inside the rest of those bytes) the jumps.
-  LG_TRY_VOID(agent.request({{"op", "poke_begin"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::PokeBeginRequest{name}));
   kill_point("apply.per_thread_int3_written");
   LG_TRY_VOID(sw.wait_outside(info.interiors, options.timeout));
-  LG_TRY_VOID(agent.request({{"op", "poke_finish"}, {"name", name}}));
+  LG_TRY_VOID(agent.call(protocol::PokeFinishRequest{name}));
   abort_load.dismiss();  // threads are dispatched from here on: reverse, never abort
   kill_point("apply.per_thread_switching");
 
@@ -210,7 +194,7 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   sw.detach();
 
   nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : loaded["patch"].value("funcs", nlohmann::json::array())) funcs.push_back(f);
+  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", name},
                         {"object", plan.object_path},
@@ -221,11 +205,11 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
 }
 
 Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_name, AgentClient& agent,
-                                         const nlohmann::json& status, const OperationOptions& options) {
-  LG_TRY(auto prep, agent.request({{"op", "prepare_revert"}, {"name", patch_name}, {"model", "per-thread"}}));
-  LG_TRY(auto info, pt_info(prep));
+                                         const protocol::StatusResponse& status, const OperationOptions& options) {
+  LG_TRY(auto prep, agent.call(protocol::PrepareRevertRequest{patch_name, protocol::Model::per_thread}));
+  LG_TRY(auto info, pt_info(prep.plan));
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   kill_point("revert.per_thread_switching");
@@ -236,31 +220,34 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(sw.stats())}};
 }
 
-Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent, const nlohmann::json& status,
+Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent,
+                                                                    const protocol::StatusResponse& status,
                                                                     const std::string& patch_name, Intent intent,
                                                                     const OperationOptions& options) {
-  const auto& t = status.value("transition", nlohmann::json());
-  if (!t.is_object()) return std::optional<nlohmann::json>{};
-  const std::string patch = t.value("patch", "?"), kind = t.value("kind", "?");
+  if (!status.transition) return std::optional<nlohmann::json>{};
+  const auto& t = *status.transition;
+  const std::string& patch = t.patch;
+  const std::string kind = protocol::to_string(t.kind);
   auto busy = [&](const char* why) {
     return Error(ErrorKind::busy,
-                 fmt::format("a {} transition ({}) of patch '{}' is in progress in process {}{}", t.value("model", "?"), kind, patch, pid, why),
+                 fmt::format("a {} transition ({}) of patch '{}' is in progress in process {}{}", protocol::to_string(t.model), kind, patch, pid, why),
                  0, fmt::format("`livegraft status {0}` shows it; `livegraft {1} {0} ...` continues it, `livegraft force {0}` forces it", pid,
-                                kind == "apply" ? "apply" : "revert"));
+                                kind));
   };
-  if (t.value("model", "") != "per-thread" || t.value("phase", "") != "switching") return busy(" (another livegraft is running it)");
+  const protocol::PerThreadTransition* pt = switching(status);
+  if (!pt) return busy(" (another livegraft is running it)");
   if (patch != patch_name) return busy("");
-  LG_TRY(auto info, pt_info_from_status(t));
+  PtInfo info = pt_info_from_status(*pt);
   // Seizing first makes sure no other controller drives it (ptrace admits one tracer).
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
-  bool want_reversed = (intent == Intent::apply) != (kind == "apply");
+  bool want_reversed = (intent == Intent::apply) != (t.kind == protocol::TransitionKind::apply);
   if (want_reversed != info.reversed) {
     say(options, fmt::format("reversing the {} of '{}' in progress", kind, patch));
-    LG_TRY_VOID(agent.request({{"op", "reverse"}, {"name", patch}}));
+    LG_TRY_VOID(agent.call(protocol::ReverseRequest{patch}));
     info.reversed = want_reversed;
   } else {
     say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
@@ -276,29 +263,29 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
                                                       {"transition", stats_json(sw.stats())}});
 }
 
-Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const nlohmann::json& status, const OperationOptions& options) {
-  const auto& t = status.value("transition", nlohmann::json());
-  if (!t.is_object() || t.value("model", "") != "per-thread" || t.value("phase", "") != "switching")
-    return make_error(ErrorKind::invalid_argument, "no per-thread transition is in progress in process {}: nothing to force", pid);
-  const std::string patch = t.value("patch", "?");
-  LG_TRY(auto info, pt_info_from_status(t));
+Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const protocol::StatusResponse& status,
+                                        const OperationOptions& options) {
+  const protocol::PerThreadTransition* pt = switching(status);
+  if (!pt) return make_error(ErrorKind::invalid_argument, "no per-thread transition is in progress in process {}: nothing to force", pid);
+  const std::string& patch = status.transition->patch;
+  PtInfo info = pt_info_from_status(*pt);
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
   detach.dismiss();
   sw.detach();
-  return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", t.value("kind", "?")}, {"reversed", info.reversed},
+  return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", protocol::to_string(status.transition->kind)}, {"reversed", info.reversed},
                         {"forced", sw.stats().switched}, {"transition", stats_json(sw.stats())}};
 }
 
-Result<void> survey_transition(pid_t pid, nlohmann::json& status) {
-  auto& t = status["transition"];
-  if (!t.is_object() || t.value("model", "") != "per-thread" || t.value("phase", "") != "switching") return ok_result();
-  LG_TRY(auto info, pt_info_from_status(t));
+Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status, nlohmann::json& out) {
+  const protocol::PerThreadTransition* pt = switching(status);
+  if (!pt) return ok_result();
+  PtInfo info = pt_info_from_status(*pt);
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status["patches"]));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   LG_TRY(auto threads, sw.survey(goal_of(info, {}, false)));
@@ -308,6 +295,7 @@ Result<void> survey_transition(pid_t pid, nlohmann::json& status) {
     if (s.switched) ++switched;
     else pending.push_back({{"tid", s.tid}, {"reason", s.reason}, {"stack", s.stack}});
   }
+  auto& t = out["transition"];
   t["threads"] = {{"total", threads.size()}, {"switched", switched}, {"pending", pending}};
   t.erase("check");
   t.erase("check_target");

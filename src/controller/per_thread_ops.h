@@ -21,27 +21,30 @@ namespace lg {
 // Adds what a per-thread load needs to [load_request] (model, each function's original ranges
 // and relocated entry); [redirected] are the jump addresses already redirected by the agent.
 Result<void> add_per_thread_fields(pid_t pid, const ApplyPlan& plan, const std::vector<RemoteAddr>& redirected,
-                                   nlohmann::json& load_request);
+                                   protocol::LoadRequest& load_request);
 
 Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, const ApplyPlan& plan, AgentClient& agent,
                                         bool injected, const std::vector<RemoteAddr>& redirected, const OperationOptions& options);
 Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_name, AgentClient& agent,
-                                         const nlohmann::json& status, const OperationOptions& options);
+                                         const protocol::StatusResponse& status, const OperationOptions& options);
 
 enum class Intent { apply, revert };
 // A per-thread transition left in progress (a killed controller, --on-timeout=keep): an apply
 // or revert of the same patch continues or reverses it (the kernel's "write the opposite to
 // enabled"); another patch is refused as busy. nullopt: no transition in progress.
-Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent, const nlohmann::json& status,
+Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, AgentClient& agent,
+                                                                    const protocol::StatusResponse& status,
                                                                     const std::string& patch_name, Intent intent,
                                                                     const OperationOptions& options);
-Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const nlohmann::json& status, const OperationOptions& options);
-// Adds to status["transition"] the threads switched and, for the pending ones, what holds
-// them and their stacks (each thread stopped alone, briefly).
-Result<void> survey_transition(pid_t pid, nlohmann::json& status);
+Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const protocol::StatusResponse& status,
+                                        const OperationOptions& options);
+// Adds to [out]["transition"] (the controller's status document made from [status]) the
+// threads switched and, for the pending ones, what holds them and their stacks (each thread
+// stopped alone, briefly); the agent's ranges are dropped from it.
+Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status, nlohmann::json& out);
 
 // An unwinder for process [pid] that knows the code and .eh_frame of [patches] (the agent's
 // status "patches"), so that stacks walk through patch code (both models use it).
-Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const nlohmann::json& patches);
+Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const std::vector<protocol::PatchInfo>& patches);
 
 }  // namespace lg

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "protocol/protocol.h"
 
 namespace lg::e2e {
 namespace {
@@ -70,7 +71,7 @@ TEST(AgentLiveness, SilentClientDoesNotBlockOthers) {
   EXPECT_EQ(t.ask("c 5"), "52");
   // The silent clients are still served when they speak.
   EXPECT_EQ(silent.request({{"op", "hello"}})["ok"], true);
-  half.send("tus\"}\n");
+  half.send("tus\",\"v\":" + std::to_string(lg::protocol::kVersion) + "}\n");
   json rest = half.request({{"op", "hello"}});
   EXPECT_EQ(rest["ok"], true) << rest.dump();
 }

@@ -277,7 +277,7 @@ TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersTimeout) {
 
 // A reply with fields of unexpected types is an agent error, not an uncaught exception.
 TEST(CliErrors, MalformedAgentReplyIsAnErrorNotACrash) {
-  FakeAgent fake(R"({"ok":true,"patches":[{"name":7,"state":[]}],"functions":"none","disabled":null})");
+  FakeAgent fake(R"({"ok":true,"v":2,"patches":[{"name":7,"state":[]}],"functions":"none","disabled":null})");
   ASSERT_TRUE(fake.ready());
   CliRun r = livegraft({"--json", "revert", fake.pid(), "x"});
   expect_clean_json_error(r, 7, "agent");

@@ -82,7 +82,10 @@ class ProtocolTest : public ::testing::Test {
     ::close(fd);
   }
 
-  json call(const json& req) { return agent_.handle(req); }
+  json call(json req) {
+    if (req.is_object() && !req.contains("v")) req["v"] = kProtocolVersion;
+    return agent_.handle(req);
+  }
   json op(const char* o, const std::string& name) { return call({{"op", o}, {"name", name}}); }
 
   TempDir dir_;
@@ -92,7 +95,8 @@ class ProtocolTest : public ::testing::Test {
 TEST_F(ProtocolTest, HelloAndEmptyStatus) {
   auto h = call({{"op", "hello"}});
   EXPECT_EQ(h["ok"], true);
-  EXPECT_EQ(h["protocol"], 1);
+  EXPECT_EQ(h["protocol"], kProtocolVersion);
+  EXPECT_EQ(h["v"], kProtocolVersion);
   EXPECT_EQ(h["pid"], ::getpid());
   EXPECT_TRUE(h["disabled"].is_null());
   EXPECT_TRUE(h["transition"].is_null());
@@ -270,6 +274,26 @@ TEST_F(ProtocolTest, MalformedRequestsAreAnsweredNotFatal) {
   EXPECT_EQ(call({{"op", "load"}, {"path", "/x.o"}})["kind"], "invalid_argument");
   EXPECT_EQ(call(json::array({1, 2}))["kind"], "invalid_argument");
   EXPECT_TRUE(call({{"op", "hello"}})["disabled"].is_null());
+}
+
+// Hazard: a controller of another protocol version drives the agent with requests it reads
+// differently. Every request but hello must carry this agent's version; the refusal names both.
+TEST_F(ProtocolTest, RequestOfAnotherProtocolVersionIsRefusedNamingBoth) {
+  for (json v : {json(), json(1), json(kProtocolVersion + 1), json("2")}) {
+    json req = {{"op", "status"}};
+    if (!v.is_null()) req["v"] = v;
+    json r = agent_.handle(req);
+    EXPECT_EQ(r["ok"], false) << r.dump();
+    EXPECT_EQ(r["kind"], "version") << r.dump();
+    EXPECT_EQ(r["v"], kProtocolVersion) << "the refusal says which version the agent speaks";
+    std::string msg = r.value("error", "");
+    EXPECT_NE(msg.find(fmt::format("this agent speaks protocol {}", kProtocolVersion)), std::string::npos) << msg;
+    EXPECT_NE(msg.find(v.is_null() ? "none (protocol 1)" : v.is_string() ? "a string" : std::to_string(v.get<int>())), std::string::npos) << msg;
+  }
+  // A refused commit changes nothing either; hello is answered whatever the version.
+  EXPECT_EQ(agent_.handle(json{{"op", "commit"}, {"name", "x"}, {"v", 1}})["kind"], "version");
+  EXPECT_EQ(agent_.handle(json{{"op", "hello"}, {"v", 1}})["protocol"], kProtocolVersion);
+  EXPECT_EQ(agent_.handle(json{{"op", "hello"}})["ok"], true);
 }
 
 TEST_F(ProtocolTest, DisabledAgentRefusesChangesButAnswersStatus) {

@@ -49,7 +49,8 @@ std::string read_line(int fd) {
   return s;
 }
 
-json request(int fd, const json& req) {
+json request(int fd, json req) {
+  if (req.is_object() && !req.contains("v")) req["v"] = lg::protocol::kVersion;
   std::string line = req.dump() + "\n";
   if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return json();
   std::string resp = read_line(fd);
@@ -149,7 +150,7 @@ TEST_F(ServerTest, PreloadedAgentAnswersHelloAndStatus) {
   ASSERT_GE(fd, 0) << "no agent socket at " << child.socket();
   auto hello = request(fd, {{"op", "hello"}});
   EXPECT_EQ(hello["ok"], true) << hello.dump();
-  EXPECT_EQ(hello["protocol"], 1);
+  EXPECT_EQ(hello["protocol"], lg::protocol::kVersion);
   EXPECT_EQ(hello["pid"], child.pid());
   EXPECT_TRUE(hello["disabled"].is_null()) << hello.dump();
   auto status = request(fd, {{"op", "status"}});
