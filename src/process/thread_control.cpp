@@ -67,7 +67,8 @@ uint64_t blocked_signals(pid_t pid, pid_t tid) {
   return std::strtoull(text->c_str() + pos + 8, nullptr, 16);
 }
 
-// 7. Moves a thread that just executed an int3 (0xcc; or `int $3`, cd 03) back onto it.
+// 7. Moves a thread that just executed an int3 (0xcc; or `int $3`, cd 03) back onto it, also
+//    when the int3 was rewritten since (the agent's handler does the same: text_poke.cpp).
 bool rewind_breakpoint(pid_t tid) {
   Registers regs{};
   if (ptrace_req(PTRACE_GETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0 || regs.rip < 2) return false;
@@ -75,9 +76,12 @@ bool rewind_breakpoint(pid_t tid) {
   long word = ptrace_req(PTRACE_PEEKTEXT, tid, regs.rip - 2, 0);
   if (errno != 0) return false;
   auto b0 = static_cast<uint8_t>(word & 0xff), b1 = static_cast<uint8_t>((word >> 8) & 0xff);
-  if (b1 == 0xcc) regs.rip -= 1;
-  else if (b0 == 0xcd && b1 == 0x03) regs.rip -= 2;
-  else return false;  // no breakpoint there now (rewritten since): raise it again as before
+  if (b0 == 0xcd && b1 == 0x03) regs.rip -= 2;
+  // The int3 is there, or it was rewritten since it trapped: only text_poke removes an int3 from
+  // a running program, and it writes the first byte last, so the instruction now at rip - 1 is
+  // whole (the jump, or the original bytes of a reversal). Raising the trap again instead
+  // would reach the agent as SI_TKILL, which it must not take for its own, and kill the host.
+  else regs.rip -= 1;
   return ptrace_req(PTRACE_SETREGS, tid, 0, reinterpret_cast<uint64_t>(&regs)) == 0;
 }
 
