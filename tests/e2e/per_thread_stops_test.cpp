@@ -12,67 +12,10 @@
 #include <thread>
 
 #include "harness.h"
+#include "per_thread_support.h"
 
 namespace lg::e2e {
 namespace {
-
-// Samples /proc/PID/task/*/stat for a moment with every thread in a stop ('t' or 'T'). One
-// sweep is not atomic (threads stopped one after the other in the order of the sweep would look
-// like "all stopped"), so a sweep that finds every thread stopped is confirmed by a second sweep
-// in the other order. (The same sampler as per_thread_test.cpp, whose
-// SamplerSeesTheGlobalStopOfStopTheWorld shows it can fail.)
-class StopSampler {
- public:
-  explicit StopSampler(pid_t pid) : pid_(pid), thread_([this] { run(); }) {}
-  ~StopSampler() {
-    done_ = true;
-    thread_.join();
-  }
-  int samples() const { return samples_; }
-  bool all_stopped_seen() const { return all_stopped_; }
-
- private:
-  std::pair<int, int> sweep(bool backwards) {
-    std::string dir = "/proc/" + std::to_string(pid_) + "/task";
-    std::vector<std::string> tids;
-    if (DIR* d = opendir(dir.c_str())) {
-      while (dirent* e = readdir(d))
-        if (e->d_name[0] != '.') tids.push_back(e->d_name);
-      closedir(d);
-    }
-    if (backwards) std::reverse(tids.begin(), tids.end());
-    int total = 0, stopped = 0;
-    for (const auto& tid : tids) {
-      std::ifstream in(dir + "/" + tid + "/stat");
-      std::string s;
-      std::getline(in, s);
-      auto close = s.rfind(')');
-      if (close == std::string::npos || close + 2 >= s.size()) continue;
-      char st = s[close + 2];
-      ++total;
-      if (st == 't' || st == 'T') ++stopped;
-    }
-    return {total, stopped};
-  }
-  void run() {
-    bool backwards = false;
-    while (!done_) {
-      auto [total, stopped] = sweep(backwards);
-      backwards = !backwards;
-      if (total == 0) continue;
-      ++samples_;
-      if (stopped == total) {
-        auto [total2, stopped2] = sweep(backwards);
-        if (total2 > 0 && stopped2 == total2) all_stopped_ = true;
-      }
-    }
-  }
-  pid_t pid_;
-  std::atomic<bool> done_{false};
-  std::atomic<int> samples_{0};
-  std::atomic<bool> all_stopped_{false};
-  std::thread thread_;
-};
 
 // Two idle threads besides main: every stop of ours is counted against three live threads.
 TEST(PerThreadStops, InjectApplyAndRevertNeverStopEveryThread) {
