@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "agent/protocol.h"
+#include "protocol/protocol.h"
 #include "agent/safepoint.h"
 #include "agent/server.h"
 #include "common/proc_maps.h"
@@ -195,16 +196,25 @@ void after_fork_in_child() {
 
 // Creates the listening socket for this pid; false with the reason if it cannot.
 bool open_socket(std::string* why) {
-  std::string dir = socket_dir(g_socket_uid);
-  std::string path = socket_path(g_socket_uid, ::getpid());
+  std::string dir, path, refused;
   Result<UniqueFd> fd = UniqueFd();
   {
     ScopedThreadEuid as_owner(g_socket_uid);
-    auto ok = prepare_socket_dir(dir, g_socket_uid);
-    if (!ok) {
-      *why = "cannot serve: " + ok.error().describe();
+    // The first usable directory of protocol::socket_dirs(): one another user created first
+    // (or made a symlink, or opened up) is passed over, never used.
+    for (const std::string& d : protocol::socket_dirs(g_socket_uid)) {
+      if (auto ok = prepare_socket_dir(d, g_socket_uid)) {
+        dir = d;
+        break;
+      } else {
+        refused += (refused.empty() ? "" : "; ") + ok.error().describe();
+      }
+    }
+    if (dir.empty()) {
+      *why = "cannot serve: " + refused;
       return false;
     }
+    path = protocol::socket_path_in(dir, ::getpid());
     if (!g_settle_in_child) remove_stale_sockets(dir, path);  // left by processes that were SIGKILLed or crashed
     fd = listen_on(path);
   }

@@ -38,7 +38,26 @@ Result<std::string> agent_socket_path(pid_t pid) {
     if (uid.error().err == ENOENT) return make_error(ErrorKind::not_found, "no process with pid {}", pid);
     return uid.error();
   }
-  return protocol::socket_path(*uid, pid);
+  // The first directory of protocol::socket_dirs() that we trust and that holds the socket. Only
+  // a directory no one but the target's owner (or root) controls is trusted: otherwise another
+  // user could pose as the agent and dictate code writes (the agent passes over such a
+  // directory too, and listens in the next one).
+  std::string passed_over;
+  for (const std::string& dir : protocol::socket_dirs(*uid)) {
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0) continue;
+    if (!S_ISDIR(st.st_mode) || (st.st_uid != *uid && st.st_uid != 0) || (st.st_mode & 077) != 0) {
+      passed_over += fmt::format(" (passed over {}: it must be a directory of uid {} or root with mode 0700; it is uid {}, mode {:o})",
+                                 dir, *uid, st.st_uid, st.st_mode & 07777);
+      continue;
+    }
+    std::string path = protocol::socket_path_in(dir, pid);
+    // A directory we may not search (root's, for a setuid-root target) is answered by connect's
+    // own permission error, not passed over as if the agent were absent.
+    if (::lstat(path.c_str(), &st) == 0 || errno != ENOENT) return path;
+  }
+  return make_error(ErrorKind::not_found, "no livegraft agent in process {} ({}){}", pid,
+                    protocol::socket_path(*uid, pid), passed_over);
 }
 
 Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds timeout) {
@@ -47,18 +66,6 @@ Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds ti
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) return make_error(ErrorKind::internal, "socket path too long: {}", path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  // Only trust a socket in a directory that no one but the target's owner (or root) controls:
-  // otherwise another user could pose as the agent and dictate code writes.
-  auto dir = path.substr(0, path.rfind('/'));
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) == 0) {
-    LG_TRY(auto owner, process_socket_uid(pid));
-    if (!S_ISDIR(st.st_mode) || (st.st_uid != owner && st.st_uid != 0) || (st.st_mode & 077) != 0)
-      return make_error(ErrorKind::permission,
-                        "refusing the agent socket directory {}: it must be a directory of uid {} (or root) with mode "
-                        "0700 (it is uid {}, mode {:o})",
-                        dir, owner, st.st_uid, st.st_mode & 07777);
-  }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return make_errno_error(ErrorKind::io, "socket");
   // A connect to a listening AF_UNIX socket whose backlog is full waits for SO_SNDTIMEO
@@ -81,7 +88,7 @@ Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds ti
     if (e == EACCES || e == EPERM)
       return Error(ErrorKind::permission,
                    fmt::format("may not connect to the agent of process {} ({}): {}", pid, path, std::strerror(e)), e,
-                   path.rfind("/tmp/livegraft-0/", 0) == 0
+                   (path.rfind("/tmp/livegraft-0/", 0) == 0 || path.rfind("/run/livegraft-0/", 0) == 0)
                        ? "the process holds root privileges (it is root's, or setuid root): only root may control its agent"
                        : "run livegraft as the process's owner or as root");
     return Error(ErrorKind::io, fmt::format("connect {}: {}", path, std::strerror(e)), e);

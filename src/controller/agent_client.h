@@ -14,7 +14,9 @@
 
 namespace lg {
 
-// /tmp/livegraft-<uid>/agent-<pid>.sock, <uid> as protocol::socket_uid() of the target's uids.
+// The agent socket of [pid]: <dir>/agent-<pid>.sock in the first trusted directory of
+// protocol::socket_dirs(uid) that holds it, uid as protocol::socket_uid() of the target's uids.
+// not_found when none does.
 Result<std::string> agent_socket_path(pid_t pid);
 
 class AgentClient {

@@ -44,6 +44,15 @@ inline constexpr size_t kMaxLine = 1 << 20;  // a request or response line, with
 std::string socket_dir(uid_t uid);
 // "/tmp/livegraft-<uid>/agent-<pid>.sock"
 std::string socket_path(uid_t uid, pid_t pid);
+// The directories an agent serving [uid] may listen in, first choice first: socket_dir(uid),
+// then one that no other user can create before the owner (any user can create a directory
+// under /tmp first, owned by them, and so keep every process of [uid] from being patched):
+// "/run/livegraft-0" for root (only root writes /run), "/run/user/<uid>/livegraft" for others
+// (the login manager's per-user directory, when it exists). The agent takes the first it can
+// use; the controller looks for the socket in each one it trusts, in the same order.
+std::vector<std::string> socket_dirs(uid_t uid);
+// "<dir>/agent-<pid>.sock"
+std::string socket_path_in(const std::string& dir, pid_t pid);
 // Whose directory a process with these uids serves from: 0 when any of them is 0, the real uid
 // when all three are equal, else the effective uid if it differs from the real one, else the
 // saved one.

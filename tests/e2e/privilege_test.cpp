@@ -295,5 +295,48 @@ TEST_F(Privilege, OrdinaryProgramStaysItsUsersToControl) {
   EXPECT_EQ(t.ask("c 5"), "51");
 }
 
+// Local denial of service: any user can create /tmp/livegraft-<uid> first, owned by them. The
+// agent passes over a directory it cannot trust and listens in the next of
+// protocol::socket_dirs() (for a user: /run/user/<uid>/livegraft, created here as a login
+// manager would), and the controller finds it there.
+TEST_F(Privilege, SocketDirectoryCreatedFirstByAnotherUserDoesNotKeepTheProcessFromBeingPatched) {
+  const std::string taken = "/tmp/livegraft-" + std::to_string(user_.uid);
+  const std::string runtime = "/run/user/" + std::to_string(user_.uid);
+  std::string kept = taken + ".kept-by-test-" + std::to_string(::getpid());
+  bool had_dir = fs::exists(taken);
+  if (had_dir) {
+    ASSERT_EQ(::rename(taken.c_str(), kept.c_str()), 0);
+  }
+  bool had_runtime = fs::exists(runtime);
+  ASSERT_EQ(::mkdir(taken.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(taken.c_str(), 65534, 65534), 0);  // "nobody" got there first
+  if (!had_runtime) {
+    fs::create_directories("/run/user");
+    ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
+    ASSERT_EQ(::chown(runtime.c_str(), user_.uid, user_.gid), 0);
+  }
+  std::string exe = install("calc", 0755);
+  {
+    UserTarget t(user_, exe);
+    ASSERT_EQ(t.ask("c 5"), "51");
+    const std::string pid = std::to_string(t.pid());
+    CliRun apply = livegraft_as(user_, {"--json", "apply", pid, patch_path("calc_fix")});
+    EXPECT_EQ(apply.exit_code, 0) << apply.err;
+    EXPECT_EQ(t.ask("c 5"), "52");
+    struct stat st {};
+    EXPECT_EQ(::lstat((runtime + "/livegraft/agent-" + pid + ".sock").c_str(), &st), 0) << "the agent does not serve from " << runtime;
+    EXPECT_NE(::lstat((taken + "/agent-" + pid + ".sock").c_str(), &st), 0) << "the agent used the other user's directory";
+    CliRun status = livegraft_as(user_, {"--json", "status", pid});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    CliRun revert = livegraft_as(user_, {"revert", pid, "calc-fix"});
+    EXPECT_EQ(revert.exit_code, 0) << revert.err;
+    EXPECT_EQ(t.ask("c 5"), "51");
+  }
+  std::error_code ec;
+  fs::remove_all(taken, ec);
+  if (had_dir) ::rename(kept.c_str(), taken.c_str());
+  if (!had_runtime) fs::remove_all(runtime, ec);
+}
+
 }  // namespace
 }  // namespace lg::e2e
