@@ -110,9 +110,12 @@ TEST(PerThreadLoad, ForcingTheSwitchWithoutTheStackCheckMixesFormats) {
   const std::string pid = std::to_string(t.pid());
   ASSERT_EQ(livegraft({"inject", pid}).exit_code, 0);
   long bad = 0;
-  for (int i = 0; i < 10 && bad == 0; ++i) {
+  // Faster stops let a transition complete before a short timeout more and more often (then
+  // there is nothing to force): many tries, with ever shorter timeouts.
+  const char* timeouts[] = {"0.02", "0.01", "0.005", "0.002"};
+  for (int i = 0; i < 40 && bad == 0; ++i) {
     // A transition that cannot finish at once (on-timeout keep, a short timeout), then forced.
-    CliRun k = pt({"apply", "--timeout", "0.02", "--on-timeout", "keep", pid, patch_path("pt_format_fix")});
+    CliRun k = pt({"apply", "--timeout", timeouts[i % 4], "--on-timeout", "keep", pid, patch_path("pt_format_fix")});
     if (k.exit_code != 0 && !livegraft({"--json", "status", pid}).json["transition"].is_object()) {
       // It timed out while the entry jumps were being written: undone, nothing to force.
       continue;
