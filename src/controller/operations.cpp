@@ -208,6 +208,7 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
 Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::PatchInfo>& patches, const std::vector<RemoteRange>& check,
                                      const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
   LG_TRY(auto process, Process::seize(pid));
+  process->detach_all_together();  // the switch stops every thread anyway
   kill_step("after_seize");
   LG_TRY(auto unwinder, unwinder_for(pid, patches));
   TransitionOptions topts;
@@ -254,6 +255,7 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
   Process::StopRecord stops;
   {
     LG_TRY(auto process, Process::seize(pid));
+    if (options.model == ConsistencyModel::stop_the_world) process->detach_all_together();  // it stops everyone anyway
     LG_TRY(auto unwinder, Unwinder::create(pid));
     LG_TRY_VOID(inject_library(
         *process, agent_path,

@@ -328,11 +328,29 @@ void Process::detach_all() {
                  tracer_tid_);
     return;
   }
+  if (detach_together_) {
+    // PTRACE_DETACH needs a stopped tracee; stopping everyone also collects the stops (clone
+    // events, signals) that would otherwise be lost with the detach.
+    (void)stop_all(std::chrono::milliseconds(5000));
+    for (auto& [tid, t] : threads_) {
+      if (!t->stopped) {
+        std::fprintf(stderr, "livegraft: thread %d of process %d did not stop; left traced\n", tid, pid_);
+        continue;
+      }
+      reraise_pending(*t);
+      ptrace_req(PTRACE_DETACH, tid, 0, 0);
+    }
+    threads_.clear();
+    mem_fd_.reset();
+    return;
+  }
   // Thread by thread (detach_thread.cpp): stopping everyone first would be a moment with the
   // whole process stopped, which the per-thread model and injection promise never to cause.
   // Threads born meanwhile (a thread still traced may clone) are added by its clone event and
   // detached in a later turn of the loop.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
+  // 5 s without progress: one-by-one stops of many busy threads on few cores each wait for the
+  // thread to be scheduled, so the bound is per thread, renewed by every detach that succeeds.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
   std::set<pid_t> left_traced;
   while (!threads_.empty() && !process_exited_) {
     pid_t tid = 0;
@@ -346,8 +364,9 @@ void Process::detach_all() {
     if (auto r = detach_thread_within(tid, std::max(remaining, std::chrono::milliseconds(1))); !r) {
       std::fprintf(stderr, "livegraft: thread %d of process %d did not stop; left traced\n", tid, pid_);
       left_traced.insert(tid);
-    } else if (find_thread(tid)) {
-      left_traced.insert(tid);  // reported gone but not reaped yet: the kernel detaches it
+    } else {
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
+      if (find_thread(tid)) left_traced.insert(tid);  // reported gone but not reaped yet: the kernel detaches it
     }
   }
   threads_.clear();

@@ -124,6 +124,10 @@ class Process {
   // model and injection rely on it). Best effort: a thread that does not stop within the 5 s
   // budget stays traced until the controller exits (the kernel detaches it then).
   void detach_all();
+  // Stop-the-world: detach_all stops every thread at once (as the switch itself did) instead of
+  // one after the other. On many busy threads on few cores, one-by-one stops each wait for the
+  // thread to be scheduled (64 spinning threads on 2 cores ran out of the 5 s budget).
+  void detach_all_together() { detach_together_ = true; }
   // Detaches one thread (stopping only it first, so that its pending stops are collected and
   // its suppressed signals raised again). Detaching thread by thread never has every thread
   // stopped at once (the per-thread consistency model relies on it). src/process/detach_thread.cpp
@@ -169,8 +173,10 @@ class Process {
   Result<void> resume_one(ThreadInfo& t);
   void drop_if_gone(ThreadInfo& t);
   void record_stops();
+  void reraise_pending(ThreadInfo& t);
 
   pid_t pid_;
+  bool detach_together_ = false;
   pid_t tracer_tid_ = 0;
   bool process_exited_ = false;
   bool stopping_all_ = false;
