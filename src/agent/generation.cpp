@@ -94,22 +94,9 @@ Result<Plan> Registry::load_generation(const LoadRequest& req, std::unique_ptr<L
       LG_TRY(thunk, arena_.reserve(near_of(e.jump_addr), kGenerationThunkSize));
       plan.writes.push_back({e.stub.slot, le64(sf.initial), le64(thunk)});
     } else {
-      std::array<uint8_t, 5> now{};
-      LG_TRY_VOID(safe_read(f.jump_addr, now));
-      if (now != f.orig_bytes)
-        return make_error(ErrorKind::mismatch, "function '{}': the code at {:#x} is {}, the request expects {}", f.old_name, f.jump_addr,
-                          to_hex(now), to_hex(f.orig_bytes));
-      if (f.continuation->displaced < x86::kJmpRel32Size || f.continuation->resume != f.jump_addr + f.continuation->displaced)
-        return make_error(ErrorKind::invalid_argument, "function '{}': malformed continuation", f.old_name);
-      LG_TRY(uint64_t cont, arena_.reserve(near_of(f.jump_addr), f.continuation->bytes.size()));
-      auto placed = x86::place_continuation(*f.continuation, cont);
-      if (!placed) return make_error(ErrorKind::unsupported, "function '{}': its relocated entry does not reach from {:#x}", f.old_name, cont);
-      LG_TRY_VOID(write_code(cont, *placed));
-      LG_TRY(auto stub, stubs_.allocate(f.jump_addr));
-      FuncEntry e{f.old_addr, f.jump_addr, f.orig_bytes, stub, {}, cont, placed->size(), f.old_ranges};
-      if (e.old_ranges.empty()) e.old_ranges.push_back(range_of(f.old_addr, f.jump_addr - f.old_addr + f.continuation->displaced));
-      funcs_.emplace(f.old_addr, e);
-      patch->created_funcs.push_back(f.old_addr);
+      LG_TRY(const FuncEntry* created, redirect_with_continuation(f, patch.get()));
+      const uint64_t cont = created->continuation;
+      Stub stub = created->stub;
       sf.initial = cont;
       sf.entry_changes = true;
       LG_TRY(thunk, arena_.reserve(near_of(f.jump_addr), kGenerationThunkSize));

@@ -64,6 +64,29 @@ Plan Registry::pt_plan() const {
   return plan;
 }
 
+// A function redirected for the first time: its bytes checked against the request, its
+// relocated entry (continuation) placed next to it, a stub allocated, the entry recorded (and
+// owned by [patch] until committed). Shared by the per-thread and the generation plans.
+Result<const FuncEntry*> Registry::redirect_with_continuation(const FuncRequest& f, Patch* patch) {
+  std::array<uint8_t, 5> now{};
+  LG_TRY_VOID(safe_read(f.jump_addr, now));
+  if (now != f.orig_bytes)
+    return make_error(ErrorKind::mismatch, "function '{}': the code at {:#x} is {}, the request expects {}", f.old_name, f.jump_addr,
+                      to_hex(now), to_hex(f.orig_bytes));
+  if (f.continuation->displaced < x86::kJmpRel32Size || f.continuation->resume != f.jump_addr + f.continuation->displaced)
+    return make_error(ErrorKind::invalid_argument, "function '{}': malformed continuation", f.old_name);
+  LG_TRY(uint64_t cont, arena_.reserve(near_of(f.jump_addr), f.continuation->bytes.size()));
+  auto placed = x86::place_continuation(*f.continuation, cont);
+  if (!placed) return make_error(ErrorKind::unsupported, "function '{}': its relocated entry does not reach from {:#x}", f.old_name, cont);
+  LG_TRY_VOID(write_code(cont, *placed));
+  LG_TRY(auto stub, stubs_.allocate(f.jump_addr));
+  FuncEntry e{f.old_addr, f.jump_addr, f.orig_bytes, stub, {}, cont, placed->size(), f.old_ranges};
+  if (e.old_ranges.empty()) e.old_ranges.push_back(range_of(f.old_addr, f.jump_addr - f.old_addr + f.continuation->displaced));
+  funcs_.emplace(f.old_addr, e);
+  patch->created_funcs.push_back(f.old_addr);
+  return &funcs_.at(f.old_addr);
+}
+
 Result<Plan> Registry::load_per_thread(const LoadRequest& req, std::unique_ptr<LoadedObject> obj, std::unique_ptr<Patch> patch,
                                        std::string* loaded_name) {
   if (next_transition_id_ + 1 >= static_cast<uint64_t>(INT32_MAX))
@@ -113,26 +136,14 @@ Result<Plan> Registry::load_per_thread(const LoadRequest& req, std::unique_ptr<L
     } else {
       if (!f.continuation)
         return make_error(ErrorKind::invalid_argument, "function '{}': a per-thread load needs its relocated entry ('continuation')", f.old_name);
-      std::array<uint8_t, 5> now{};
-      LG_TRY_VOID(safe_read(f.jump_addr, now));
-      if (now != f.orig_bytes)
-        return make_error(ErrorKind::mismatch, "function '{}': the code at {:#x} is {}, the request expects {}", f.old_name, f.jump_addr,
-                          to_hex(now), to_hex(f.orig_bytes));
-      if (f.continuation->displaced < x86::kJmpRel32Size || f.continuation->resume != f.jump_addr + f.continuation->displaced)
-        return make_error(ErrorKind::invalid_argument, "function '{}': malformed continuation", f.old_name);
-      LG_TRY(uint64_t cont, arena_.reserve(near_of(f.jump_addr), f.continuation->bytes.size()));
-      auto placed = x86::place_continuation(*f.continuation, cont);
-      if (!placed) return make_error(ErrorKind::unsupported, "function '{}': its relocated entry does not reach from {:#x}", f.old_name, cont);
-      LG_TRY_VOID(write_code(cont, *placed));
-      LG_TRY(auto stub, stubs_.allocate(f.jump_addr));
-      FuncEntry e{f.old_addr, f.jump_addr, f.orig_bytes, stub, {}, cont, placed->size(), f.old_ranges};
-      if (e.old_ranges.empty()) e.old_ranges.push_back(range_of(f.old_addr, f.jump_addr - f.old_addr + f.continuation->displaced));
-      funcs_.emplace(f.old_addr, e);
-      patch->created_funcs.push_back(f.old_addr);
+      LG_TRY(const FuncEntry* created, redirect_with_continuation(f, patch.get()));
+      const FuncEntry& e = *created;
+      const uint64_t cont = e.continuation;
+      const Stub stub = e.stub;
       ptf.initial = cont;
       ptf.entry_changes = true;
       for (const auto& r : e.old_ranges) st.initial_ranges.push_back(r);
-      st.initial_ranges.push_back(range_of(cont, placed->size()));
+      st.initial_ranges.push_back(range_of(cont, e.continuation_size));
       st.interiors.push_back({RemoteAddr(f.jump_addr + 1), RemoteAddr(f.jump_addr + x86::kJmpRel32Size)});
       LG_TRY(ptf.thunk, arena_.reserve(near_of(f.jump_addr), x86::kDispatchThunkSize));
       to_retarget.push_back({stub, ptf.thunk});

@@ -186,6 +186,8 @@ class Registry {
   Result<Plan> prepare_revert_per_thread(Patch* p);
   Result<Patch*> find_pt(std::string_view name, PtPhase phase);
   Result<void> restore_entry(const FuncEntry& e);
+  // per_thread.cpp: a first redirection through a relocated entry, recorded in funcs_.
+  Result<const FuncEntry*> redirect_with_continuation(const FuncRequest& f, Patch* patch);
   Plan pt_plan() const;
   // Stop-the-world through a generation word (generation.cpp).
   bool generation_possible(const LoadRequest& req) const;
