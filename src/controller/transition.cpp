@@ -10,29 +10,6 @@ namespace lg {
 
 using Clock = std::chrono::steady_clock;
 
-Result<std::vector<MemoryWrite>> writes_from_json(const nlohmann::json& writes) {
-  std::vector<MemoryWrite> out;
-  if (!writes.is_array()) return make_error(ErrorKind::agent, "agent reply: 'writes' is not an array");
-  for (const auto& w : writes) {
-    auto old_b = from_hex(w.value("old", std::string("x")));
-    auto new_b = from_hex(w.value("new", std::string("x")));
-    if (!w.contains("addr") || !old_b || !new_b || old_b->size() != new_b->size() || old_b->empty())
-      return make_error(ErrorKind::agent, "agent reply: malformed write {}", w.dump());
-    out.push_back({RemoteAddr(w["addr"].get<uint64_t>()), std::move(*old_b), std::move(*new_b)});
-  }
-  return out;
-}
-
-Result<std::vector<RemoteRange>> ranges_from_json(const nlohmann::json& ranges) {
-  std::vector<RemoteRange> out;
-  if (!ranges.is_array()) return make_error(ErrorKind::agent, "agent reply: ranges are not an array");
-  for (const auto& r : ranges) {
-    if (!r.is_array() || r.size() != 2) return make_error(ErrorKind::agent, "agent reply: malformed range {}", r.dump());
-    out.push_back({RemoteAddr(r[0].get<uint64_t>()), RemoteAddr(r[1].get<uint64_t>())});
-  }
-  return out;
-}
-
 Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<RemoteRange>& check) {
   std::vector<Blocker> blockers;
   auto describe = [&](const StackTrace& t) {

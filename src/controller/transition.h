@@ -21,8 +21,6 @@ struct MemoryWrite {
   RemoteAddr addr;
   std::vector<uint8_t> old_bytes, new_bytes;
 };
-Result<std::vector<MemoryWrite>> writes_from_json(const nlohmann::json& writes);
-Result<std::vector<RemoteRange>> ranges_from_json(const nlohmann::json& ranges);
 
 // A thread that kept the switch from happening: its id, why, and its symbolized stack.
 struct Blocker {
