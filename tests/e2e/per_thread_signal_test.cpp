@@ -14,18 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Asks "c" until the answer is [want]; every answer on the way must be [before].
-void wait_for_answer(Target& t, const std::string& before, const std::string& want) {
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  for (;;) {
-    std::string v = t.ask("c");
-    if (v == want) return;
-    ASSERT_EQ(v, before) << "a call chain mixed versions";
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the main thread never switched";
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
 TEST(PerThreadSignal, HandlerRunningAboveAnInterruptedOldFunctionKeepsTheThreadPending) {
   Target t(target_path("pt_hazards"));
   const std::string pid = std::to_string(t.pid());

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <dirent.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -20,6 +22,18 @@ inline CliRun pt(std::vector<std::string> args, const std::vector<std::string>& 
   auto sub = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "apply" || a == "revert"; });
   if (sub != args.end()) args.insert(sub + 1, {"--model", "per-thread"});
   return env.empty() ? livegraft(args) : livegraft_env(args, env);
+}
+
+// Asks "c" until the answer is [want]; every answer on the way must be [before] (never a mix).
+inline void wait_for_answer(Target& t, const std::string& before, const std::string& want) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    std::string v = t.ask("c");
+    if (v == want) return;
+    ASSERT_EQ(v, before) << "a call chain mixed versions";
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the main thread never switched";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 // Samples /proc/PID/task/*/stat for a moment with every thread in a stop ('t' or 'T'). One
