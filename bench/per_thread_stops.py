@@ -9,16 +9,16 @@ print('load average', os.getloadavg())
 for n in (10, 100, 1000):
     p = subprocess.Popen(['./targets/idle_threads', str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     p.stdout.readline()
-    inj = json.loads(subprocess.run(['./livegraft', '--json', 'inject', str(p.pid)], capture_output=True, text=True).stdout)
+    inj = json.loads(subprocess.run([os.environ.get('LIVEGRAFT', './livegraft'), '--json', 'inject', str(p.pid)], capture_output=True, text=True).stdout)
     print(n, 'inject stops', inj.get('stops'))
     for model in ('per-thread', 'stop-the-world'):
         res = []
         for _ in range(runs):
-            r = subprocess.run(['./livegraft', '--json', 'apply', '--model', model, str(p.pid), 'patches/compute_plus2.o'],
+            r = subprocess.run([os.environ.get('LIVEGRAFT', './livegraft'), '--json', 'apply', '--model', model, str(p.pid), 'patches/compute_plus2.o'],
                                capture_output=True, text=True)
             t = json.loads(r.stdout).get('transition', {})
             res.append({k: t.get(k) for k in keys if k in t})
-            subprocess.run(['./livegraft', 'revert', '--model', model, str(p.pid), 'compute-plus2'], capture_output=True)
+            subprocess.run([os.environ.get('LIVEGRAFT', './livegraft'), 'revert', '--model', model, str(p.pid), 'compute-plus2'], capture_output=True)
         res.sort(key=lambda t: t.get('total_us', 0))
         print(n, model, 'median of', runs, res[len(res) // 2])
     p.kill()

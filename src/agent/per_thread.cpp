@@ -242,9 +242,17 @@ Result<void> Registry::poke_begin(std::string_view name) {
   return ok_result();
 }
 
+Result<void> Registry::switch_early(std::string_view name) {
+  LG_TRY_VOID(find_pt(name, PtPhase::poking));
+  transition_->pt.early = true;
+  return ok_result();
+}
+
 Result<void> Registry::poke_finish(std::string_view name) {
   LG_TRY_VOID(find_pt(name, PtPhase::poking));
   PerThreadState& st = transition_->pt;
+  if (st.reversed)
+    return make_error(ErrorKind::invalid_argument, "the transition of patch '{}' was reversed before its entry jumps were written: complete it", name);
   for (const auto& f : st.funcs) {
     if (!f.entry_changes) continue;
     const FuncEntry& e = funcs_.at(f.old_addr);
@@ -268,7 +276,11 @@ Result<void> Registry::restore_entry(const FuncEntry& e) {
 }
 
 Result<void> Registry::complete(std::string_view name) {
-  LG_TRY(Patch * p, find_pt(name, PtPhase::switching));
+  // A load reversed before its entry jumps were written completes from the poking phase: its
+  // int3s are taken away again.
+  const bool poked = transition_ && transition_->patch == name && transition_->pt.phase == PtPhase::poking &&
+                     transition_->pt.reversed && transition_->kind == TransitionKind::load;
+  LG_TRY(Patch * p, find_pt(name, poked ? PtPhase::poking : PtPhase::switching));
   PerThreadState st = transition_->pt;
   const bool load = transition_->kind == TransitionKind::load;
   // The slots go straight to the final implementation: dispatch leaves the hot path.
@@ -281,7 +293,7 @@ Result<void> Registry::complete(std::string_view name) {
   auto forget_entry = [&](uint64_t old_addr) -> Result<void> {
     auto it = funcs_.find(old_addr);
     if (it == funcs_.end()) return ok_result();
-    if (auto r = restore_entry(it->second); !r) {
+    if (auto r = poked ? poke_undo(it->second.jump_addr, it->second.orig_bytes[0]) : restore_entry(it->second); !r) {
       disable(fmt::format("restoring the entry of {:#x} failed: {}", old_addr, r.error().message));
       return r;
     }
@@ -326,9 +338,13 @@ Result<void> Registry::complete(std::string_view name) {
 }
 
 Result<void> Registry::reverse(std::string_view name) {
-  LG_TRY_VOID(find_pt(name, PtPhase::switching));
+  const bool early = transition_ && transition_->patch == name && transition_->pt.phase == PtPhase::poking && transition_->pt.early;
+  LG_TRY_VOID(find_pt(name, early ? PtPhase::poking : PtPhase::switching));
   PerThreadState& st = transition_->pt;
   st.reversed = !st.reversed;
+  // Before poke_finish threads are born in the initial universe and the safepoint stays off
+  // whichever way the transition goes (poke_finish turns both on).
+  if (early) return ok_result();
   set_safepoint_transition(st.id, st.reversed);
   // Threads born from now on start on the side the transition now moves to.
   return set_newborn_marker(st.reversed ? kNoTransition : st.id);
@@ -342,7 +358,7 @@ Result<void> Registry::mark_forced(std::string_view name) {
 
 Result<void> Registry::abort_per_thread(Patch* p) {
   PerThreadState& st = transition_->pt;
-  if (st.phase == PtPhase::switching)
+  if (st.phase == PtPhase::switching || st.early)
     return make_error(ErrorKind::invalid_argument, "threads of patch '{}' are already switching: reverse the transition instead", p->name);
   const bool poked = st.phase == PtPhase::poking;
   for (const auto& f : st.funcs) {

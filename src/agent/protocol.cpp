@@ -191,9 +191,11 @@ json Agent::dispatch(protocol::Request& request, int fd) {
           return result_json(registry_.complete(req.name));
         } else if constexpr (std::is_same_v<T, ReverseRequest>) {
           return result_json(registry_.reverse(req.name));
-        } else {
-          static_assert(std::is_same_v<T, ForceRequest>, "every request type is dispatched");
+        } else if constexpr (std::is_same_v<T, ForceRequest>) {
           return result_json(registry_.mark_forced(req.name));
+        } else {
+          static_assert(std::is_same_v<T, SwitchEarlyRequest>, "every request type is dispatched");
+          return result_json(registry_.switch_early(req.name));
         }
       },
       request);

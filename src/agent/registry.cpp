@@ -289,8 +289,9 @@ std::optional<std::string> Registry::resolve_abandoned_transition() {
   const Transition t = *transition_;
   if (t.model == Model::per_thread) {
     // Before dispatch is live (no thread switched yet) the agent undoes the transition; once
-    // threads are switching it stays in progress, consistent, for the next controller.
-    if (t.pt.phase == PtPhase::switching)
+    // threads are switching (also before the entry jumps were complete, after switch_early) it
+    // stays in progress, consistent, for the next controller.
+    if (t.pt.phase == PtPhase::switching || t.pt.early)
       return fmt::format("the controller left the per-thread transition of '{}' in progress", t.patch);
     auto r = abort_per_thread(const_cast<Patch*>(find(t.patch)));
     return fmt::format("the controller left the per-thread transition of '{}' before any thread switched: {}", t.patch,

@@ -63,6 +63,9 @@ struct PerThreadState {
   uint64_t id = 0;
   bool reversed = false;
   bool forced = false;  // some thread was switched without a clean stack (`livegraft force`)
+  // Poking, and threads may already be switched (switch_early): never undone, only reversed
+  // (complete then takes the int3s away again) or completed after poke_finish.
+  bool early = false;
   PtPhase phase = PtPhase::prepared;
   std::vector<PtFunc> funcs;
   std::vector<RemoteRange> initial_ranges;  // code of the initial universe (+ thunks)
@@ -154,7 +157,10 @@ class Registry {
   // Per-thread model (per_thread.cpp): the steps after a per-thread load / prepare_revert.
   // poke_begin: int3 on every entry this transition redirects; poke_finish: the rest of the
   // jumps, after the controller saw no thread inside them; then dispatch is live for all.
+  // While the int3s are live a thread that reaches an entry traps to its stub, which
+  // dispatches: the controller may switch threads already, after switch_early.
   Result<void> poke_begin(std::string_view name);
+  Result<void> switch_early(std::string_view name);
   Result<void> poke_finish(std::string_view name);
   // Every thread is in the target universe (or, reversed, back in the initial one): slots go
   // straight to the final implementation, and the patch is enabled / unloaded.

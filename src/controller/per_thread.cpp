@@ -13,6 +13,20 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
+namespace {
+
+// Whether a frame of [t] may be inside [interiors]. An incomplete walk may hide a signal frame
+// interrupted inside: look again later.
+bool maybe_inside(const StackTrace& t, const std::vector<RemoteRange>& interiors) {
+  if (!t.complete) return true;
+  for (const auto& f : t.frames)
+    for (const auto& r : interiors)
+      if (r.contains(f.pc)) return true;
+  return false;
+}
+
+}  // namespace
+
 std::vector<std::string> PerThreadSwitcher::describe(const StackTrace& t) {
   std::vector<std::string> lines;
   for (const auto& f : t.frames) lines.push_back(unwinder_.symbolize(f.pc));
@@ -91,11 +105,7 @@ Result<void> PerThreadSwitcher::wait_outside(const std::vector<RemoteRange>& int
     for (pid_t tid : todo) {
       bool inside = false;
       LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
-               // An incomplete walk may hide a signal frame interrupted inside: look again later.
-               if (!v.trace.complete) inside = true;
-               for (const auto& f : v.trace.frames)
-                 for (const auto& r : interiors)
-                   if (r.contains(f.pc)) inside = true;
+               inside = maybe_inside(v.trace, interiors);
                return ok_result();
              }));
       if (!v.gone && inside) again.push_back(tid);
@@ -123,17 +133,42 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
   std::set<pid_t> seen;
   auto backoff = milliseconds(1);
   pending_.clear();
+  // The threads still to be seen outside the interiors before the gate opens. Threads born
+  // later cannot be inside: their first instruction is the thread's entry, and an entry
+  // reached from then on traps.
+  std::set<pid_t> unchecked;
+  bool gated = static_cast<bool>(goal.open_gate);
+  if (gated && goal.interiors.empty()) {
+    LG_TRY_VOID(goal.open_gate());
+    gated = false;
+  } else if (gated) {
+    LG_TRY_VOID(process_.poll_events());
+    for (pid_t tid : process_.threads()) unchecked.insert(tid);
+  }
   for (;;) {
     ++stats_.rounds;
     LG_TRY_VOID(process_.poll_events());
     std::vector<Blocker> pending;
     for (pid_t tid : process_.threads()) {
       seen.insert(tid);
+      const bool must_check = gated && unchecked.count(tid);
       // A thread whose marker is already on the goal's side (switched earlier, or born after
       // dispatch went live) needs no stop.
-      LG_TRY(auto known, read_marker(tid, goal.marker_offset));
-      if (known && on_side(*known)) continue;
+      if (!must_check) {
+        LG_TRY(auto known, read_marker(tid, goal.marker_offset));
+        if (known && on_side(*known)) continue;
+      }
+      bool outside = false;
       LG_TRY(auto v, visit(tid, [&](Visit& v) -> Result<void> {
+               if (must_check) {
+                 if (maybe_inside(v.trace, goal.interiors)) {
+                   pending.push_back({tid, v.trace.complete ? "it is inside the entry of a function being redirected"
+                                                            : fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason),
+                                      describe(v.trace)});
+                   return ok_result();
+                 }
+                 outside = true;
+               }
                uint64_t addr = v.regs.fs_base + static_cast<uint64_t>(static_cast<int64_t>(goal.marker_offset));
                LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
                if (on_side(marker)) return ok_result();
@@ -169,9 +204,18 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                return ok_result();
              }));
       if (v.gone) fs_base_.erase(tid);
+      if (v.gone || outside) unchecked.erase(tid);
     }
     stats_.threads = seen.size();
-    if (pending.empty()) {
+    if (gated) {
+      const auto live = process_.threads();  // sorted
+      std::erase_if(unchecked, [&](pid_t tid) { return !std::binary_search(live.begin(), live.end(), tid); });
+      if (unchecked.empty()) {
+        LG_TRY_VOID(goal.open_gate());
+        gated = false;
+      }
+    }
+    if (pending.empty() && !gated) {
       // Every thread we know is on the goal's side. A thread born before dispatch went live has
       // been reported by its parent's clone event by now; one more look catches it.
       LG_TRY_VOID(process_.poll_events());

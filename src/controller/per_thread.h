@@ -30,6 +30,13 @@ struct SwitchGoal {
   // A thread whose own stack is clean may still have suspended coroutine contexts that hold
   // affected code (src/controller/stack_switching.h): their blockers keep it pending.
   std::function<Result<std::vector<Blocker>>(pid_t tid)> context_blockers;
+  // An apply whose entry jumps are int3s so far (text_poke step 1; a thread reaching an entry
+  // traps to the stub, which dispatches, so threads may switch already): [interiors] are the
+  // bytes 1..4 of those jumps. A thread with a frame inside them is not switched, and once
+  // every thread that existed when switch_all began has been seen outside them, [open_gate]
+  // writes the rest of the jumps (poke_finish). Empty [interiors]: open_gate runs at once.
+  std::vector<RemoteRange> interiors;
+  std::function<Result<void>()> open_gate;
 };
 
 // One thread's place in a transition, as `status` reports it.
@@ -60,11 +67,13 @@ class PerThreadSwitcher {
   PerThreadSwitcher(Process& process, Unwinder& unwinder) : process_(process), unwinder_(unwinder) {}
 
   // Visits every thread once, alone, until none has a frame whose pc lies in [interiors] (the
-  // bytes 1..4 of entry jumps about to be written). Threads born meanwhile cannot be there.
+  // bytes 1..4 of entry jumps about to be written), switching none (the immediate model).
+  // Threads born meanwhile cannot be there.
   Result<void> wait_outside(const std::vector<RemoteRange>& interiors, std::chrono::milliseconds timeout);
 
   // Switches threads until every thread is on the goal's side, or [timeout] passes (error
-  // `unsafe` with the pending threads in pending()). [on_round] is called after every round
+  // `unsafe` with the pending threads in pending()); opens the goal's gate on the way. One stop
+  // per thread: the stop that sees a thread outside the interiors also switches it. [on_round] is called after every round
   // that left threads pending (progress).
   Result<void> switch_all(const SwitchGoal& goal, std::chrono::milliseconds timeout,
                           const std::function<void(size_t switched, const std::vector<Blocker>&)>& on_round);

@@ -74,6 +74,7 @@ struct PtInfo {
   int32_t marker_offset = 0;
   bool reversed = false;
   std::vector<RemoteRange> interiors, check, check_target;
+  bool poking = false;  // the entry jumps are int3s so far: going forward opens the gate first
 };
 
 Result<PtInfo> pt_info(const protocol::Plan& plan) {
@@ -85,13 +86,15 @@ Result<PtInfo> pt_info(const protocol::Plan& plan) {
 
 // From a per-thread transition in progress (status "transition").
 PtInfo pt_info_from_status(const protocol::PerThreadTransition& t) {
-  return PtInfo{t.id, t.marker_offset, t.reversed, {}, t.check, t.check_target};
+  return PtInfo{t.id, t.marker_offset, t.reversed, t.interiors, t.check, t.check_target, t.phase == protocol::Phase::poking};
 }
 
-// The per-thread transition in a state a controller can drive (switching), or nullptr.
+// The per-thread transition in a state a controller can drive, or nullptr: switching, or
+// poking with threads switched early (the agent undoes one abandoned before that; a live
+// controller in that phase holds the process, and seizing it fails).
 const protocol::PerThreadTransition* switching(const protocol::StatusResponse& status) {
   const auto& t = status.transition;
-  if (!t || t->model != protocol::Model::per_thread || !t->per_thread || t->per_thread->phase != protocol::Phase::switching)
+  if (!t || t->model != protocol::Model::per_thread || !t->per_thread || t->per_thread->phase == protocol::Phase::prepared)
     return nullptr;
   return &*t->per_thread;
 }
@@ -104,7 +107,9 @@ SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_che
 
 // Drives the transition towards its current goal (the target universe, or back to the initial
 // one when [info.reversed]) and completes it. When --timeout passes: reverse it and finish the
-// reversal (the process ends as it was before this transition), or keep it in progress.
+// reversal (the process ends as it was before this transition), or keep it in progress. Going
+// forward from the poking phase, the entry jumps are written (poke_finish) once every thread
+// was seen outside them.
 Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string& name, PtInfo& info,
                    const std::vector<RemoteRange>& extra_check, const OperationOptions& options, bool force) {
   int calls = 0;
@@ -120,7 +125,17 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
     return g;
   };
   if (force) LG_TRY_VOID(agent.call(protocol::ForceRequest{name}));
-  auto forward = sw.switch_all(with_contexts(goal_of(info, extra_check, force)), options.timeout, progress);
+  SwitchGoal goal = with_contexts(goal_of(info, extra_check, force));
+  if (info.poking && !info.reversed) {
+    goal.interiors = info.interiors;
+    goal.open_gate = [&]() -> Result<void> {
+      LG_TRY_VOID(agent.call(protocol::PokeFinishRequest{name}));
+      info.poking = false;
+      kill_point("apply.per_thread_switching");
+      return ok_result();
+    };
+  }
+  auto forward = sw.switch_all(goal, options.timeout, progress);
   if (forward) {
     kill_point("per_thread.before_complete");
     LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
@@ -179,15 +194,17 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   ScopeGuard detach([&] { sw.detach(); });
 
   kill_point("apply.per_thread_loaded");
-  // 1. The entry jumps: int3 first, then (no thread inside the rest of those bytes) the jumps.
+  // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
+  // dispatches by the thread's marker.
   LG_TRY_VOID(agent.call(protocol::PokeBeginRequest{name}));
   kill_point("apply.per_thread_int3_written");
-  LG_TRY_VOID(sw.wait_outside(info.interiors, options.timeout));
-  LG_TRY_VOID(agent.call(protocol::PokeFinishRequest{name}));
-  abort_load.dismiss();  // threads are dispatched from here on: reverse, never abort
-  kill_point("apply.per_thread_switching");
+  LG_TRY_VOID(agent.call(protocol::SwitchEarlyRequest{name}));
+  abort_load.dismiss();  // threads may be switched from here on: reverse, never abort
+  kill_point("apply.per_thread_switch_early");
+  info.poking = true;
 
-  // 2. Thread by thread.
+  // 2. Thread by thread, one stop each: the stop that finds a thread outside the entries being
+  // written also switches it; once all were seen outside, the entry jumps are written.
   say(options, "switching threads one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
   detach.dismiss();
@@ -269,6 +286,12 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
   if (!pt) return make_error(ErrorKind::invalid_argument, "no per-thread transition is in progress in process {}: nothing to force", pid);
   const std::string& patch = status.transition->patch;
   PtInfo info = pt_info_from_status(*pt);
+  if (info.poking)
+    return Error(ErrorKind::invalid_argument,
+                 fmt::format("the transition of '{}' in process {} has not written its entry jumps yet (a controller stopped before): nothing "
+                             "can be forced before they are",
+                             patch, pid),
+                 0, fmt::format("`livegraft {} {} ...` continues it; force it after that if it still waits", protocol::to_string(status.transition->kind), pid));
   LG_TRY(auto process, Process::seize(pid));
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);

@@ -37,7 +37,7 @@ constexpr std::pair<Op, const char*> kOps[] = {
     {Op::prepare_revert, "prepare_revert"}, {Op::commit, "commit"}, {Op::abort, "abort"},
     {Op::finish_revert, "finish_revert"}, {Op::cancel_revert, "cancel_revert"}, {Op::poke_begin, "poke_begin"},
     {Op::poke_finish, "poke_finish"}, {Op::complete, "complete"},   {Op::reverse, "reverse"},
-    {Op::force, "force"},
+    {Op::force, "force"},             {Op::switch_early, "switch_early"},
 };
 
 constexpr ErrorKind kKinds[] = {ErrorKind::invalid_argument, ErrorKind::not_found, ErrorKind::permission, ErrorKind::busy,
@@ -394,6 +394,7 @@ Result<Request> decode_request_unchecked(const json& j) {
     case Op::complete: return named(CompleteRequest{});
     case Op::reverse: return named(ReverseRequest{});
     case Op::force: return named(ForceRequest{});
+    case Op::switch_early: return named(SwitchEarlyRequest{});
   }
   return make_error(ErrorKind::invalid_argument, "malformed request: unknown op '{}'", op_name);
 }

@@ -60,7 +60,7 @@ uid_t socket_uid(uid_t real_uid, uid_t effective_uid, uid_t saved_uid);
 
 enum class Op {
   hello, status, load, prepare_revert, commit, abort, finish_revert, cancel_revert,
-  poke_begin, poke_finish, complete, reverse, force,
+  poke_begin, poke_finish, complete, reverse, force, switch_early,
 };
 const char* to_string(Op op);
 std::optional<Op> op_from_string(std::string_view s);
@@ -126,10 +126,13 @@ using PokeFinishRequest = NamedRequest<Op::poke_finish>;
 using CompleteRequest = NamedRequest<Op::complete>;
 using ReverseRequest = NamedRequest<Op::reverse>;
 using ForceRequest = NamedRequest<Op::force>;
+// The controller is about to switch threads while the entry int3s are live (before
+// poke_finish): from now on the transition is never undone, only reversed or completed.
+using SwitchEarlyRequest = NamedRequest<Op::switch_early>;
 
 using Request = std::variant<HelloRequest, StatusRequest, LoadRequest, PrepareRevertRequest, CommitRequest, AbortRequest,
                              FinishRevertRequest, CancelRevertRequest, PokeBeginRequest, PokeFinishRequest,
-                             CompleteRequest, ReverseRequest, ForceRequest>;
+                             CompleteRequest, ReverseRequest, ForceRequest, SwitchEarlyRequest>;
 Op op_of(const Request& r);
 
 // {"op":..., "v":[version], fields...}. [version] other than kVersion: for tests only.

@@ -78,7 +78,7 @@ json valid_load() { return encode_request(sample_load()); }
 
 TEST(ProtocolCodec, EveryOpHasOneNameBothWays) {
   for (Op op : {Op::hello, Op::status, Op::load, Op::prepare_revert, Op::commit, Op::abort, Op::finish_revert,
-                Op::cancel_revert, Op::poke_begin, Op::poke_finish, Op::complete, Op::reverse, Op::force})
+                Op::cancel_revert, Op::poke_begin, Op::poke_finish, Op::complete, Op::reverse, Op::force, Op::switch_early})
     EXPECT_EQ(op_from_string(to_string(op)), op) << to_string(op);
   EXPECT_FALSE(op_from_string("fly"));
 }
