@@ -215,6 +215,7 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
   topts.timeout = options.timeout;
   if (options.context_check)  // declared coroutine contexts (stack_switching.h)
     topts.extra_blockers = [&] { return options.context_check(*unwinder, check, std::nullopt); };
+  topts.own_stack = checks_own_stacks(options);
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
     if (attempt == 1 || attempt % 10 == 0)
       say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {})",

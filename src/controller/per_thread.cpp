@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/kill_point.h"
+#include "controller/stack_switching.h"
 
 namespace lg {
 
@@ -182,6 +183,11 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                  pending.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason), describe(v.trace)});
                  return ok_result();
                }
+               if (goal.own_stack)
+                 if (auto why = off_own_stack(process_.pid(), tid, v.regs.fs_base, v.trace, unwinder_)) {
+                   pending.push_back({tid, std::move(*why), describe(v.trace)});
+                   return ok_result();
+                 }
                for (const auto& f : v.trace.frames) {
                  auto hit = std::find_if(goal.affected.begin(), goal.affected.end(),
                                          [&](const RemoteRange& r) { return r.contains(f.lookup_pc); });
@@ -263,6 +269,11 @@ Result<std::vector<ThreadSurvey>> PerThreadSwitcher::survey(const SwitchGoal& go
                s.reason = fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason);
                return ok_result();
              }
+             if (goal.own_stack)
+               if (auto why = off_own_stack(process_.pid(), tid, v.regs.fs_base, v.trace, unwinder_)) {
+                 s.reason = std::move(*why);
+                 return ok_result();
+               }
              for (const auto& f : v.trace.frames)
                for (const auto& r : goal.affected)
                  if (r.contains(f.lookup_pc)) {

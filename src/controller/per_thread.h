@@ -37,6 +37,8 @@ struct SwitchGoal {
   // writes the rest of the jumps (poke_finish). Empty [interiors]: open_gate runs at once.
   std::vector<RemoteRange> interiors;
   std::function<Result<void>()> open_gate;
+  // A thread whose walk does not end on its own stack stays pending (off_own_stack).
+  bool own_stack = false;
 };
 
 // One thread's place in a transition, as `status` reports it.

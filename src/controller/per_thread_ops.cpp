@@ -120,6 +120,7 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
   };
   // Declared coroutine contexts suspended by a thread keep it pending too (stack_switching.h).
   auto with_contexts = [&](SwitchGoal g) {
+    g.own_stack = !g.force && checks_own_stacks(options);
     if (options.context_check && !g.force)
       g.context_blockers = [&options, &sw, affected = g.affected](pid_t tid) { return options.context_check(sw.unwinder(), affected, tid); };
     return g;
@@ -311,7 +312,9 @@ Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
-  LG_TRY(auto threads, sw.survey(goal_of(info, {}, false)));
+  SwitchGoal goal = goal_of(info, {}, false);
+  goal.own_stack = true;  // the default rule (status knows no --allow-stack-switching)
+  LG_TRY(auto threads, sw.survey(goal));
   size_t switched = 0;
   nlohmann::json pending = nlohmann::json::array();
   for (const auto& s : threads) {

@@ -194,4 +194,19 @@ Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOp
   return out;
 }
 
+std::optional<std::string> off_own_stack(pid_t pid, pid_t tid, uint64_t fs_base, const StackTrace& trace, Unwinder& unwinder) {
+  if (!trace.complete || trace.frames.empty()) return std::nullopt;  // pending for that already
+  const RemoteAddr end = trace.frames.back().cfa;
+  auto on = unwinder.mapping_of(end);
+  if (tid == pid) {
+    if (on && on->path == "[stack]") return std::nullopt;
+  } else if (auto own = unwinder.mapping_of(RemoteAddr(fs_base)); own && on && own->range.lo == on->range.lo) {
+    return std::nullopt;
+  }
+  return fmt::format("its stack ends at {:#x}{}, not on its own stack: the program switches stacks by itself (a coroutine or fiber "
+                     "livegraft was not told about), and what the thread's own stack holds is not known (declare the contexts "
+                     "with livegraft_coroutines_declare, or pass --allow-stack-switching)",
+                     end.value, on ? fmt::format(" (in {:#x}-{:#x} {})", on->range.lo.value, on->range.hi.value, on->path) : std::string());
+}
+
 }  // namespace lg

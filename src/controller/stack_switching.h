@@ -70,6 +70,19 @@ Result<std::vector<Blocker>> context_blockers(pid_t pid, const ContextTableRef& 
 // it), so that a thread running on a coroutine's stack unwinds completely. No agent: nothing.
 void register_coroutine_stack_ends(pid_t pid, Unwinder& unwinder);
 
+// Stack switching nobody detected or declared: a complete walk of thread [tid] must end on the
+// thread's own stack — the main thread's "[stack]", another thread's the mapping that holds
+// its TCB at [fs_base] (glibc puts struct pthread at the top of the stack it allocates, or of
+// the stack the program gave it). A walk that ends elsewhere ran on a stack the program
+// switched to by itself (a coroutine or fiber whose entry ends the CFI chain): the thread's own
+// stack, suspended, may hold anything. Returns the reason to keep the thread pending, or
+// nullopt. Adjacent mappings the kernel merged can hide a switch (best effort).
+std::optional<std::string> off_own_stack(pid_t pid, pid_t tid, uint64_t fs_base, const StackTrace& trace, Unwinder& unwinder);
+
+// Whether the transitions of [options] check off_own_stack: no coroutine contexts declared and
+// no --allow-stack-switching.
+inline bool checks_own_stacks(const OperationOptions& options) { return !options.allow_stack_switching && !options.context_check; }
+
 // [options] with context_check set when the process's scheduler declared its contexts, after
 // check_stack_switching() (error: refused). Called by apply and revert before anything else.
 Result<OperationOptions> with_stack_switching_check(pid_t pid, const OperationOptions& options);

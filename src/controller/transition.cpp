@@ -5,6 +5,7 @@
 
 #include "common/hex.h"
 #include "common/kill_step.h"
+#include "controller/stack_switching.h"
 
 namespace lg {
 
@@ -29,6 +30,11 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
       blockers.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", trace.stop_reason), describe(trace)});
       continue;
     }
+    if (own_stack_)
+      if (auto why = off_own_stack(process_.pid(), tid, regs->fs_base, trace, unwinder_)) {
+        blockers.push_back({tid, std::move(*why), describe(trace)});
+        continue;
+      }
     for (size_t i = 0; i < trace.frames.size(); ++i) {
         // lookup_pc is the exact pc for the first frame and for a frame a signal interrupted,
       // and pc-1 for a return address (the call instruction, inside the caller).
@@ -82,6 +88,7 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
                                           const TransitionOptions& options) {
   TransitionStats stats;
   extra_blockers_ = options.extra_blockers;
+  own_stack_ = options.own_stack;
   auto start = Clock::now();
   auto deadline = start + options.timeout;
   auto backoff = std::chrono::milliseconds(1);

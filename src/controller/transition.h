@@ -38,6 +38,9 @@ struct TransitionOptions {
   // More blockers found while every thread is stopped: suspended coroutine contexts
   // (src/controller/stack_switching.h). Empty: none.
   std::function<Result<std::vector<Blocker>>()> extra_blockers;
+  // No stack switching was detected or declared: a thread whose walk does not end on its own
+  // stack is a blocker too (stack_switching.h, off_own_stack).
+  bool own_stack = false;
 };
 
 struct TransitionStats {
@@ -75,6 +78,7 @@ class StopTheWorld {
   Unwinder& unwinder_;
   std::vector<Blocker> blockers_;
   std::function<Result<std::vector<Blocker>>()> extra_blockers_;
+  bool own_stack_ = false;
 };
 
 }  // namespace lg

@@ -372,6 +372,14 @@ Result<StackTrace> Unwinder::unwind(const user_regs_struct& regs, size_t max_fra
   return impl_->unwind(regs, max_frames);
 }
 
+std::optional<Mapping> Unwinder::mapping_of(RemoteAddr addr) {
+  for (int pass = 0; pass < 2; ++pass) {
+    if (const auto* m = impl_->find_module(addr.value)) return m->map;
+    if (pass == 0 && !impl_->load_maps()) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 std::string Unwinder::symbolize(RemoteAddr pc) {
   for (const Impl::Region& r : impl_->regions)
     if (r.code.contains(pc)) return fmt::format("{}+{:#x}", r.name, pc - r.code.lo);

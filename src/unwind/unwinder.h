@@ -11,9 +11,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/proc_maps.h"
 #include "common/remote.h"
 #include "common/result.h"
 
@@ -66,6 +68,10 @@ class Unwinder {
   // Unwinds from [regs] (a thread stopped by the caller). Never throws; an error only for I/O
   // failures (process gone). An unexplained frame gives complete == false and stop_reason.
   Result<StackTrace> unwind(const user_regs_struct& regs, size_t max_frames = 512);
+
+  // The mapping that holds [addr], reading /proc/PID/maps again once when none does (a thread
+  // stack mapped since); nullopt when none does.
+  std::optional<Mapping> mapping_of(RemoteAddr addr);
 
   // "func+0x12 (libfoo.so.1)"; "0x7f... (libfoo.so.1+0x1234)" when no function symbol covers
   // the pc (the link-time address, for offline symbolization); "0x7f... (no symbol)" outside any
