@@ -49,9 +49,10 @@ bool is_piece_of(const std::string& piece, const std::string& func) {
 // is in a register: the DWARF prototype must prove that. rax, and the registers the prototype
 // may return in, are never preserved; the upper half of a vector return register cannot be
 // kept apart from its low half (the value), so needing it is refused. Vector state is saved at
-// the widths this machine has (x86::thunk_regs): the thunk runs here, in the target.
+// the widths [cpu] has (x86::thunk_regs: this machine's, where the thunk runs, narrowed to what
+// the original's unit uses).
 Result<x86::ThunkRegs> entry_thunk_for(const LoadedObject& target, const ElfSymbol& old_sym, const std::string& name,
-                                 x86::RegSet extra, const std::string& hazard) {
+                                 x86::RegSet extra, const std::string& hazard, x86::VectorFeatures cpu) {
   ArgumentPassing args = argument_passing(target.symbol_file(), old_sym.value);
   if (!args.registers_only)
     return Error(ErrorKind::unsupported,
@@ -65,7 +66,6 @@ Result<x86::ThunkRegs> entry_thunk_for(const LoadedObject& target, const ElfSymb
   x86::RegSet preserve = extra & ~x86::RegSet{1};
   if (args.returns_in_rdx) preserve &= ~x86::RegSet{1u << 2};
   if (args.returns_in_xmm) preserve &= ~x86::RegSet{3u << 16};
-  x86::VectorFeatures cpu = x86::host_vector_features();
   if (x86::RegSet upper = preserve & (x86::reg_bit(32) | x86::reg_bit(33)); args.returns_in_xmm && upper && cpu.avx)
     return Error(ErrorKind::unsupported,
                  fmt::format("the replacement of '{}' changes {}, which the original never touched, and {}; an entry "
@@ -80,10 +80,10 @@ struct TargetCode {
   struct Func {
     const ElfSymbol* sym;
     std::vector<uint8_t> bytes;
+    x86::AvxEncoding avx = x86::AvxEncoding::none;  // its widest vector encoding
   };
   std::vector<Func> funcs;
   std::set<uint64_t> starts;
-  x86::RegSet written = 0;  // every register some function writes (x86::registers_written)
 };
 
 const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& cache) {
@@ -93,8 +93,8 @@ const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& c
     if (!s.defined() || s.type != STT_FUNC || s.size == 0) continue;
     auto bytes = target.elf->read_vaddr(s.value, s.size);
     if (!bytes) continue;
-    cache->written |= x86::registers_written(*bytes, s.value);
-    cache->funcs.push_back({&s, std::move(*bytes)});
+    auto avx = x86::avx_encoding(*bytes, s.value);
+    cache->funcs.push_back({&s, std::move(*bytes), avx});
     cache->starts.insert(s.value);
   }
   return *cache;
@@ -118,9 +118,23 @@ Result<x86::ThunkRegs> check_register_assumptions(LoadedObject& target, const El
   if (!producer_may_use_ipa_ra(producer)) return ThunkRegs{};
   std::optional<uint64_t> unit = producer_is_lto(producer) ? std::nullopt : units.unit_of(old_sym.value);
   const TargetCode& code = target_code(target, cache);
-  // No caller keeps a value in vector state its object never writes (baseline x86-64 code has no
-  // VEX/EVEX instruction, so no ymm upper half, zmm16-31 or k register of its own).
-  extra &= ~kWideVectorState | code.written;
+  // Callers keep values only in the vector state their unit's instructions reach
+  // (x86::avx_encoding): none beyond the low halves of xmm0-15 in baseline x86-64 code (whose
+  // thunks are as before), ymm upper halves in AVX/AVX2 code (saved as ymm even on an AVX-512
+  // machine: nothing there reads bits 511:256), everything in AVX-512 code.
+  AvxEncoding unit_avx = AvxEncoding::none;
+  for (const auto& f : code.funcs) {
+    auto u = unit ? units.unit_of(f.sym->value) : std::nullopt;
+    if (!unit || !u || *u == *unit) unit_avx = std::max(unit_avx, f.avx);
+  }
+  VectorFeatures cpu = host_vector_features();
+  if (unit_avx == AvxEncoding::none) {
+    extra &= ~kWideVectorState;
+    cpu = {};
+  } else if (unit_avx == AvxEncoding::vex) {
+    extra &= ~(kVectorHigh16 | kMaskRegs);
+    cpu.avx512 = cpu.avx512bw = false;
+  }
   if (extra == 0) return ThunkRegs{};
   auto known = [&](uint64_t a) { return code.starts.count(a) != 0; };
   // Later calls to functions of the target read what those functions read (decoded); a callee
@@ -161,7 +175,7 @@ Result<x86::ThunkRegs> check_register_assumptions(LoadedObject& target, const El
     if (!hazard.empty()) break;
   }
   if (hazard.empty()) return ThunkRegs{};
-  return entry_thunk_for(target, old_sym, name, extra, hazard);
+  return entry_thunk_for(target, old_sym, name, extra, hazard, cpu);
 }
 
 // The symbol of a replaced function: from the object's .symtab or its separate debug file (whose

@@ -36,8 +36,8 @@
 // (register_use.h: thunk_regs, from XCR0 and CPUID; the thunk runs on the same CPUs): a low half
 // alone with legacy movdqu (which leaves bits 128 and up as the replacement left them: right
 // when the upper part needs no keeping, and free of VEX on a machine without AVX), an upper half
-// by saving the whole register, ymm with VEX on an AVX machine, zmm with EVEX on an AVX-512 one
-// (where a VEX write zeroes bits 511:256 too); zmm16-31 with EVEX and masks with kmovq (AVX512BW)
+// by saving the whole register, ymm with VEX (AVX/AVX2 callers, which never read bits 511:256,
+// even on an AVX-512 machine), zmm with EVEX (AVX-512 callers); zmm16-31 with EVEX and masks with kmovq (AVX512BW)
 // or kmovw (only AVX-512F: 16-bit masks). State the machine lacks does not exist, so nothing is
 // saved for it. A whole-register save also restores the low half where the original changes it:
 // harmless (its callers take that as clobbered) except in a return register, so the controller

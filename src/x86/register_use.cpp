@@ -228,18 +228,22 @@ bool calls_unknown(std::span<const uint8_t> code, uint64_t addr, const std::func
   return false;
 }
 
-RegSet registers_written(std::span<const uint8_t> code, uint64_t addr) {
-  RegSet out = 0;
+AvxEncoding avx_encoding(std::span<const uint8_t> code, uint64_t addr) {
+  AvxEncoding out = AvxEncoding::none;
   Decoded d;
   for (uint64_t at = addr; at < addr + code.size();) {
     if (!decode(code, addr, at, d)) {
       ++at;
       continue;
     }
-    RegSet r, w, changed;
-    reads_writes(d, r, w, &changed);
-    out |= changed;
     at += d.insn.length;
+    if (!is_vex_or_evex(d.insn)) continue;
+    bool mask = false;
+    for (unsigned i = 0; i < d.insn.operand_count; ++i)
+      mask |= d.ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER && ZydisRegisterGetClass(d.ops[i].reg.value) == ZYDIS_REGCLASS_MASK;
+    if (mask || d.insn.encoding == ZYDIS_INSTRUCTION_ENCODING_EVEX || d.insn.encoding == ZYDIS_INSTRUCTION_ENCODING_MVEX)
+      return AvxEncoding::evex;
+    out = AvxEncoding::vex;
   }
   return out;
 }

@@ -94,11 +94,14 @@ std::optional<RegSet> reads_on_entry(std::span<const uint8_t> code, uint64_t add
 // callers already treat every caller-saved register as clobbered.
 bool calls_unknown(std::span<const uint8_t> code, uint64_t addr, const std::function<bool(uint64_t)>& is_known_function);
 
-// Every register some instruction of [code]@[addr] writes (decoded linearly, skipping what does
-// not decode; calls count for nothing). A caller can only rely on a value in a register its own
-// object wrote: when no function of an object writes wide vector state (baseline x86-64 code has
-// no VEX/EVEX instruction), none of its callers keeps a value there.
-RegSet registers_written(std::span<const uint8_t> code, uint64_t addr);
+// The widest vector encoding [code]@[addr] uses (decoded linearly, skipping what does not
+// decode): only VEX/XOP instructions reach ymm upper halves, only EVEX ones (and VEX mask
+// instructions, counted as evex) zmm bits 511:256, zmm16-31 and k0-7, and GCC encodes every
+// SSE instruction of a unit built with AVX that way. So callers in a unit without them keep no
+// value there across a call (short of one holding a __m256 only between calls to other units,
+// with no vector instruction of its own), and an AVX2 unit's values need only ymm saves.
+enum class AvxEncoding { none, vex, evex };
+AvxEncoding avx_encoding(std::span<const uint8_t> code, uint64_t addr);
 
 // The vector state the operating system enabled on this machine (XCR0, read with XGETBV), which
 // is the target's: the kernel enables the same features for every process.

@@ -195,12 +195,16 @@ TEST(RegisterUseVector, AMergeMaskedWriteKeepsTheOldValue) {
   EXPECT_EQ(read_after_call(two_calls, 0x2000, 0x2005, ymm_hi(9) | zmm_high16(20), true).read, 0u);
 }
 
-TEST(RegisterUseVector, RegistersWrittenSaysWhetherAnObjectHasWideVectorState) {
-  // Baseline code (legacy SSE): nothing beyond the low halves of xmm0-15.
+TEST(RegisterUseVector, AvxEncodingIsTheWidestAFunctionUses) {
+  // Baseline code (legacy SSE) reaches nothing beyond the low halves of xmm0-15.
   std::vector<uint8_t> sse = {0x0f, 0x28, 0xc8, 0xe8, 0x00, 0x00, 0x00, 0x00, 0xc3};  // movaps; call; ret
-  EXPECT_EQ(registers_written(sse, 0x1000) & kWideVectorState, 0u);
-  std::vector<uint8_t> avx = {0xc5, 0xf5, 0x76, 0xc9, 0xc3};
-  EXPECT_EQ(registers_written(avx, 0x1000) & kWideVectorState, ymm_hi(1));
+  EXPECT_EQ(avx_encoding(sse, 0x1000), AvxEncoding::none);
+  std::vector<uint8_t> vex = {0x90, 0xc5, 0xf5, 0x76, 0xc9, 0xc3};  // nop; vpcmpeqd ymm1, ymm1, ymm1; ret
+  EXPECT_EQ(avx_encoding(vex, 0x1000), AvxEncoding::vex);
+  std::vector<uint8_t> evex = {0xc5, 0xf5, 0x76, 0xc9, 0x62, 0xa1, 0x7d, 0x40, 0xfe, 0xc8};  // + vpaddd zmm17...
+  EXPECT_EQ(avx_encoding(evex, 0x1000), AvxEncoding::evex);
+  std::vector<uint8_t> kmask = {0xc5, 0xfc, 0x46, 0xc8, 0xc3};  // kxnorw k1, k0, k0 (VEX, AVX-512)
+  EXPECT_EQ(avx_encoding(kmask, 0x1000), AvxEncoding::evex);
 }
 
 TEST(RegisterUseVector, ThunkRegsSaveAtTheWidthsTheMachineHas) {
