@@ -4,7 +4,8 @@
 // full, so the thunk must save them whole (VEX vmovdqu ymm): the thunk of old kept only the low
 // 128 bits (movdqu) and sum() came back with an upper half of all ones. The AVX-512 build keeps
 // zmm16-31 and a k register live too; its fix clobbers those, and the thunk saves them with EVEX
-// and VEX kmov moves. Each test skips when this CPU lacks the instructions the target needs.
+// and VEX kmov moves. The upper half of a return register cannot be kept: refused. Each test
+// skips when this CPU lacks the instructions the target needs.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -80,6 +81,23 @@ TEST(EntryThunkVector, Zmm16To31AndMaskRegistersACallerKeepsSurviveAReplacementW
   ASSERT_EQ(livegraft({"revert", std::to_string(t.pid()), "avx512-keeper-fix"}).exit_code, 0);
   EXPECT_EQ(t.ask("z 3"), before);
   EXPECT_TRUE(t.alive());
+}
+
+// same() returns in xmm0 without writing it, so the upper half of ymm0 survives it; the fix
+// writes xmm0 with VEX (zeroing that half). A thunk restoring the half would restore the low half
+// too, over the return value: refused, naming the function and the register, nothing changed.
+TEST(EntryThunkVector, UpperHalfOfTheReturnRegisterCannotBeKeptAndIsRefused) {
+  if (!cpu_has("avx2")) GTEST_SKIP() << "this CPU has no AVX2: tests/programs/avx_keeper cannot run";
+  Target t(target_path("avx_keeper"));
+  ASSERT_EQ(t.ask("d 4"), "same 4");
+  std::string before = t.maps();
+  CliRun r = livegraft({"apply", std::to_string(t.pid()), patch_path("avx_keeper_same")});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("'same'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ymm0.hi"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("return value"), std::string::npos) << r.err;
+  EXPECT_EQ(t.maps(), before);
+  EXPECT_EQ(t.ask("d 4"), "same 4");
 }
 
 }  // namespace

@@ -3,12 +3,21 @@
  * clobbers. sum() keeps a 256-bit value in a ymm register, upper half included (built with
  * -mavx2: avx_keeper). Built with AVX-512 as well (avx512_keeper), sum512() keeps twenty zmm
  * values, so some in zmm16-31, and a mask in a k register.
- * "s N" prints sum(N), "z N" prints sum512(N) (AVX-512 builds only), "q" quits. */
+ * same() returns its argument without writing xmm0, so it leaves the upper half of ymm0 alone
+ * while returning in xmm0: a thunk cannot keep that half apart from the value.
+ * "s N" prints sum(N), "z N" prints sum512(N) (AVX-512 builds only), "d N" prints same(N),
+ * "q" quits. */
 #include <immintrin.h>
 
 #include "target_common.h"
 
 __attribute__((noinline)) int scale(int x) { return x * 3 + 1; }
+
+static volatile int same_calls;
+__attribute__((noinline)) double same(double x) {
+  same_calls = same_calls + 1;  /* long enough for the 5-byte jump */
+  return x;
+}
 
 static int hsum256(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -48,6 +57,7 @@ int main(void) {
   while (fgets(line, sizeof line, stdin)) {
     int n = 0;
     if (sscanf(line, "s %d", &n) == 1) printf("sum %d\n", sum(n));
+    else if (sscanf(line, "d %d", &n) == 1) printf("same %g\n", same(n));
 #ifdef __AVX512F__
     else if (sscanf(line, "z %d", &n) == 1) printf("sum512 %d\n", sum512(n));
 #endif
