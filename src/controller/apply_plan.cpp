@@ -52,7 +52,7 @@ bool is_piece_of(const std::string& piece, const std::string& func) {
 // the widths [cpu] has (x86::thunk_regs: this machine's, where the thunk runs, narrowed to what
 // the original's unit uses).
 Result<x86::ThunkRegs> entry_thunk_for(const LoadedObject& target, const ElfSymbol& old_sym, const std::string& name,
-                                 x86::RegSet extra, const std::string& hazard, x86::VectorFeatures cpu) {
+                                       x86::RegSet extra, const std::string& hazard, x86::VectorFeatures cpu) {
   ArgumentPassing args = argument_passing(target.symbol_file(), old_sym.value);
   if (!args.registers_only)
     return Error(ErrorKind::unsupported,
@@ -106,8 +106,8 @@ const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& c
 // through an entry thunk that preserves them (src/x86/entry_thunk.h), if the function takes all
 // its arguments in registers. Returns the registers the thunk must preserve (none: no thunk).
 Result<x86::ThunkRegs> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
-                                            std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
-                                            const std::string& name, std::optional<TargetCode>& cache) {
+                                                  std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
+                                                  const std::string& name, std::optional<TargetCode>& cache) {
   using namespace x86;
   RegSet extra = clobbered_by(new_code, 0) & ~clobbered_by(old_code, old_sym.value) & ~RegSet{1};  // rax returns
   if (extra == 0) return ThunkRegs{};
