@@ -186,7 +186,7 @@ Result<std::unique_ptr<LoadedObject>> ObjectLoader::run() {
 
 Result<void> ObjectLoader::layout() {
   const auto& o = *obj_;
-  for (uint32_t preserve : opts_.entry_thunks) thunk_code_.push_back(x86::encode_entry_thunk(preserve));
+  for (const auto& preserve : opts_.entry_thunks) thunk_code_.push_back(x86::encode_entry_thunk(preserve));
   size_t n = o.sections().size();
   sec_off_.assign(n, -1);
   sec_group_.assign(n, Group::data);
@@ -455,7 +455,7 @@ uint64_t ObjectLoader::thunk_eh_bytes() const {
   for (const auto& t : thunk_code_)
     if (!t.code.empty() && !t.cfa_program.empty()) fdes.push_back({0, t.code.size(), &t.cfa_program});
   bool any = false;
-  for (uint32_t p : opts_.entry_thunks) any |= p != 0;
+  for (const auto& p : opts_.entry_thunks) any |= static_cast<bool>(p);
   return any ? x86::encode_thunk_eh_frame(0, fdes).size() : 0;
 }
 

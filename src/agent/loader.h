@@ -20,6 +20,7 @@
 #include "common/remote.h"
 #include "common/result.h"
 #include "x86/data_reference.h"
+#include "x86/entry_thunk.h"
 
 namespace lg::agent {
 
@@ -29,8 +30,8 @@ struct LoadOptions {
   std::map<std::string, uint64_t, std::less<>> symbols;  // resolved by the controller
   std::set<std::string, std::less<>> dlsym_names;        // may be looked up with dlsym(RTLD_DEFAULT)
   std::vector<x86::DataRef> data_refs;  // rewritten when out of reach (src/x86/data_reference.h)
-  // Registers to preserve around replacement i (src/x86/entry_thunk.h); 0: no entry thunk.
-  std::vector<uint32_t> entry_thunks;
+  // Registers to preserve around replacement i (src/x86/entry_thunk.h); none: no entry thunk.
+  std::vector<x86::ThunkRegs> entry_thunks;
   int fd = -1;  // the patch file as the controller validated it (not owned); -1: open [path]
 };
 

@@ -10,6 +10,7 @@
 #include "common/hex.h"
 #include "common/scope_guard.h"
 #include "x86/encode.h"
+#include "x86/entry_thunk.h"
 
 namespace lg::agent {
 
@@ -95,10 +96,12 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
                         req.object.lo, req.object.hi);
     if (f.jump_addr < f.old_addr || f.jump_addr > f.old_addr + 16)
       return make_error(ErrorKind::invalid_argument, "function '{}': jump_addr {:#x} is not at its entry {:#x}", f.old_name, f.jump_addr, f.old_addr);
+    if (f.preserve_vec & ~x86::kThunkVecKnown)
+      return make_error(ErrorKind::invalid_argument, "function '{}': preserve_vec {:#x} has unknown bits", f.old_name, f.preserve_vec);
   }
 
   LoadOptions opts{req.path, req.object, req.symbols, req.dlsym_names, req.data_refs, {}, req.fd};
-  for (const auto& f : req.funcs) opts.entry_thunks.push_back(f.preserve);
+  for (const auto& f : req.funcs) opts.entry_thunks.push_back({f.preserve, f.preserve_vec});
   LG_TRY(auto obj, load_object(opts));
   LG_TRY(auto meta, read_patch_metadata(*obj));
   if (find(meta.name)) return make_error(ErrorKind::invalid_argument, "a patch named '{}' is already loaded", meta.name);

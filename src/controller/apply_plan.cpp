@@ -47,9 +47,12 @@ bool is_piece_of(const std::string& piece, const std::string& func) {
 // caller, where): the replacement is then entered through a thunk preserving them. A thunk
 // pushes onto the stack before the replacement runs, which is only right when every argument
 // is in a register: the DWARF prototype must prove that. rax, and the registers the prototype
-// may return in, are never preserved.
-Result<uint32_t> entry_thunk_for(const LoadedObject& target, const ElfSymbol& old_sym, const std::string& name,
-                                 x86::RegSet extra, const std::string& hazard) {
+// may return in, are never preserved; the upper half of a vector return register cannot be
+// kept apart from its low half (the value), so needing it is refused. Vector state is saved at
+// the widths [cpu] has (x86::thunk_regs: this machine's, where the thunk runs, narrowed to what
+// the original's unit uses).
+Result<x86::ThunkRegs> entry_thunk_for(const LoadedObject& target, const ElfSymbol& old_sym, const std::string& name,
+                                       x86::RegSet extra, const std::string& hazard, x86::VectorFeatures cpu) {
   ArgumentPassing args = argument_passing(target.symbol_file(), old_sym.value);
   if (!args.registers_only)
     return Error(ErrorKind::unsupported,
@@ -63,7 +66,13 @@ Result<uint32_t> entry_thunk_for(const LoadedObject& target, const ElfSymbol& ol
   x86::RegSet preserve = extra & ~x86::RegSet{1};
   if (args.returns_in_rdx) preserve &= ~x86::RegSet{1u << 2};
   if (args.returns_in_xmm) preserve &= ~x86::RegSet{3u << 16};
-  return static_cast<uint32_t>(preserve);
+  if (x86::RegSet upper = preserve & (x86::reg_bit(32) | x86::reg_bit(33)); args.returns_in_xmm && upper && cpu.avx)
+    return Error(ErrorKind::unsupported,
+                 fmt::format("the replacement of '{}' changes {}, which the original never touched, and {}; an entry "
+                             "thunk cannot preserve it because the low half of that register carries the return value",
+                             name, x86::describe(upper), hazard),
+                 0, "make the replacement leave the upper halves of ymm0/ymm1 alone, or rebuild the target with -fno-ipa-ra");
+  return x86::thunk_regs(preserve, cpu);
 }
 
 // The functions of the target object with their code, decoded on demand by the register check.
@@ -71,6 +80,7 @@ struct TargetCode {
   struct Func {
     const ElfSymbol* sym;
     std::vector<uint8_t> bytes;
+    x86::AvxEncoding avx = x86::AvxEncoding::none;  // its widest vector encoding
   };
   std::vector<Func> funcs;
   std::set<uint64_t> starts;
@@ -83,7 +93,8 @@ const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& c
     if (!s.defined() || s.type != STT_FUNC || s.size == 0) continue;
     auto bytes = target.elf->read_vaddr(s.value, s.size);
     if (!bytes) continue;
-    cache->funcs.push_back({&s, std::move(*bytes)});
+    auto avx = x86::avx_encoding(*bytes, s.value);
+    cache->funcs.push_back({&s, std::move(*bytes), avx});
     cache->starts.insert(s.value);
   }
   return *cache;
@@ -93,20 +104,38 @@ const TargetCode& target_code(LoadedObject& target, std::optional<TargetCode>& c
 // others across the call. A replacement that clobbers more needs every direct caller shown not to
 // rely on them (src/x86/register_use.h); where that cannot be shown, the replacement is called
 // through an entry thunk that preserves them (src/x86/entry_thunk.h), if the function takes all
-// its arguments in registers. Returns the registers the thunk must preserve (0: no thunk).
-Result<uint32_t> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
-                                            std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
-                                            const std::string& name, std::optional<TargetCode>& cache) {
+// its arguments in registers. Returns the registers the thunk must preserve (none: no thunk).
+Result<x86::ThunkRegs> check_register_assumptions(LoadedObject& target, const ElfSymbol& old_sym,
+                                                  std::span<const uint8_t> old_code, std::span<const uint8_t> new_code,
+                                                  const std::string& name, std::optional<TargetCode>& cache) {
   using namespace x86;
   RegSet extra = clobbered_by(new_code, 0) & ~clobbered_by(old_code, old_sym.value) & ~RegSet{1};  // rax returns
-  if (extra == 0) return 0u;
+  if (extra == 0) return ThunkRegs{};
   // Only GCC at -O2 and above does this, and only for callers compiled in the same unit as the
   // callee (or in one link-time-optimised unit); the DWARF of the target says which.
   CompileUnits units(target.symbol_file());
   auto producer = units.producer_of(old_sym.value);
-  if (!producer_may_use_ipa_ra(producer)) return 0u;
+  if (!producer_may_use_ipa_ra(producer)) return ThunkRegs{};
   std::optional<uint64_t> unit = producer_is_lto(producer) ? std::nullopt : units.unit_of(old_sym.value);
   const TargetCode& code = target_code(target, cache);
+  // Callers keep values only in the vector state their unit's instructions reach
+  // (x86::avx_encoding): none beyond the low halves of xmm0-15 in baseline x86-64 code (whose
+  // thunks are as before), ymm upper halves in AVX/AVX2 code (saved as ymm even on an AVX-512
+  // machine: nothing there reads bits 511:256), everything in AVX-512 code.
+  AvxEncoding unit_avx = AvxEncoding::none;
+  for (const auto& f : code.funcs) {
+    auto u = unit ? units.unit_of(f.sym->value) : std::nullopt;
+    if (!unit || !u || *u == *unit) unit_avx = std::max(unit_avx, f.avx);
+  }
+  VectorFeatures cpu = host_vector_features();
+  if (unit_avx == AvxEncoding::none) {
+    extra &= ~kWideVectorState;
+    cpu = {};
+  } else if (unit_avx == AvxEncoding::vex) {
+    extra &= ~(kVectorHigh16 | kMaskRegs);
+    cpu.avx512 = cpu.avx512bw = false;
+  }
+  if (extra == 0) return ThunkRegs{};
   auto known = [&](uint64_t a) { return code.starts.count(a) != 0; };
   // Later calls to functions of the target read what those functions read (decoded); a callee
   // of another unit makes the caller assume the ABI. The replaced function itself is unknown:
@@ -145,8 +174,8 @@ Result<uint32_t> check_register_assumptions(LoadedObject& target, const ElfSymbo
     }
     if (!hazard.empty()) break;
   }
-  if (hazard.empty()) return 0u;
-  return entry_thunk_for(target, old_sym, name, extra, hazard);
+  if (hazard.empty()) return ThunkRegs{};
+  return entry_thunk_for(target, old_sym, name, extra, hazard, cpu);
 }
 
 // The symbol of a replaced function: from the object's .symtab or its separate debug file (whose
@@ -316,7 +345,8 @@ protocol::LoadRequest ApplyPlan::load_request(const std::string& absolute_path) 
     fr.old_addr = f.addr.value;
     fr.jump_addr = f.jump_addr.value;
     std::copy_n(f.orig_bytes.begin(), std::min(f.orig_bytes.size(), fr.orig_bytes.size()), fr.orig_bytes.begin());
-    fr.preserve = f.preserve;
+    fr.preserve = f.preserve.regs;
+    fr.preserve_vec = f.preserve.vec;
     r.funcs.push_back(std::move(fr));
   }
   for (auto it = symbols.begin(); it != symbols.end(); ++it)

@@ -16,6 +16,7 @@
 #include "elf/patch_object.h"
 #include "protocol/protocol.h"
 #include "x86/data_reference.h"
+#include "x86/entry_thunk.h"
 
 namespace lg {
 
@@ -28,8 +29,8 @@ struct PlannedFunc {
   std::vector<uint8_t> orig_bytes;  // the 5 bytes at jump_addr in the file
   std::vector<RemoteRange> extra_ranges;  // its .cold/.part pieces
   // Registers an entry thunk must preserve for the original's callers (GCC -fipa-ra,
-  // src/x86/entry_thunk.h); 0 when the replacement is entered directly.
-  uint32_t preserve = 0;
+  // src/x86/entry_thunk.h); empty when the replacement is entered directly.
+  x86::ThunkRegs preserve;
 };
 
 struct ApplyPlan {

@@ -271,6 +271,7 @@ LoadRequest decode_load_fields(Decoder& d, const json& j) {
       fr.jump_addr = d.u64(f, at, "jump_addr", fr.old_addr);
       fr.orig_bytes = d.five(f, at, "orig_bytes");
       fr.preserve = d.u32(f, at, "preserve", 0);
+      fr.preserve_vec = d.u64(f, at, "preserve_vec", 0);
       fr.old_ranges = d.ranges(f, at, "old_ranges", false);
       if (const json* c = d.member(f, at, "continuation", false)) fr.continuation = decode_continuation(d, *c, Decoder::join(at, "continuation"));
       r.funcs.push_back(std::move(fr));
@@ -321,6 +322,7 @@ json encode_load_fields(const LoadRequest& r) {
   for (const auto& f : r.funcs) {
     json e = {{"old_name", f.old_name}, {"old_sympos", f.old_sympos}, {"old_addr", f.old_addr}, {"jump_addr", f.jump_addr},
               {"orig_bytes", to_hex(f.orig_bytes)}, {"preserve", f.preserve}};
+    if (f.preserve_vec) e["preserve_vec"] = f.preserve_vec;
     if (!f.old_ranges.empty()) e["old_ranges"] = encode_ranges(f.old_ranges);
     if (f.continuation) {
       json fixups = json::array();

@@ -86,6 +86,7 @@ struct FuncRequest {
   uint64_t jump_addr = 0;               // where the 5-byte jmp goes (after an endbr64)
   std::array<uint8_t, 5> orig_bytes{};  // the bytes at jump_addr before anything was written
   uint32_t preserve = 0;  // registers an entry thunk keeps for the callers (src/x86/entry_thunk.h)
+  uint64_t preserve_vec = 0;  // and its vector state at full width (x86::ThunkRegs::vec)
   // Per-thread model: the original code's ranges (function and .cold/.part pieces) and the
   // relocated entry instructions for threads that still run the original.
   std::vector<RemoteRange> old_ranges;

@@ -25,6 +25,7 @@ LoadRequest sample_load() {
   f.jump_addr = 0x1104;
   f.orig_bytes = {0x55, 0x48, 0x89, 0xe5, 0x90};
   f.preserve = 0x10003;
+  f.preserve_vec = (uint64_t{1} << 56) | (uint64_t{1} << 17);  // zmm1, 64-bit masks
   f.old_ranges = {{RemoteAddr(0x1100), RemoteAddr(0x1180)}, {RemoteAddr(0x8000), RemoteAddr(0x8010)}};
   x86::ContinuationTemplate c;
   c.bytes = {0x48, 0x8d, 0x05, 0, 0, 0, 0, 0x90};
@@ -117,6 +118,7 @@ TEST(ProtocolCodec, LoadRequestRoundTripsEveryField) {
   EXPECT_EQ(f.jump_addr, 0x1104u);
   EXPECT_EQ(f.orig_bytes, in.funcs[0].orig_bytes);
   EXPECT_EQ(f.preserve, 0x10003u);
+  EXPECT_EQ(f.preserve_vec, (uint64_t{1} << 56) | (uint64_t{1} << 17));
   ASSERT_EQ(f.old_ranges.size(), 2u);
   EXPECT_EQ(f.old_ranges[1].hi, RemoteAddr(0x8010));
   ASSERT_TRUE(f.continuation);
@@ -147,6 +149,7 @@ TEST(ProtocolCodec, LoadDefaultsAsDocumented) {
   EXPECT_EQ(l.funcs[0].jump_addr, 1u) << "jump_addr defaults to old_addr";
   EXPECT_EQ(l.funcs[0].old_sympos, 0u);
   EXPECT_EQ(l.funcs[0].preserve, 0u);
+  EXPECT_EQ(l.funcs[0].preserve_vec, 0u);
   EXPECT_EQ(l.model, Model::stop_the_world);
   EXPECT_TRUE(l.symbols.empty() && l.dlsym_names.empty() && l.data_refs.empty());
 }
