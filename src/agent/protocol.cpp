@@ -136,12 +136,14 @@ void Agent::disable(std::string reason) {
 }
 
 bool Agent::lock_for_fork() noexcept {
-  for (int i = 0; i < kForkWaitMs; ++i) {
+  // Bounded by the clock, not by a count of 1 ms sleeps (each may oversleep on a loaded machine).
+  const int64_t deadline = monotonic_ms() + kForkWaitMs;
+  for (;;) {
     if (mu_.try_lock()) return true;
+    if (monotonic_ms() >= deadline) return false;
     timespec ms{0, 1000000};
     ::nanosleep(&ms, nullptr);
   }
-  return false;
 }
 
 bool Agent::recover_in_forked_child() noexcept {
