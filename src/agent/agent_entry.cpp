@@ -165,8 +165,13 @@ void* control_thread(void*) {
 //    (as when a controller's connection closes: a per-thread one whose threads were switching
 //    stays in progress, consistent, for the next controller). A fork() that comes while a
 //    request runs waits for it (before_fork holds the request lock across fork(), at most
-//    ~200 ms), so the child never inherits a half-done request; if it does not end in time the
-//    child stays inactive (the parent's agent is untouched either way).
+//    Agent::kForkWaitMs = 200 ms: the parent's fork() is never delayed longer), so the child
+//    normally never inherits a half-done request. If the request does not end in time, the fork
+//    goes ahead and the child asks its copy of the agent whether the registry was copied mid-
+//    change (Agent::recover_in_forked_child): if not, it serves normally; if so, it still
+//    serves, but answers hello/status from the snapshot taken before that request, with the
+//    reason as `disabled`, refuses every other request, and settles nothing. The parent's
+//    agent is untouched either way.
 bool start_control_thread(std::string* why);
 
 void before_fork() { g_fork_locked = g_active && g_agent && g_agent->lock_for_fork(); }
@@ -181,8 +186,9 @@ void after_fork_in_child() {
   if (g_listen_fd >= 0) ::close(g_listen_fd);
   g_listen_fd = -1;
   g_socket_path[0] = '\0';
-  if (!was_active || !g_fork_locked) return;
-  g_agent->unlock_after_fork();
+  if (!was_active) return;
+  if (g_fork_locked) g_agent->unlock_after_fork();
+  else (void)g_agent->recover_in_forked_child();  // a request ran past the wait: maybe mid-change
   g_fork_locked = false;
   if (g_lock) g_lock->pid = ::getpid();
   g_owner_pid = ::getpid();
@@ -292,15 +298,6 @@ __attribute__((destructor)) void agent_fini() {
 }
 
 }  // namespace
-
-bool Agent::lock_for_fork() noexcept {
-  for (int i = 0; i < 200; ++i) {
-    if (mu_.try_lock()) return true;
-    timespec ms{0, 1000000};
-    ::nanosleep(&ms, nullptr);
-  }
-  return false;
-}
 
 }  // namespace lg::agent
 

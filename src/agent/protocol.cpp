@@ -4,6 +4,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <new>
+
 #include "agent/text_poke.h"
 #include "agent/universe.h"
 
@@ -76,7 +78,40 @@ protocol::PatchInfo patch_info(const Patch& p) {
 
 json result_json(const Result<void>& r) { return r ? protocol::encode(protocol::OkResponse{}) : Agent::error_response(r.error()); }
 
+int64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 }  // namespace
+
+// Marks the registry as being changed by [what] for as long as it lives (taken under mu_):
+// first publishes a snapshot of hello/status as they are now, complete, then sets busy_. A
+// fork() at any instant therefore leaves the child either busy_ null (the registry consistent)
+// or busy_ set with the snapshot of the state before the change. The snapshot is replaced by
+// pointer, so a copy made in the middle of building the next one still has the previous one
+// whole (the half-built one is only leaked, in the child).
+class Agent::Busy {
+ public:
+  Busy(Agent& agent, const char* what) noexcept : agent_(agent) {
+    const Snapshot* next = nullptr;
+    try {
+      next = new Snapshot{protocol::encode(agent.hello()), protocol::encode(agent.status())};
+    } catch (...) {
+      next = nullptr;  // no snapshot rather than a stale one
+    }
+    delete agent.snapshot_.exchange(next, std::memory_order_acq_rel);
+    agent.busy_since_ms_ = monotonic_ms();
+    agent.busy_.store(what, std::memory_order_release);
+  }
+  ~Busy() { agent_.busy_.store(nullptr, std::memory_order_release); }
+  Busy(const Busy&) = delete;
+  Busy& operator=(const Busy&) = delete;
+
+ private:
+  Agent& agent_;
+};
 
 Result<LoadRequest> decode_load_request(const json& request) noexcept {
   auto r = protocol::decode_request(request);
@@ -95,7 +130,63 @@ json Agent::error_response(const Error& e) {
 
 void Agent::disable(std::string reason) {
   std::lock_guard lock(mu_);
+  if (forked_mid_request_) return;  // its own reason stays; the registry is not touched
+  Busy busy(*this, "disable");
   registry_.disable(std::move(reason));
+}
+
+bool Agent::lock_for_fork() noexcept {
+  // Bounded by the clock, not by a count of 1 ms sleeps (each may oversleep on a loaded machine).
+  const int64_t deadline = monotonic_ms() + kForkWaitMs;
+  for (;;) {
+    if (mu_.try_lock()) return true;
+    if (monotonic_ms() >= deadline) return false;
+    timespec ms{0, 1000000};
+    ::nanosleep(&ms, nullptr);
+  }
+}
+
+bool Agent::recover_in_forked_child() noexcept {
+  if (mu_.try_lock()) {  // the request ended between lock_for_fork() giving up and the fork
+    mu_.unlock();
+    return true;
+  }
+  // 1. The holder is a thread of the parent; no thread of ours will ever unlock it. A fresh
+  //    mutex in its place (std::mutex is a plain pthread mutex with a constexpr constructor and
+  //    nothing to destroy) is what glibc itself does with its own locks in a forked child.
+  new (&mu_) std::mutex();
+  const char* what = busy_.load(std::memory_order_acquire);
+  if (!what) return true;  // hello/status, or before its first change, or after its last
+  try {
+    forked_mid_request_ = fmt::format(
+        "this process was forked from process {} while that process's agent was in the middle of a '{}' request "
+        "(running for {} ms; fork() waits at most {} ms for one): this copy of the patch state may be half-changed, so this "
+        "agent refuses every change; hello and status show the state from before that request "
+        "(the code may differ from it if the request was writing code); restart this process to patch it",
+        ::getppid(), what, monotonic_ms() - busy_since_ms_, kForkWaitMs);
+  } catch (...) {
+    forked_mid_request_ = std::string("forked in the middle of a request");
+  }
+  busy_.store(nullptr, std::memory_order_release);
+  return false;
+}
+
+json Agent::answer_forked_mid_request(const protocol::Request& request) const {
+  const std::string& why = *forked_mid_request_;
+  const Snapshot* before = snapshot();
+  auto op = protocol::op_of(request);
+  if (op == protocol::Op::hello) {
+    json h = before ? before->hello : protocol::encode(protocol::HelloResponse{});
+    h["pid"] = ::getpid();
+    h["disabled"] = why;
+    return h;
+  }
+  if (op == protocol::Op::status && before) {
+    json s = before->status;
+    s["disabled"] = why;
+    return s;
+  }
+  return error_response(Error(ErrorKind::agent, fmt::format("the agent is disabled: {}", why)));
 }
 
 std::string Agent::handle_line(std::string_view line, int fd) noexcept {
@@ -123,6 +214,10 @@ json Agent::handle(const json& request, int fd) noexcept {
 json Agent::handle(protocol::Request request, int fd) noexcept {
   try {
     std::lock_guard lock(mu_);
+    if (forked_mid_request_) return answer_forked_mid_request(request);
+    auto op = protocol::op_of(request);
+    std::optional<Busy> busy;
+    if (op != protocol::Op::hello && op != protocol::Op::status) busy.emplace(*this, protocol::to_string(op));
     try {
       return dispatch(request, fd);
     } catch (const std::exception& e) {
@@ -204,6 +299,8 @@ json Agent::dispatch(protocol::Request& request, int fd) {
 void Agent::connection_closed() noexcept {
   try {
     std::lock_guard<std::mutex> lock(mu_);
+    if (forked_mid_request_) return;
+    Busy busy(*this, "settle an abandoned transition");
     (void)registry_.resolve_abandoned_transition();
   } catch (...) {
     registry_.disable("internal error while settling an abandoned transition");

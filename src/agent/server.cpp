@@ -398,12 +398,11 @@ struct Job {
   uint64_t conn = 0;
   std::string line;
   bool closed = false;
-  bool read_only = false;  // hello/status: leaves the hello/status copies valid
+  bool read_only = false;  // hello/status: changes nothing, publishes no snapshot
   UniqueFd fd;             // the descriptor that came with the line (SCM_RIGHTS), if any
 };
 
-// hello and status leave the agent's state as it was (the server answers them from a copy
-// while the executor is blocked).
+// hello and status leave the agent's state as it was.
 bool is_read_only(const std::string& line) {
   auto op = protocol::peek_op(line);
   return op == protocol::Op::hello || op == protocol::Op::status;
@@ -413,7 +412,6 @@ struct JobResult {
   uint64_t conn = 0;
   std::string response;
   bool closed = false;
-  bool read_only = false;
   bool transition_open = false;
 };
 
@@ -422,10 +420,9 @@ JobResult execute(Agent& agent, const Job& job) noexcept {
   try {
     r.conn = job.conn;
     r.closed = job.closed;
-    r.read_only = job.read_only;
     if (job.closed) agent.connection_closed();
     else r.response = agent.handle_line(job.line, job.fd.get());
-    r.transition_open = agent.registry().transition().has_value();
+    r.transition_open = agent.transition_open();
   } catch (...) {
     r.response = R"({"ok":false,"error":"the agent could not build its response","kind":"agent"})";
   }
@@ -665,14 +662,9 @@ class ControlLoop {
     if (in_flight_ || pending_.empty()) return;
     Job job = std::move(pending_.front());
     pending_.pop_front();
-    // What hello/status answer should the job never return (the executor is idle now).
-    if (snapshot_stale_) {
-      hello_snapshot_ = agent_.handle(protocol::Request{protocol::HelloRequest{}});
-      status_snapshot_ = agent_.handle(protocol::Request{protocol::StatusRequest{}});
-      snapshot_stale_ = false;
-    }
     in_flight_ = true;
     in_flight_conn_ = job.conn;
+    in_flight_read_only_ = job.read_only;
     deadline_ = Clock::now() + options_.request_timeout;
     if (threaded_) {
       executor_->submit(std::move(job));
@@ -688,7 +680,6 @@ class ControlLoop {
 
   void complete(const JobResult& r) {
     in_flight_ = false;
-    if (!r.read_only) snapshot_stale_ = true;
     if (wedged_) {
       // The blocked job returned after all; its caller was told it failed. Make the state the
       // registry's own sticky one and serve normally again (everything but hello/status fails).
@@ -724,7 +715,9 @@ class ControlLoop {
   }
 
   // The executor is blocked: hello and status are answered from the state before the blocked
-  // request, with the reason; anything else fails.
+  // request (Agent::snapshot(), published by that request before it changed anything), with
+  // the reason; anything else fails (everything, when the blocked request is a hello/status,
+  // which publishes no snapshot).
   void answer_while_wedged() {
     while (!pending_.empty()) {
       Job job = std::move(pending_.front());
@@ -737,8 +730,9 @@ class ControlLoop {
       auto decoded = protocol::decode_request_line(op == protocol::Op::status ? std::string_view(job.line) : "{}");
       if (op == protocol::Op::status && !decoded) {
         resp = Agent::error_response(decoded.error());  // another protocol version, say
-      } else if (op == protocol::Op::hello || op == protocol::Op::status) {
-        resp = op == protocol::Op::hello ? hello_snapshot_ : status_snapshot_;
+      } else if (const Agent::Snapshot* before = in_flight_read_only_ ? nullptr : agent_.snapshot();
+                 (op == protocol::Op::hello || op == protocol::Op::status) && before) {
+        resp = op == protocol::Op::hello ? before->hello : before->status;
         resp["disabled"] = *wedged_;
       } else {
         resp = Agent::error_response(make_error(ErrorKind::agent, "the agent is disabled: {}", *wedged_));
@@ -762,10 +756,9 @@ class ControlLoop {
   bool transition_open_ = false;
   bool in_flight_ = false;
   uint64_t in_flight_conn_ = 0;
+  bool in_flight_read_only_ = false;
   Clock::time_point deadline_{};
   std::optional<std::string> wedged_;
-  bool snapshot_stale_ = true;
-  nlohmann::json hello_snapshot_, status_snapshot_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "controller/agent_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "common/json_text.h"
@@ -30,7 +32,81 @@ Result<uid_t> process_socket_uid(pid_t pid) {
   return protocol::socket_uid(static_cast<uid_t>(r), static_cast<uid_t>(e), static_cast<uid_t>(s));
 }
 
+// Whether an agent serving [uid] could listen in [dir] (as prepare_socket_dir() in
+// src/agent/server.cpp decides): "" when it could, else why not.
+std::string why_unusable(const std::string& dir, uid_t uid) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", dir);
+    if (st.st_uid != uid) return fmt::format("{} is owned by uid {}, not {} (another user created it first?)", dir, st.st_uid, uid);
+    if (st.st_mode & 077) return fmt::format("{} has mode {:o}, open to group or others", dir, st.st_mode & 07777);
+    return "";
+  }
+  // Absent: the agent creates it if it may create entries in the parent (its own directory, or
+  // a sticky world-writable one such as /tmp).
+  if (dir == protocol::root_made_socket_dir(uid)) return fmt::format("{} does not exist (only root can create it)", dir);
+  std::string parent = dir.substr(0, dir.rfind('/'));
+  if (::lstat(parent.c_str(), &st) != 0) {
+    if (parent.rfind("/run/user/", 0) == 0) return fmt::format("{} does not exist (uid {} has no login session)", parent, uid);
+    return fmt::format("{} does not exist", parent);
+  }
+  if (S_ISDIR(st.st_mode) && (st.st_uid == uid || ((st.st_mode & S_ISVTX) && (st.st_mode & S_IWOTH)))) return "";
+  return fmt::format("{} does not exist and uid {} cannot create it", dir, uid);
+}
+
+// Why no agent serving [uid] could listen anywhere; nullopt when some directory is usable.
+std::optional<std::string> no_usable_socket_dir(uid_t uid) {
+  std::string why;
+  for (const std::string& dir : protocol::socket_dirs(uid)) {
+    std::string w = why_unusable(dir, uid);
+    if (w.empty()) return std::nullopt;
+    why += (why.empty() ? "" : "; ") + w;
+  }
+  return why;
+}
+
+std::string no_socket_dir_hint(uid_t uid) {
+  return fmt::format("run this command once as root (it creates {0}, owned by uid {1}), or as root: install -d -m 0700 -o {1} {0}; "
+                     "or have root remove the directory another user made, or give uid {1} a login session "
+                     "(loginctl enable-linger makes /run/user/{1})",
+                     protocol::root_made_socket_dir(uid), uid);
+}
+
+// As root: /run/livegraft (root's, 0755) and /run/livegraft/<uid> (uid's, 0700).
+Result<void> make_root_made_socket_dir(uid_t uid) {
+  const std::string dir = protocol::root_made_socket_dir(uid);
+  const std::string parent = dir.substr(0, dir.rfind('/'));
+  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) return make_errno_error(ErrorKind::io, "mkdir {}", parent);
+  struct stat st {};
+  if (::lstat(parent.c_str(), &st) != 0) return make_errno_error(ErrorKind::io, "stat {}", parent);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+    return make_error(ErrorKind::permission, "{} must be a directory of root not writable by group or others (uid {}, mode {:o})", parent,
+                      st.st_uid, st.st_mode & 07777);
+  if (::mkdir(dir.c_str(), 0700) != 0) return make_errno_error(ErrorKind::io, "mkdir {}", dir);
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid() || ::fchown(fd.get(), uid, static_cast<gid_t>(-1)) != 0 || ::fchmod(fd.get(), 0700) != 0) {
+    auto e = make_errno_error(ErrorKind::io, "making {} uid {}'s", dir, uid);
+    ::rmdir(dir.c_str());
+    return e;
+  }
+  return ok_result();
+}
+
 }  // namespace
+
+Result<void> prepare_agent_socket_dir(pid_t pid) {
+  auto uid = process_socket_uid(pid);
+  if (!uid) return ok_result();  // the injection reports a vanished process itself
+  auto why = no_usable_socket_dir(*uid);
+  if (!why) return ok_result();
+  if (::geteuid() == 0 && *uid != 0) {
+    LG_TRY_VOID(make_root_made_socket_dir(*uid));
+    if (!no_usable_socket_dir(*uid)) return ok_result();
+  }
+  return Error(ErrorKind::permission,
+               fmt::format("the agent of process {} could not serve from any directory, so it is not injected: {}", pid, *why), 0,
+               no_socket_dir_hint(*uid));
+}
 
 Result<std::string> agent_socket_path(pid_t pid) {
   auto uid = process_socket_uid(pid);
@@ -56,6 +132,12 @@ Result<std::string> agent_socket_path(pid_t pid) {
     // own permission error, not passed over as if the agent were absent.
     if (::lstat(path.c_str(), &st) == 0 || errno != ENOENT) return path;
   }
+  // No agent can be serving (it would have made or used one of them): not "no agent", but why
+  // none could be reached, and what to do.
+  if (auto why = no_usable_socket_dir(*uid))
+    return Error(ErrorKind::permission,
+                 fmt::format("no livegraft agent reachable in process {}: there is no directory an agent of uid {} could serve from: {}", pid, *uid, *why),
+                 0, no_socket_dir_hint(*uid));
   return make_error(ErrorKind::not_found, "no livegraft agent in process {} ({}){}", pid,
                     protocol::socket_path(*uid, pid), passed_over);
 }

@@ -16,8 +16,16 @@ namespace lg {
 
 // The agent socket of [pid]: <dir>/agent-<pid>.sock in the first trusted directory of
 // protocol::socket_dirs(uid) that holds it, uid as protocol::socket_uid() of the target's uids.
-// not_found when none does.
+// not_found when none does; permission when no agent could serve from any of them (naming
+// each and why, with what to do).
 Result<std::string> agent_socket_path(pid_t pid);
+
+// Before connecting to or injecting the agent of [pid]: some directory of protocol::socket_dirs() must be one
+// the agent can serve from. When none is (another user created /tmp/livegraft-<uid> first and
+// the user has no /run/user/<uid>), a controller running as root creates
+// protocol::root_made_socket_dir(uid) for the target's uid; anyone else gets a permission error
+// naming each directory and why, with what to do, before anything is injected.
+Result<void> prepare_agent_socket_dir(pid_t pid);
 
 class AgentClient {
  public:

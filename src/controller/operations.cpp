@@ -246,6 +246,7 @@ struct AgentConnection {
 };
 
 Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& options) {
+  LG_TRY_VOID(prepare_agent_socket_dir(pid));  // as root, makes a directory if none is usable; else nothing is injected
   auto client = AgentClient::connect(pid, options.timeout);
   if (client) return AgentConnection{std::move(*client), false};
   if (client.error().kind != ErrorKind::not_found) return std::move(client).error();
@@ -325,6 +326,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   std::vector<RemoteAddr> redirected;
   std::optional<AgentClient> existing;
   protocol::StatusResponse status;
+  LG_TRY_VOID(prepare_agent_socket_dir(pid));  // before the connect: as root, makes a directory if none is usable
   if (auto c = AgentClient::connect(pid, options.timeout)) {
     existing.emplace(std::move(*c));
     LG_TRY(status, existing->status());

@@ -13,8 +13,10 @@ std::string socket_dir(uid_t uid) { return fmt::format("/tmp/livegraft-{}", uid)
 std::string socket_path(uid_t uid, pid_t pid) { return socket_path_in(socket_dir(uid), pid); }
 std::string socket_path_in(const std::string& dir, pid_t pid) { return fmt::format("{}/agent-{}.sock", dir, pid); }
 std::vector<std::string> socket_dirs(uid_t uid) {
-  return {socket_dir(uid), uid == 0 ? std::string("/run/livegraft-0") : fmt::format("/run/user/{}/livegraft", uid)};
+  if (uid == 0) return {socket_dir(uid), "/run/livegraft-0"};
+  return {socket_dir(uid), fmt::format("/run/user/{}/livegraft", uid), root_made_socket_dir(uid)};
 }
+std::string root_made_socket_dir(uid_t uid) { return fmt::format("/run/livegraft/{}", uid); }
 uid_t socket_uid(uid_t real_uid, uid_t effective_uid, uid_t saved_uid) {
   if (real_uid == 0 || effective_uid == 0 || saved_uid == 0) return 0;
   if (effective_uid != real_uid) return effective_uid;

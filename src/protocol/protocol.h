@@ -47,10 +47,15 @@ std::string socket_path(uid_t uid, pid_t pid);
 // The directories an agent serving [uid] may listen in, first choice first: socket_dir(uid),
 // then one that no other user can create before the owner (any user can create a directory
 // under /tmp first, owned by them, and so keep every process of [uid] from being patched):
-// "/run/livegraft-0" for root (only root writes /run), "/run/user/<uid>/livegraft" for others
-// (the login manager's per-user directory, when it exists). The agent takes the first it can
-// use; the controller looks for the socket in each one it trusts, in the same order.
+// "/run/livegraft-0" for root (only root writes /run); for others "/run/user/<uid>/livegraft"
+// (the login manager's per-user directory, when it exists), then root_made_socket_dir(uid),
+// which only root can create (the controller does, run as root, when the others are unusable).
+// The agent takes the first it can use; the controller looks for the socket in each one it
+// trusts, in the same order.
 std::vector<std::string> socket_dirs(uid_t uid);
+// "/run/livegraft/<uid>": made by root for [uid] (owner uid, mode 0700) under root's
+// /run/livegraft; no other user can create or replace either.
+std::string root_made_socket_dir(uid_t uid);
 // "<dir>/agent-<pid>.sock"
 std::string socket_path_in(const std::string& dir, pid_t pid);
 // Whose directory a process with these uids serves from: 0 when any of them is 0, the real uid

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/scope_guard.h"
 #include "harness.h"
 
 namespace lg::e2e {
@@ -336,6 +337,69 @@ TEST_F(Privilege, SocketDirectoryCreatedFirstByAnotherUserDoesNotKeepTheProcessF
   fs::remove_all(taken, ec);
   if (had_dir) ::rename(kept.c_str(), taken.c_str());
   if (!had_runtime) fs::remove_all(runtime, ec);
+}
+
+// The same denial of service for a user with no login session (no /run/user/<uid>): no directory
+// is left that the agent could serve from. The user's controller says so, and what to do, before
+// injecting anything; a controller run as root creates /run/livegraft/<uid> (only root can) for
+// that uid, the agent serves from it, and the user controls the process from then on.
+TEST_F(Privilege, SocketDirectoryCreatedFirstForAUserWithoutLoginSessionIsExplainedAndRootMakesOne) {
+  const std::string uid = std::to_string(user_.uid);
+  const std::string taken = "/tmp/livegraft-" + uid;
+  const std::string runtime = "/run/user/" + uid;
+  const std::string made = "/run/livegraft/" + uid;
+  if (fs::exists(runtime)) GTEST_SKIP() << runtime << " exists (a login session of " << kTestUser << "?): not removing it";
+  std::string kept = taken + ".kept-by-test-" + std::to_string(::getpid());
+  bool had_dir = fs::exists(taken);
+  if (had_dir) {
+    ASSERT_EQ(::rename(taken.c_str(), kept.c_str()), 0);
+  }
+  bool had_run_dir = fs::exists("/run/livegraft");
+  std::error_code ec;
+  fs::remove_all(made, ec);  // left by an earlier run: the test needs it absent
+  // Everything put back on every path (an ASSERT returns early).
+  ScopeGuard restore([&] {
+    std::error_code e;
+    fs::remove_all(taken, e);
+    fs::remove_all(made, e);
+    if (!had_run_dir) ::rmdir("/run/livegraft");
+    if (had_dir) ::rename(kept.c_str(), taken.c_str());
+  });
+  ASSERT_EQ(::mkdir(taken.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(taken.c_str(), 65534, 65534), 0);  // "nobody" got there first
+  std::string exe = install("calc", 0755);
+  {
+    UserTarget t(user_, exe);
+    ASSERT_EQ(t.ask("c 5"), "51");
+    const std::string pid = std::to_string(t.pid());
+    CliRun refused = livegraft_as(user_, {"apply", pid, patch_path("calc_fix")});
+    EXPECT_NE(refused.exit_code, 0);
+    for (const std::string& part : std::vector<std::string>{taken + " is owned by uid 65534", runtime + " does not exist (uid " + uid + " has no login session)",
+                                    made + " does not exist (only root can create it)", "not injected", "as root"})
+      EXPECT_NE(refused.err.find(part), std::string::npos) << "missing \"" << part << "\" in: " << refused.err;
+    std::ifstream maps("/proc/" + pid + "/maps");
+    std::string mapped((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(mapped.find("liblivegraft-agent"), std::string::npos) << "an agent with nowhere to serve was injected";
+    CliRun status = livegraft_as(user_, {"status", pid});
+    EXPECT_NE(status.exit_code, 0);
+    EXPECT_NE(status.err.find("no directory an agent of uid " + uid + " could serve from"), std::string::npos) << status.err;
+
+    CliRun as_root = livegraft({"--json", "apply", pid, patch_path("calc_fix")});
+    ASSERT_EQ(as_root.exit_code, 0) << as_root.err;
+    EXPECT_EQ(t.ask("c 5"), "52");
+    struct stat st {};
+    ASSERT_EQ(::lstat(made.c_str(), &st), 0) << "root did not make " << made;
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_EQ(st.st_uid, user_.uid);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    EXPECT_EQ(::lstat((made + "/agent-" + pid + ".sock").c_str(), &st), 0) << "the agent does not serve from " << made;
+    EXPECT_NE(::lstat((taken + "/agent-" + pid + ".sock").c_str(), &st), 0) << "the agent used the other user's directory";
+    CliRun mine = livegraft_as(user_, {"--json", "status", pid});
+    EXPECT_EQ(mine.exit_code, 0) << mine.err;
+    CliRun revert = livegraft_as(user_, {"revert", pid, "calc-fix"});
+    EXPECT_EQ(revert.exit_code, 0) << revert.err;
+    EXPECT_EQ(t.ask("c 5"), "51");
+  }
 }
 
 }  // namespace
