@@ -191,15 +191,12 @@ Explainer::Explainer(const Object& orig, const Object& patched) : orig_(orig), p
   auto a = read_inlines(orig.path);
   auto b = a ? read_inlines(patched.path) : nullptr;
   if (a && b) {
-    orig_inlines_ = a.release();
-    patched_inlines_ = b.release();
+    orig_inlines_ = std::move(a);
+    patched_inlines_ = std::move(b);
   }
 }
 
-Explainer::~Explainer() {
-  delete orig_inlines_;
-  delete patched_inlines_;
-}
+Explainer::~Explainer() = default;
 
 std::vector<std::string> Explainer::reasons(const Symbol& g) const {
   std::vector<std::string> out;
@@ -207,8 +204,8 @@ std::vector<std::string> Explainer::reasons(const Symbol& g) const {
   const Symbol& f = *g.twin;
   std::map<std::string, int> before = callees(orig_, f), after = callees(patched_, g);
 
-  const std::set<std::string>* in_before = inlines_of(orig_inlines_, f.name);
-  const std::set<std::string>* in_after = inlines_of(patched_inlines_, g.name);
+  const std::set<std::string>* in_before = inlines_of(orig_inlines_.get(), f.name);
+  const std::set<std::string>* in_after = inlines_of(patched_inlines_.get(), g.name);
   const bool dwarf = in_before && in_after;
   auto inlined_before = [&](const std::string& n) { return dwarf && in_before->contains(n); };
   auto inlined_after = [&](const std::string& n) { return dwarf && in_after->contains(n); };

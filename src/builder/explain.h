@@ -13,6 +13,7 @@
 // Never fails: without DWARF, only the relocation and byte evidence is given.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,24 +21,26 @@
 
 namespace lg::builder {
 
-// The reasons for the CHANGED function `g` of the patched object (twin: its original), one
-// phrase each, most telling first. `changed` are the patched object's other CHANGED functions.
 struct InlineInfo;
+
 class Explainer {
  public:
-  // Reads the DWARF of both objects once (no DWARF: relocation and byte evidence only).
+  // Reads the DWARF of both objects once (no DWARF: relocation and byte evidence only). Run
+  // after compare: "which changed" reads the statuses.
   Explainer(const Object& orig, const Object& patched);
   ~Explainer();
   Explainer(const Explainer&) = delete;
   Explainer& operator=(const Explainer&) = delete;
 
+  // The reasons the CHANGED function `g` of the patched object (its twin: the original) is in
+  // the patch, one phrase each to follow "because it", most telling first.
   std::vector<std::string> reasons(const Symbol& g) const;
 
  private:
   const Object& orig_;
   const Object& patched_;
-  InlineInfo* orig_inlines_ = nullptr;     // null: no DWARF
-  InlineInfo* patched_inlines_ = nullptr;
+  std::unique_ptr<InlineInfo> orig_inlines_;  // null: no DWARF (then both are null)
+  std::unique_ptr<InlineInfo> patched_inlines_;
 };
 
 // "std::string::compare" for "_ZNKSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE7compareERKS4_.isra.0":
