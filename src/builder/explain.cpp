@@ -57,9 +57,10 @@ void collect_inlined(Dwarf_Die* scope, std::set<std::string>& out, int depth = 0
   } while (dwarf_siblingof(&child, &child) == 0);
 }
 
-// Every concrete (code-bearing) subprogram: each address range start -> what it inlines.
-void walk(Dwarf_Die* die, Dwarf_Addr bias, std::map<Dwarf_Addr, std::shared_ptr<std::set<std::string>>>& out,
-          int depth = 0) {
+// The concrete (code-bearing) subprograms that start at one of `wanted` (address -> symbol
+// name): what each inlines. Only those are collected (a unit's DWARF holds every function's).
+void walk(Dwarf_Die* die, Dwarf_Addr bias, const std::map<Dwarf_Addr, std::vector<std::string>>& wanted,
+          InlineInfo& out, int depth = 0) {
   if (depth > 32) return;
   Dwarf_Die child;
   if (dwarf_child(die, &child) != 0) return;
@@ -68,17 +69,16 @@ void walk(Dwarf_Die* die, Dwarf_Addr bias, std::map<Dwarf_Addr, std::shared_ptr<
     if (tag == DW_TAG_subprogram) {
       Dwarf_Addr base = 0, start = 0, end = 0;
       ptrdiff_t off = 0;
-      std::shared_ptr<std::set<std::string>> set;
       while ((off = dwarf_ranges(&child, off, &base, &start, &end)) > 0) {
-        if (!set) {
-          set = std::make_shared<std::set<std::string>>();
-          collect_inlined(&child, *set);
-        }
-        out.emplace(start + bias, set);
+        auto it = wanted.find(start + bias);
+        if (it == wanted.end()) continue;
+        std::set<std::string> inlined;
+        collect_inlined(&child, inlined);
+        for (const std::string& name : it->second) out.by_function[name] = inlined;
       }
     } else if (tag == DW_TAG_namespace || tag == DW_TAG_structure_type || tag == DW_TAG_class_type ||
                tag == DW_TAG_union_type) {
-      walk(&child, bias, out, depth + 1);
+      walk(&child, bias, wanted, out, depth + 1);
     }
   } while (dwarf_siblingof(&child, &child) == 0);
 }
@@ -86,7 +86,7 @@ void walk(Dwarf_Die* die, Dwarf_Addr bias, std::map<Dwarf_Addr, std::shared_ptr<
 // libdwfl's offline mode lays the relocatable object's sections out and applies the debug
 // sections' relocations; the symbol table is read through the same layout, so a function's
 // symbol address and its subprogram's low pc meet.
-std::unique_ptr<InlineInfo> read_inlines(const std::string& path) {
+std::unique_ptr<InlineInfo> read_inlines(const std::string& path, const std::set<std::string>& functions) {
   static char* debuginfo_path = nullptr;
   static const Dwfl_Callbacks callbacks = {
       .find_elf = nullptr,
@@ -101,11 +101,7 @@ std::unique_ptr<InlineInfo> read_inlines(const std::string& path) {
   dwfl_report_end(dwfl.get(), nullptr, nullptr);
   Dwarf_Addr bias = 0;
   if (!dwfl_module_getdwarf(mod, &bias)) return nullptr;
-  std::map<Dwarf_Addr, std::shared_ptr<std::set<std::string>>> by_addr;
-  Dwarf_Die* cu = nullptr;
-  while ((cu = dwfl_module_nextcu(mod, cu, &bias))) walk(cu, bias, by_addr);
-  if (by_addr.empty()) return nullptr;
-  auto info = std::make_unique<InlineInfo>();
+  std::map<Dwarf_Addr, std::vector<std::string>> wanted;
   int n = dwfl_module_getsymtab(mod);
   for (int i = 1; i < n; ++i) {
     GElf_Sym sym;
@@ -114,10 +110,14 @@ std::unique_ptr<InlineInfo> read_inlines(const std::string& path) {
     Elf* elf = nullptr;
     Dwarf_Addr sym_bias = 0;
     const char* name = dwfl_module_getsym_info(mod, i, &sym, &addr, &shndx, &elf, &sym_bias);
-    if (!name || GELF_ST_TYPE(sym.st_info) != STT_FUNC || shndx == SHN_UNDEF) continue;
-    auto it = by_addr.find(addr);
-    if (it != by_addr.end()) info->by_function.emplace(name, *it->second);
+    if (name && GELF_ST_TYPE(sym.st_info) == STT_FUNC && shndx != SHN_UNDEF && functions.contains(name))
+      wanted[addr].push_back(name);
   }
+  if (wanted.empty()) return nullptr;
+  auto info = std::make_unique<InlineInfo>();
+  Dwarf_Die* cu = nullptr;
+  while ((cu = dwfl_module_nextcu(mod, cu, &bias))) walk(cu, bias, wanted, *info);
+  if (info->by_function.empty()) return nullptr;
   return info;
 }
 
@@ -188,8 +188,15 @@ std::string readable_name(const std::string& symbol) {
 }
 
 Explainer::Explainer(const Object& orig, const Object& patched) : orig_(orig), patched_(patched) {
-  auto a = read_inlines(orig.path);
-  auto b = a ? read_inlines(patched.path) : nullptr;
+  std::set<std::string> mine, theirs;
+  for (const Symbol& g : patched.symbols)
+    if (g.twin && g.is_function() && g.status == Status::changed) {
+      theirs.insert(g.name);
+      mine.insert(g.twin->name);
+    }
+  if (theirs.empty()) return;
+  auto a = read_inlines(orig.path, mine);
+  auto b = a ? read_inlines(patched.path, theirs) : nullptr;
   if (a && b) {
     orig_inlines_ = std::move(a);
     patched_inlines_ = std::move(b);
