@@ -193,6 +193,7 @@ Explainer::Explainer(const Object& orig, const Object& patched) : orig_(orig), p
     if (g.twin && g.is_function() && g.status == Status::changed) {
       theirs.insert(g.name);
       mine.insert(g.twin->name);
+      changed_.insert(readable_name(g.name));
     }
   if (theirs.empty()) return;
   auto a = read_inlines(orig.path, mine);
@@ -218,7 +219,7 @@ std::vector<std::string> Explainer::reasons(const Symbol& g) const {
   auto inlined_after = [&](const std::string& n) { return dwarf && in_after->contains(n); };
   std::vector<std::string> inlined_was_called, inlined_new, no_longer_inlined, out_of_line_now, new_calls, gone_calls,
       recounted;
-  std::set<std::string> explained;  // base names the inlining evidence already accounts for
+  std::set<std::string> explained;  // (readable) names the inlining evidence already accounts for
   if (dwarf) {
     for (const std::string& n : *in_after) {
       if (in_before->contains(n)) continue;
@@ -243,12 +244,12 @@ std::vector<std::string> Explainer::reasons(const Symbol& g) const {
     if (!after.contains(n) && !explained.contains(n)) (inlined_after(n) ? inlined_was_called : gone_calls).push_back(n);
   // Inlined functions whose own out-of-line copy changed too.
   std::vector<std::string> changed;
+  const std::string self = readable_name(g.name);
   if (dwarf)
-    for (const Symbol& s : patched_.symbols)
-      if (&s != &g && s.is_function() && s.status == Status::changed && in_after->contains(readable_name(s.name)))
-        changed.push_back(readable_name(s.name));
-  std::sort(changed.begin(), changed.end());
-  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+    for (const std::string& n : changed_)
+      if (n != self && in_after->contains(n)) changed.push_back(n);
+  bool cold_changed = false;
+  for (const Symbol* c : g.children) cold_changed |= c->status != Status::same;
 
   if (!changed.empty()) out.push_back(fmt::format("inlines {}, which changed", list(changed)));
   if (!inlined_was_called.empty())
@@ -260,6 +261,7 @@ std::vector<std::string> Explainer::reasons(const Symbol& g) const {
   if (!inlined_new.empty()) out.push_back(fmt::format("inlines {}, which the original does not", list(inlined_new)));
   if (!no_longer_inlined.empty()) out.push_back(fmt::format("no longer inlines {}", list(no_longer_inlined)));
   if (!recounted.empty()) out.push_back(fmt::format("calls {}", list(recounted)));
+  if (cold_changed) out.push_back("has a .cold part that changed or is new");
   if (out.empty()) {
     // Same callees, same inlining: its own code differs.
     const Section* a = orig_.section_of(f);

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ class Explainer {
  private:
   const Object& orig_;
   const Object& patched_;
+  std::set<std::string> changed_;  // readable names of the patched object's CHANGED functions
   std::unique_ptr<InlineInfo> orig_inlines_;  // null: no DWARF (then both are null)
   std::unique_ptr<InlineInfo> patched_inlines_;
 };
