@@ -143,7 +143,8 @@ std::map<std::string, int> callees(const Object& obj, const Symbol& fn) {
       const Symbol& s = *t.symbol;
       if (s.defined() ? !s.is_function() : s.type != STT_NOTYPE && s.type != STT_FUNC) continue;
       if (s.parent == &f) continue;  // the function's own .cold part
-      ++out[readable_name(compare_name(s))];
+      // A NEW function may carry an original's name (a renumbered lambda's): say it is new.
+      ++out[readable_name(compare_name(s)) + (s.in_patched && s.defined() && !s.twin ? " (new)" : "")];
     }
   };
   scan(fn);
