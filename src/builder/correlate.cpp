@@ -121,7 +121,8 @@ void correlate_renumbered_lambdas(Object& orig, Object& patched, Diagnostics& di
       for (Symbol* c : o.children) unlink(*c);
       for (Symbol* c : p.children)
         for (Symbol* d : o.children)
-          if (!d->twin && canonical_name(c->name).substr(p.name.size()) == canonical_name(d->name).substr(o.name.size())) {
+          // (A child is named "<parent>.cold[.N]": attach_cold_children.)
+          if (!d->twin && canonical_name(c->name.substr(p.name.size())) == canonical_name(d->name.substr(o.name.size()))) {
             link(*d, *c);
             break;
           }
