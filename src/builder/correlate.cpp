@@ -117,8 +117,6 @@ void correlate_renumbered_lambdas(Object& orig, Object& patched, Diagnostics& di
     for (Symbol* p : ps) names_p.insert(p->name);
     if (names_o == names_p) continue;  // the same numbers on both sides: the names tell
     auto relink_children = [](Symbol& o, Symbol& p) {
-      for (Symbol* c : p.children) unlink(*c);
-      for (Symbol* c : o.children) unlink(*c);
       for (Symbol* c : p.children)
         for (Symbol* d : o.children)
           // (A child is named "<parent>.cold[.N]": attach_cold_children.)
@@ -127,20 +125,20 @@ void correlate_renumbered_lambdas(Object& orig, Object& patched, Diagnostics& di
             break;
           }
     };
-    for (Symbol* s : ps) unlink(*s);
-    for (Symbol* s : os) unlink(*s);
+    for (auto* side : {&ps, &os})
+      for (Symbol* s : *side) {
+        unlink(*s);
+        for (Symbol* c : s->children) unlink(*c);  // re-paired with their parents
+      }
     for (bool progress = true; progress;) {
       progress = false;
       for (Symbol* p : ps) {
         if (p->twin) continue;
+        // Among identical ones (any would do: same code, same references) the same name first.
         Symbol* match = nullptr;
-        size_t candidates = 0;
-        for (Symbol* o : os) {
-          if (o->twin || !identical_code(orig, *o, patched, *p)) continue;
-          ++candidates;
-          if (!match || o->name == p->name) match = o;
-        }
-        if (!match || (candidates > 1 && match->name != p->name)) continue;  // ambiguous: leave it
+        for (Symbol* o : os)
+          if (!o->twin && (!match || o->name == p->name) && identical_code(orig, *o, patched, *p)) match = o;
+        if (!match) continue;
         link(*match, *p);
         relink_children(*match, *p);
         progress = true;
