@@ -59,6 +59,28 @@ bool same_relocations(const Object& o, const Symbol& f, const Range& a, const Ob
 
 }  // namespace
 
+bool identical_code(const Object& orig, const Symbol& f, const Object& patched, const Symbol& g) {
+  Range a = range_of(orig, f), b = range_of(patched, g);
+  if (a.size != b.size || !std::equal(a.bytes.begin(), a.bytes.end(), b.bytes.begin(), b.bytes.end())) return false;
+  if (a.relocations.size() != b.relocations.size()) return false;
+  for (size_t i = 0; i < a.relocations.size(); ++i) {
+    const Relocation& x = *a.relocations[i];
+    const Relocation& y = *b.relocations[i];
+    if (x.offset - f.value != y.offset - g.value || x.type != y.type) return false;
+    RelocTarget s = resolve_target(orig, x), t = resolve_target(patched, y);
+    if (s.kind != t.kind) return false;
+    if (s.kind == TargetKind::content) {
+      if (s.key != t.key) return false;
+    } else if (s.symbol->parent == &f && t.symbol->parent == &g) {
+      // Its own .cold part (only jumped to from here): the same when its code is.
+      if (s.addend != t.addend || !identical_code(orig, *s.symbol, patched, *t.symbol)) return false;
+    } else if (compare_name(*s.symbol) != compare_name(*t.symbol) || s.addend != t.addend) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void compare(Object& orig, Object& patched, Diagnostics& diag) {
   for (Symbol& g : patched.symbols) {
     if (!g.defined() || g.index == 0 || g.is_section() || g.type == STT_FILE) continue;

@@ -12,4 +12,9 @@ namespace lg::builder {
 
 void compare(Object& orig, Object& patched, Diagnostics& diag);
 
+// True when `f` (original) and `g` (patched) have the same bytes and relocations, targets under
+// the names correlated so far; a relocation into each one's own `.cold` part compares that
+// part's code. (Used by correlate to pair functions whose names do not tell.)
+bool identical_code(const Object& orig, const Symbol& f, const Object& patched, const Symbol& g);
+
 }  // namespace lg::builder

@@ -3,9 +3,15 @@
 #include <elf.h>
 #include <fmt/format.h>
 
+#include <cxxabi.h>
+
+#include <cstdlib>
 #include <map>
+#include <memory>
+#include <regex>
 #include <set>
 
+#include "builder/compare.h"
 #include "builder/names.h"
 #include "builder/resolve.h"
 
@@ -64,6 +70,89 @@ std::vector<Symbol*> static_locals_used(Object& obj, const Symbol& f) {
   return out;
 }
 
+void unlink(Symbol& a) {
+  if (a.twin) a.twin->twin = nullptr;
+  a.twin = nullptr;
+}
+
+// A C++ name with the numbers of its lambdas and unnamed types dropped ("make(int,
+// bool)::{lambda(int)#}"), or "" when it has none.
+std::string lambda_key(const std::string& symbol) {
+  if (!symbol.starts_with("_Z")) return {};
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(symbol.c_str(), nullptr, nullptr, &status), std::free);
+  if (status != 0 || !d) return {};
+  std::string s = d.get();
+  if (s.find("{lambda(") == std::string::npos && s.find("{unnamed type#") == std::string::npos) return {};
+  static const std::regex number(R"(\)#[0-9]+\}|\{unnamed type#[0-9]+\})");
+  return std::regex_replace(s, number, "#}");
+}
+
+// Lambdas are numbered in their enclosing scope, in source order ({lambda(int)#2}), and so are
+// the functions made for them (operator(), std::function's _M_invoke and _M_manager): a fix
+// that adds or removes a lambda renumbers the ones after it, and one name then means another
+// lambda in each object. Paired by name, the running program's lambda #1 would be replaced by
+// the code of another lambda (closures made before the patch, in live std::function objects,
+// would run it on their own captures). So where the names of such a group differ between the
+// objects, its functions are paired by identical code instead (repeated: one pairing can make
+// the next one's relocations meet); the rest of the fixed object's are NEW and the rest of the
+// original's keep their code for the closures that already exist, which the builder says.
+void correlate_renumbered_lambdas(Object& orig, Object& patched, Diagnostics& diag) {
+  std::map<std::string, std::vector<Symbol*>> in_orig, in_patched;
+  auto group = [](Object& obj, std::map<std::string, std::vector<Symbol*>>& out) {
+    for (Symbol& s : obj.symbols) {
+      if (!correlatable(obj, s) || !s.is_function() || s.parent) continue;
+      std::string key = lambda_key(s.name);
+      if (!key.empty()) out[key].push_back(&s);
+    }
+  };
+  group(orig, in_orig);
+  group(patched, in_patched);
+  for (auto& [key, ps] : in_patched) {
+    auto it = in_orig.find(key);
+    if (it == in_orig.end()) continue;
+    std::vector<Symbol*>& os = it->second;
+    std::set<std::string> names_o, names_p;
+    for (Symbol* o : os) names_o.insert(o->name);
+    for (Symbol* p : ps) names_p.insert(p->name);
+    if (names_o == names_p) continue;  // the same numbers on both sides: the names tell
+    auto relink_children = [](Symbol& o, Symbol& p) {
+      for (Symbol* c : p.children)
+        for (Symbol* d : o.children)
+          // (A child is named "<parent>.cold[.N]": attach_cold_children.)
+          if (!d->twin && canonical_name(c->name.substr(p.name.size())) == canonical_name(d->name.substr(o.name.size()))) {
+            link(*d, *c);
+            break;
+          }
+    };
+    for (auto* side : {&ps, &os})
+      for (Symbol* s : *side) {
+        unlink(*s);
+        for (Symbol* c : s->children) unlink(*c);  // re-paired with their parents
+      }
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (Symbol* p : ps) {
+        if (p->twin) continue;
+        // Among identical ones (any would do: same code, same references) the same name first.
+        Symbol* match = nullptr;
+        for (Symbol* o : os)
+          if (!o->twin && (!match || o->name == p->name) && identical_code(orig, *o, patched, *p)) match = o;
+        if (!match) continue;
+        link(*match, *p);
+        relink_children(*match, *p);
+        progress = true;
+      }
+    }
+    for (Symbol* o : os)
+      if (!o->twin)
+        diag.warnings.push_back(fmt::format(
+            "{} has no identical counterpart in the fixed object: the fix adds or removes lambdas in its scope, "
+            "which renumbers them, so it is not replaced (closures made before the patch keep running its old "
+            "code; new ones get the fixed object's)", o->name));
+  }
+}
+
 }  // namespace
 
 void correlate(Object& orig, Object& patched, Diagnostics& diag) {
@@ -97,6 +186,8 @@ void correlate(Object& orig, Object& patched, Diagnostics& diag) {
           "treated as new", it->second.size(), name, ps.size()));
     }
   }
+
+  correlate_renumbered_lambdas(orig, patched, diag);
 
   // Function-scope statics, through the functions that use them.
   std::map<size_t, std::string> used_by;  // orig static local -> a function that references it

@@ -11,6 +11,7 @@
 #include "builder/compare.h"
 #include "builder/correlate.h"
 #include "builder/eh_frame.h"
+#include "builder/explain.h"
 #include "builder/load.h"
 #include "builder/resolve.h"
 #include "builder/verify.h"
@@ -142,8 +143,12 @@ Result<DiffResult> diff_objects(const DiffOptions& options) {
   lap("include");
   check_new_exceptions(*r.orig, *r.patched, r.inclusion.replaced, diag);
 
-  for (const Symbol* s : r.inclusion.replaced)
-    r.functions.push_back({s->twin->name, Status::changed, 0, s->twin->is_local()});
+  if (!r.inclusion.replaced.empty()) {
+    Explainer why(*r.orig, *r.patched);
+    for (const Symbol* s : r.inclusion.replaced)
+      r.functions.push_back({s->twin->name, Status::changed, 0, s->twin->is_local(), why.reasons(*s)});
+    lap("explain");
+  }
   for (const Symbol* s : r.inclusion.added_functions) r.functions.push_back({s->name, Status::added, 0, s->is_local()});
   for (const Symbol& s : r.patched->symbols)
     if (s.line_only) r.line_only.push_back(s.twin ? s.twin->name : s.name);

@@ -22,6 +22,9 @@ struct FunctionChange {
   Status status = Status::changed;
   uint64_t sympos = 0;    // old_sympos: 0 = unique name in the target (or no target given)
   bool local = false;     // a static function
+  // CHANGED: why it is in the patch ("inlines X (the original calls it)", "calls Y, which the
+  // original does not", "differs in its own code from +0x1c"), most telling first (explain.h).
+  std::vector<std::string> reasons;
 };
 
 struct DiffResult {

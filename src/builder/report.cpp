@@ -10,6 +10,7 @@ std::string format_text(const DiffResult& r) {
     out += fmt::format("{} {}", to_string(f.status), f.name);
     if (f.sympos) out += fmt::format(" (sympos {})", f.sympos);
     out += '\n';
+    for (const std::string& why : f.reasons) out += fmt::format("  because it {}\n", why);
   }
   for (const std::string& d : r.new_data) out += fmt::format("NEW DATA {}\n", d);
   for (const std::string& l : r.line_only) out += fmt::format("LINE-ONLY {}\n", l);
@@ -21,7 +22,7 @@ nlohmann::json to_json(const DiffResult& r) {
   nlohmann::json j;
   j["functions"] = nlohmann::json::array();
   for (const FunctionChange& f : r.functions)
-    j["functions"].push_back({{"name", f.name}, {"status", to_string(f.status)}, {"sympos", f.sympos}, {"local", f.local}});
+    j["functions"].push_back({{"name", f.name}, {"status", to_string(f.status)}, {"sympos", f.sympos}, {"local", f.local}, {"reasons", f.reasons}});
   j["new_data"] = r.new_data;
   j["line_only"] = r.line_only;
   j["externals"] = r.externals;

@@ -68,14 +68,17 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
                                    {"patched_users", t.patched_users}, {"other_users", t.other_users}});
     j["functions"] = nlohmann::json::array();
     for (const auto& f : r->functions)
-      j["functions"].push_back({{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}});
+      j["functions"].push_back(
+          {{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}, {"reasons", f.reasons}});
     j["warnings"] = r->warnings;
     j["timings"] = nlohmann::json::array();
     for (const auto& t : r->timings) j["timings"].push_back({{"step", t.step}, {"seconds", t.seconds}});
     j["total_seconds"] = r->total_seconds;
     if (global.json) return print_json_ok(j);
-    for (const auto& f : r->functions)
+    for (const auto& f : r->functions) {
       std::cout << builder::to_string(f.status) << " " << f.name << (f.sympos ? fmt::format(" (sympos {})", f.sympos) : "") << "\n";
+      for (const auto& why : f.reasons) std::cout << "  because it " << why << "\n";
+    }
     for (const auto& f : r->line_only) std::cout << "LINE-ONLY " << f << "\n";
     for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
     std::cout << "wrote " << opts->output_path << "\n";

@@ -8,7 +8,9 @@
 //   expected.txt             the expected changes, one per line, exactly as `livegraft diff`
 //                            prints them ("CHANGED f", "CHANGED f (sympos 2)", "NEW g",
 //                            "NEW DATA x", "LINE-ONLY h"); lines "EXTERNAL name" must be among
-//                            the names left to the loader; an empty file = nothing to patch
+//                            the names left to the loader; "REASON f text": one of the reasons
+//                            given for CHANGED f (the indented "  because it ..." lines) starts
+//                            with text; an empty file = nothing to patch
 //   expected-error.txt       instead: a substring of the refusal
 // The case is compiled with `-O2 -fPIC -ffunction-sections -fdata-sections -c`; the original
 // objects are linked into a shared library that serves as the target binary (so old_sympos,
@@ -140,17 +142,31 @@ TEST_P(Golden, DiffMatchesExpectation) {
   }
   ASSERT_TRUE(result.ok()) << result.error().describe();
   std::set<std::string> got, want, want_externals;
+  std::vector<std::pair<std::string, std::string>> want_reasons;
   std::istringstream text(format_text(*result));
   for (std::string line; std::getline(text, line);)
-    if (!line.starts_with("warning: ")) got.insert(line);
+    if (!line.starts_with("warning: ") && !line.starts_with("  because it ")) got.insert(line);
   std::istringstream expected(slurp(dir / "expected.txt"));
   for (std::string line; std::getline(expected, line);) {
     line = trim(line);
     if (line.empty() || line.starts_with("#")) continue;
-    if (line.starts_with("EXTERNAL ")) want_externals.insert(line.substr(9));
-    else want.insert(line);
+    if (line.starts_with("EXTERNAL ")) {
+      want_externals.insert(line.substr(9));
+    } else if (line.starts_with("REASON ")) {
+      size_t space = line.find(' ', 7);
+      want_reasons.emplace_back(line.substr(7, space - 7), space == std::string::npos ? "" : line.substr(space + 1));
+    } else {
+      want.insert(line);
+    }
   }
   EXPECT_EQ(got, want) << "full output:\n" << format_text(*result);
+  for (const auto& [name, reason] : want_reasons) {
+    auto f = std::find_if(result->functions.begin(), result->functions.end(),
+                          [&](const FunctionChange& c) { return c.name == name && c.status == Status::changed; });
+    ASSERT_NE(f, result->functions.end()) << name << " is not CHANGED:\n" << format_text(*result);
+    EXPECT_TRUE(std::any_of(f->reasons.begin(), f->reasons.end(), [&](const std::string& r) { return r.starts_with(reason); }))
+        << "no reason of " << name << " starts with '" << reason << "':\n" << format_text(*result);
+  }
   for (const std::string& e : want_externals)
     EXPECT_TRUE(std::count(result->externals.begin(), result->externals.end(), e))
         << e << " should be left to the loader (resolved in the target)";
