@@ -500,11 +500,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     }
     for (const std::string& e : r.externals) {
       bool known = std::any_of(target->symbols.begin(), target->symbols.end(), [&](const TargetSymbol& s) { return s.name == e; });
-      if (!known && !target->imports.contains(e))
+      if (!known && !target->imports.contains(e) && !target->exports.contains(e))
         result.warnings.push_back(fmt::format(
             "{}: the patch uses {}, which {} neither defines nor imports: the loader must find it in another loaded "
             "object (dlsym), or apply fails",
-            rel, e, fs::path(options.target_path).filename().string()));
+            rel, e, fs::path(target_canon).filename().string()));
     }
     parts.push_back(std::move(r));
   }

@@ -205,6 +205,27 @@ TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
   EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
 }
 
+// A variable of libc the target holds by a copy relocation (stdout, used by main) is
+// `stdout@GLIBC_2.2.5` in .symtab but defined as `stdout` in .dynsym: a fix that uses it is not
+// warned about. One the target never references (stderr) still is, naming the binary.
+TEST(BuilderErrors, VariableTheTargetHoldsByCopyRelocationIsNotWarnedAbout) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-__attribute__((noinline)) int answer(int i) { return i * 2; }\n"
+                            "+__attribute__((noinline)) int answer(int i) { fflush(stdout); return i * 3; }\n",
+                            &out),
+            0) << out;
+  EXPECT_NE(out.find("CHANGED answer"), std::string::npos) << out;
+  EXPECT_EQ(out.find("neither defines nor imports"), std::string::npos) << out;
+  ASSERT_EQ(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-__attribute__((noinline)) int answer(int i) { return i * 2; }\n"
+                            "+__attribute__((noinline)) int answer(int i) { fflush(stderr); return i * 3; }\n",
+                            &out),
+            0) << out;
+  EXPECT_NE(out.find("the patch uses stderr, which prog neither defines nor imports"), std::string::npos) << out;
+}
+
 // The build files name the tree by absolute path: the build runs with the copy mounted over the
 // tree's path (a private mount namespace), so it sees the fix and recompiles prog.c.
 TEST(BuilderRecord, BuildFilesWithAbsolutePathsToTheTreeSeeTheFixedCopy) {
