@@ -20,6 +20,7 @@
 #include "builder/emit.h"
 #include "builder/line_map.h"
 #include "builder/target.h"
+#include "builder/thread_start.h"
 #include "builder/type_layout.h"
 #include "builder/verify.h"
 
@@ -489,8 +490,16 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     if (r.functions.empty()) continue;
     progress(fmt::format("{}: {} function(s) changed or new", rel, r.functions.size()));
     result.changed_files.push_back(rel);
+    std::map<std::string, std::string> starts;  // thread start function -> who starts it
+    if (auto found = thread_start_functions(object_pairs.back().first)) starts = std::move(*found);
     for (const auto& f : r.functions) {
       result.functions.push_back(f);
+      if (auto it = starts.find(f.name); it != starts.end() && f.status == Status::changed)
+        result.warnings.push_back(fmt::format(
+            "{}: {} is changed: it is a thread's start function ({} passes it to pthread_create), so a thread it "
+            "started has it on its stack until the thread ends and `livegraft apply` cannot switch that thread "
+            "(only `force` can); move the fix into a function {} calls",
+            rel, f.name, it->second, f.name));
       // What will surely fail at apply, said now (item: build-time warnings).
       if (f.status == Status::changed && (f.name == "main" || f.name == "__libc_start_main"))
         result.warnings.push_back(fmt::format(

@@ -205,6 +205,37 @@ TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
   EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
 }
 
+// A thread's start function (passed to pthread_create) that the fix changes: the thread it starts
+// has it on its stack for good, so apply could only time out on it (memcached's
+// lru_maintainer_thread did, with a hint to "raise --timeout"). Said at build time, like main().
+TEST(BuilderErrors, ChangedThreadStartFunctionIsWarnedAtBuildTime) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("thread-start", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED maintainer"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: prog.c: maintainer is changed: it is a thread's start function (start_maintainer "
+                     "passes it to pthread_create)"),
+            std::string::npos)
+      << out;
+}
+
+// A function the fix changes that only *calls* pthread_create is no start function.
+TEST(BuilderErrors, FunctionThatCallsPthreadCreateIsNotAStartFunction) {
+  REQUIRE_LIVEGRAFT();
+  const fs::path work = project_copy("thread-start");
+  std::string out;
+  ASSERT_EQ(run("make -C " + work.string(), &out), 0) << out;
+  std::ofstream(work / "other.diff") << "--- a/prog.c\n+++ b/prog.c\n@@ -20 +20 @@\n"
+                                        "-static __attribute__((noinline)) int start_maintainer(pthread_t *t) { return pthread_create(t, NULL, maintainer, NULL); }\n"
+                                        "+static __attribute__((noinline)) int start_maintainer(pthread_t *t) { return pthread_create(t, NULL, maintainer, t) ? -1 : 0; }\n";
+  ASSERT_EQ(run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "other.diff").string() +
+                    " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string(),
+                &out),
+            0) << out;
+  EXPECT_NE(out.find("CHANGED "), std::string::npos) << out;
+  EXPECT_EQ(out.find("thread's start function"), std::string::npos) << out;
+}
+
 // A variable of libc the target holds by a copy relocation (stdout, used by main) is
 // `stdout@GLIBC_2.2.5` in .symtab but defined as `stdout` in .dynsym: a fix that uses it is not
 // warned about. One the target never references (stderr) still is, naming the binary.
