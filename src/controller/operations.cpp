@@ -217,8 +217,12 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
     topts.extra_blockers = [&] { return options.context_check(*unwinder, check, std::nullopt); };
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
     if (attempt == 1 || attempt % 10 == 0)
-      say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {})",
-                               blockers.size(), attempt));
+      say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {}){}",
+                               blockers.size(), attempt,
+                               blockers.empty() ? std::string()
+                                                : fmt::format(" (thread {}: {}{})", blockers[0].tid, blockers[0].reason,
+                                                              blockers.size() > 1 ? fmt::format("; and {} more", blockers.size() - 1)
+                                                                                  : std::string())));
   };
   Result<TransitionStats> stats = Error();
   {
