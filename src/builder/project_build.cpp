@@ -362,6 +362,14 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   std::set<std::string> linked;
   if (target_link)
     for (const std::string& i : target_link->inputs) linked.insert(i);
+  // The objects another program of the tree links (and the target does not, not even through
+  // that link's output): a tree built with `make memcached` rebuilds memcached-debug from the
+  // same sources under other object names, and those compiles are not the target's units.
+  std::map<std::string, std::string> linked_elsewhere;  // object -> the program that links it
+  if (target_link)
+    for (const LinkCommand& l : links)
+      if (&l != target_link && !linked.contains(l.output))
+        for (const std::string& i : l.inputs) linked_elsewhere.emplace(i, fs::path(l.output).filename().string());
   const std::set<std::string>& target_files = target->source_files;
   std::vector<Unit> units;
   for (const CompileCommand& c : compiles) {
@@ -370,6 +378,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     if (!db.empty()) by_name = true;  // the database lists the project's units; the diff chose them
     if (target_link && !in_link && !by_name) {
       progress(fmt::format("{} is recompiled but not linked into {}: skipped", fs::relative(c.file, source_dir).string(), target_name));
+      continue;
+    }
+    if (auto other = linked_elsewhere.find(c.output); target_link && !in_link && other != linked_elsewhere.end()) {
+      progress(fmt::format("{} is recompiled for {}, not for {}: skipped", fs::relative(c.file, source_dir).string(),
+                           other->second, target_name));
       continue;
     }
     if (!target_link && !by_name) continue;

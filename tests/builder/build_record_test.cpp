@@ -205,6 +205,24 @@ TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
   EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
 }
 
+// A tree where only the target was built (`make prog`, as `make memcached`): the fixed copy's
+// `make` also compiles every unit of prog-debug, from the same sources under other object names.
+// Those are not the target's units: only main.c, which the fix changes, is diffed (memcached: 26
+// units and 60 s instead of 2 units and 11 s).
+TEST(BuilderRecord, UnitsRecompiledOnlyForAnotherProgramOfTheTreeAreSkipped) {
+  REQUIRE_LIVEGRAFT();
+  const fs::path work = project_copy("two-programs");
+  std::string out;
+  ASSERT_EQ(run("make -C " + work.string() + " prog", &out), 0) << out;
+  ASSERT_EQ(run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "fix.diff").string() +
+                    " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string(),
+                &out),
+            0) << out;
+  EXPECT_NE(out.find("1 unit(s) to diff: main.c"), std::string::npos) << out;
+  EXPECT_NE(out.find("util.c is recompiled for prog-debug, not for prog: skipped"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED answer"), std::string::npos) << out;
+}
+
 // A thread's start function (passed to pthread_create) that the fix changes: the thread it starts
 // has it on its stack for good, so apply could only time out on it (memcached's
 // lru_maintainer_thread did, with a hint to "raise --timeout"). Said at build time, like main().
