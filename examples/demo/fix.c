@@ -2,8 +2,9 @@
  * in the server's own static counter (a static variable of the running program).
  *
  * It deliberately calls nothing: check_access() in the server is a leaf, and GCC's -fipa-ra
- * lets main() keep values in registers a leaf does not touch. A replacement that called
- * fprintf() would clobber them; `livegraft apply` detects that and refuses such a fix (try it:
+ * lets main() keep values in registers a leaf does not touch. A replacement that calls
+ * fprintf() would clobber them; `livegraft apply` detects that and enters such a fix through an
+ * entry thunk that preserves those registers (step 7 of scripts/demo.sh:
  * examples/demo/fix_with_logging.c). */
 #include <livegraft/patch.h>
 

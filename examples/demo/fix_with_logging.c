@@ -1,6 +1,8 @@
-/* The same fix, logging each refusal with fprintf(). livegraft refuses it for the demo server:
- * main() keeps a pointer in %rdx across its call to the leaf check_access() (GCC -fipa-ra), and
- * fprintf() would clobber it. Applying it anyway crashed the server in an early version. */
+/* The same fix, logging each refusal with fprintf(). main() keeps a pointer in %rdx across its
+ * call to the leaf check_access() (GCC -fipa-ra), and fprintf() would clobber it: livegraft
+ * enters this replacement through an entry thunk that saves and restores such registers
+ * (`livegraft --json status PID` shows its address as entry_thunk). Applying it without one
+ * crashed the server in an early version. */
 #include <livegraft/patch.h>
 #include <stdio.h>
 

@@ -20,6 +20,7 @@
 #include "builder/emit.h"
 #include "builder/line_map.h"
 #include "builder/target.h"
+#include "builder/thread_start.h"
 #include "builder/type_layout.h"
 #include "builder/verify.h"
 
@@ -361,6 +362,14 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   std::set<std::string> linked;
   if (target_link)
     for (const std::string& i : target_link->inputs) linked.insert(i);
+  // The objects another program of the tree links (and the target does not, not even through
+  // that link's output): a tree built with `make memcached` rebuilds memcached-debug from the
+  // same sources under other object names, and those compiles are not the target's units.
+  std::map<std::string, std::string> linked_elsewhere;  // object -> the program that links it
+  if (target_link)
+    for (const LinkCommand& l : links)
+      if (&l != target_link && !linked.contains(l.output))
+        for (const std::string& i : l.inputs) linked_elsewhere.emplace(i, fs::path(l.output).filename().string());
   const std::set<std::string>& target_files = target->source_files;
   std::vector<Unit> units;
   for (const CompileCommand& c : compiles) {
@@ -369,6 +378,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     if (!db.empty()) by_name = true;  // the database lists the project's units; the diff chose them
     if (target_link && !in_link && !by_name) {
       progress(fmt::format("{} is recompiled but not linked into {}: skipped", fs::relative(c.file, source_dir).string(), target_name));
+      continue;
+    }
+    if (auto other = linked_elsewhere.find(c.output); target_link && !in_link && other != linked_elsewhere.end()) {
+      progress(fmt::format("{} is recompiled for {}, not for {}: skipped", fs::relative(c.file, source_dir).string(),
+                           other->second, target_name));
       continue;
     }
     if (!target_link && !by_name) continue;
@@ -489,8 +503,16 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     if (r.functions.empty()) continue;
     progress(fmt::format("{}: {} function(s) changed or new", rel, r.functions.size()));
     result.changed_files.push_back(rel);
+    std::map<std::string, std::string> starts;  // thread start function -> who starts it
+    if (auto found = thread_start_functions(object_pairs.back().first)) starts = std::move(*found);
     for (const auto& f : r.functions) {
       result.functions.push_back(f);
+      if (auto it = starts.find(f.name); it != starts.end() && f.status == Status::changed)
+        result.warnings.push_back(fmt::format(
+            "{}: {} is changed: it is a thread's start function ({} passes it to pthread_create), so a thread it "
+            "started has it on its stack until the thread ends and `livegraft apply` cannot switch that thread "
+            "(only `force` can); move the fix into a function {} calls",
+            rel, f.name, it->second, f.name));
       // What will surely fail at apply, said now (item: build-time warnings).
       if (f.status == Status::changed && (f.name == "main" || f.name == "__libc_start_main"))
         result.warnings.push_back(fmt::format(
@@ -500,11 +522,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     }
     for (const std::string& e : r.externals) {
       bool known = std::any_of(target->symbols.begin(), target->symbols.end(), [&](const TargetSymbol& s) { return s.name == e; });
-      if (!known && !target->imports.contains(e))
+      if (!known && !target->imports.contains(e) && !target->exports.contains(e))
         result.warnings.push_back(fmt::format(
             "{}: the patch uses {}, which {} neither defines nor imports: the loader must find it in another loaded "
             "object (dlsym), or apply fails",
-            rel, e, fs::path(options.target_path).filename().string()));
+            rel, e, fs::path(target_canon).filename().string()));
     }
     parts.push_back(std::move(r));
   }

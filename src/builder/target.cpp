@@ -3,6 +3,7 @@
 #include <gelf.h>
 #include <libelf.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -21,6 +22,22 @@ namespace {
 std::string base_name(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Where the target file really is. `/proc/PID/exe` (what the README suggests) and other symlinks
+// give the binary's own directory only once resolved, and a .gnu_debuglink names a file there.
+// A /proc/PID/exe whose file was deleted or replaced cannot be resolved: its link text still says
+// where the file was.
+std::string real_path_of(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path real = fs::canonical(path, ec);
+  if (!ec) return real.string();
+  fs::path link = fs::read_symlink(path, ec);
+  std::string s = ec ? std::string() : link.string();
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (s.ends_with(kDeleted)) s.resize(s.size() - kDeleted.size());
+  return s.starts_with('/') ? s : path;
 }
 
 }  // namespace
@@ -139,8 +156,9 @@ Result<TargetBinary> load_target(const std::string& path, const DebugFileOptions
     Elf_Data* d = elf_getdata(dynsym, nullptr);
     for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
       GElf_Sym s;
-      if (!gelf_getsym(d, static_cast<int>(i), &s) || s.st_shndx != SHN_UNDEF) continue;
-      if (const char* n = elf_strptr(elf, sh.sh_link, s.st_name); n && *n) t.imports.insert(n);
+      if (!gelf_getsym(d, static_cast<int>(i), &s)) continue;
+      if (const char* n = elf_strptr(elf, sh.sh_link, s.st_name); n && *n)
+        (s.st_shndx == SHN_UNDEF ? t.imports : t.exports).insert(n);
     }
   }
   // A separate debug file given as the target: sections and symbols, no code.
@@ -156,7 +174,7 @@ Result<TargetBinary> load_target(const std::string& path, const DebugFileOptions
     if (!debug) defaults.roots = default_debug_roots("");
     auto object = ElfFile::open(path);
     if (!object) return std::move(object).error().context("reading the target " + path);
-    auto found = find_debug_file(*object, path, debug ? *debug : defaults, &t.debug_tried);
+    auto found = find_debug_file(*object, real_path_of(path), debug ? *debug : defaults, &t.debug_tried);
     if (!found) return std::move(found).error();
     if (*found) {
       Elf* dbg = (*found)->elf->raw();

@@ -38,6 +38,9 @@ struct TargetBinary {
   std::vector<TargetSymbol> symbols;    // defined symbols, .symtab order (or .dynsym)
   std::set<std::string> source_files;   // the STT_FILE names of .symtab (base names)
   std::set<std::string> imports;        // undefined .dynsym names (bound by the dynamic linker)
+  // Defined .dynsym names, without a version: a variable of libc the binary holds by a copy
+  // relocation (stderr, environ) is `stderr@GLIBC_2.2.5` in .symtab but `stderr` here.
+  std::set<std::string> exports;
 
   struct Load { uint64_t vaddr, offset, filesz; };
   std::vector<Load> loads;

@@ -51,9 +51,8 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     const auto& r = *result;
     if (global.json) return print_json_ok(r);
     if (r.contains("continued")) {
-      std::cout << fmt::format("{} of patch '{}' in process {} completed ({})\n  {}\n",
-                               r.value("reversed", false) ? "reversed the " + r.value("continued", std::string("?")) : "the " + r.value("continued", std::string("?")),
-                               r["patch"].get<std::string>(), args->pid, "it was in progress", transition_summary(r["transition"]));
+      std::cout << fmt::format("{}\n  {}\n", continued_summary(r, r["patch"].get<std::string>(), args->pid),
+                               transition_summary(r["transition"]));
       return;
     }
     std::cout << fmt::format("applied patch '{}' to process {} ({})\n", r["patch"].get<std::string>(), args->pid,

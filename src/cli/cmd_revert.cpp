@@ -42,9 +42,8 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     }
     if (global.json) return print_json_ok(*result);
     if (result->contains("continued")) {
-      std::cout << fmt::format("{} of patch '{}' in process {} completed\n  {}\n",
-                               result->value("reversed", false) ? "reversed the " + result->value("continued", std::string("?")) : "the " + result->value("continued", std::string("?")),
-                               args->name, args->pid, transition_summary((*result)["transition"]));
+      std::cout << fmt::format("{}\n  {}\n", continued_summary(*result, args->name, args->pid),
+                               transition_summary((*result)["transition"]));
       return;
     }
     const auto& t = (*result)["transition"];

@@ -61,4 +61,14 @@ inline std::string transition_summary(const nlohmann::json& t) {
                      t.value("attempts", 0));
 }
 
+// The first line of the report of an apply/revert that finished a transition left in progress
+// (`--on-timeout keep`): which one it was, and where the patch ended up.
+inline std::string continued_summary(const nlohmann::json& r, const std::string& patch, int pid) {
+  const std::string kind = r.value("continued", std::string("?"));  // "apply" or "revert"
+  const bool reversed = r.value("reversed", false);
+  const bool applied = (kind == "apply") != reversed;
+  return fmt::format("{} the {} of patch '{}' that was in progress in process {}: the patch is {}",
+                     reversed ? "reversed" : "finished", kind, patch, pid, applied ? "applied" : "not applied");
+}
+
 }  // namespace lg::cli

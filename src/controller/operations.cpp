@@ -218,8 +218,12 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
   topts.own_stack = checks_own_stacks(options);
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
     if (attempt == 1 || attempt % 10 == 0)
-      say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {})",
-                               blockers.size(), attempt));
+      say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {}){}",
+                               blockers.size(), attempt,
+                               blockers.empty() ? std::string()
+                                                : fmt::format(" (thread {}: {}{})", blockers[0].tid, blockers[0].reason,
+                                                              blockers.size() > 1 ? fmt::format("; and {} more", blockers.size() - 1)
+                                                                                  : std::string())));
   };
   Result<TransitionStats> stats = Error();
   {

@@ -100,6 +100,22 @@ Result<std::optional<ContextTableRef>> check_stack_switching(pid_t pid, bool all
   for (size_t i = 0; i < uses.size() && i < 4; ++i)
     what += fmt::format("{}{} {} {}", i ? "; " : "", uses[i].object, uses[i].defines ? "defines" : "imports", uses[i].symbol);
   if (uses.size() > 4) what += fmt::format("; and {} more", uses.size() - 4);
+  // OpenSSL's libcrypto imports makecontext/setcontext for its ASYNC jobs, so every program
+  // linked with OpenSSL 3 is here although few use those jobs; and no scheduler of the program's
+  // can declare OpenSSL's contexts. The hint says what the user vouches for.
+  const bool only_openssl = std::all_of(uses.begin(), uses.end(), [](const StackSwitchingUse& u) {
+    return basename_of(u.object).rfind("libcrypto.so", 0) == 0;
+  });
+  if (only_openssl)
+    return Error(ErrorKind::unsafe,
+                 fmt::format("process {} can switch stacks in user space ({}): OpenSSL runs its ASYNC jobs on stacks "
+                             "of their own, and a job suspended inside a function the patch changes could not be seen",
+                             pid, what),
+                 0,
+                 fmt::format("{} is OpenSSL: it switches stacks only for ASYNC jobs (SSL_MODE_ASYNC, ASYNC_start_job(), "
+                             "an asynchronous engine); if the program uses none, pass --allow-stack-switching "
+                             "(docs/consistency.md)",
+                             basename_of(uses.front().object)));
   return Error(ErrorKind::unsafe,
                fmt::format("process {} can switch stacks in user space ({}): a suspended coroutine's frames lie on a "
                            "stack no thread points to, so livegraft cannot tell whether one is inside a function the "

@@ -84,6 +84,36 @@ Result<void> StopTheWorld::perform(const std::vector<MemoryWrite>& writes) {
   return {};
 }
 
+namespace {
+
+// "loop+0x1a (prog)" -> "loop".
+std::string function_of(const std::string& frame) { return frame.substr(0, frame.find_first_of("+ ")); }
+
+// Where a thread's own code begins: libc's thread trampoline and program start.
+bool is_thread_origin(const std::string& function) {
+  static const char* const kOrigins[] = {"start_thread", "clone3", "clone", "__clone", "__clone3",
+                                         "__libc_start_call_main", "__libc_start_main", "__libc_start_main_impl",
+                                         "_start"};
+  return std::any_of(std::begin(kOrigins), std::end(kOrigins), [&](const char* o) { return function == o; });
+}
+
+}  // namespace
+
+std::optional<std::string> never_leaving(const std::vector<Blocker>& blockers) {
+  for (const Blocker& b : blockers) {
+    const std::string affected = function_of(b.reason);
+    if (affected.empty()) continue;
+    // The outermost frame of the affected function, then nothing but the thread's origin.
+    auto it = std::find_if(b.stack.rbegin(), b.stack.rend(), [&](const std::string& f) { return function_of(f) == affected; });
+    if (it == b.stack.rend() || it == b.stack.rbegin()) continue;
+    if (std::all_of(b.stack.rbegin(), it, [](const std::string& f) { return is_thread_origin(function_of(f)); }))
+      return fmt::format("thread {} never leaves {}: the thread runs in it for its whole life, so waiting longer does not "
+                         "help",
+                         b.tid, affected);
+  }
+  return std::nullopt;
+}
+
 Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check, const std::vector<MemoryWrite>& writes,
                                           const TransitionOptions& options) {
   TransitionStats stats;
@@ -140,7 +170,14 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
       return Error(ErrorKind::unsafe,
                    fmt::format("gave up after {} attempts in {} ms: thread{} {} kept an affected function on the stack",
                                stats.attempts, options.timeout.count(), blockers_.size() > 1 ? "s" : "", who),
-                   0, "retry later, or raise --timeout; nothing was changed");
+                   0,
+                   [&] {
+                     if (auto never = never_leaving(blockers_))
+                       return *never + ": apply it with --model per-thread --on-timeout keep, then `livegraft force` "
+                                       "switches that thread without a stack check (your call), or move the fix into "
+                                       "a function it calls; nothing was changed";
+                     return std::string("retry later, or raise --timeout; nothing was changed");
+                   }());
     }
     if (options.on_retry) options.on_retry(stats.attempts, blockers_);
     // Wait with the threads running; keep collecting their ptrace events (clone, signals) so

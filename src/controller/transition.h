@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ struct Blocker {
   std::string reason;
   std::vector<std::string> stack;
 };
+
+// A blocking thread that can never leave the affected function: it is the outermost function of
+// the thread's own code (right above start_thread/clone3, or main() above libc's start), so no
+// timeout helps. Says which thread and function ("thread 7 never leaves loop: ..."); nullopt when
+// no blocker is such a thread. For the hint of a switch that timed out.
+std::optional<std::string> never_leaving(const std::vector<Blocker>& blockers);
 
 struct TransitionOptions {
   std::chrono::milliseconds timeout{10000};

@@ -89,8 +89,8 @@ Error busy_error(pid_t pid, pid_t tracer) {
   if (tracer == our_tid() || tracer == ::getpid())
     return Error(ErrorKind::busy, fmt::format("process {} is already traced by this process (PID {})", pid, tracer));
   return Error(ErrorKind::busy,
-               fmt::format("process {} is already traced by PID {}{} (gdb? strace?)", pid, tracer,
-                           who.empty() ? "" : fmt::format(" ({})", who)),
+               fmt::format("process {} is already traced by PID {} ({})", pid, tracer,
+                           who.empty() ? "gdb? strace?" : who),
                0, "detach the other tracer first: only one tracer may hold a process");
 }
 

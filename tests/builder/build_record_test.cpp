@@ -205,6 +205,76 @@ TEST(BuilderErrors, ChangedMainIsWarnedAtBuildTime) {
   EXPECT_NE(out.find("warning: prog.c: main is changed"), std::string::npos) << out;
 }
 
+// A tree where only the target was built (`make prog`, as `make memcached`): the fixed copy's
+// `make` also compiles every unit of prog-debug, from the same sources under other object names.
+// Those are not the target's units: only main.c, which the fix changes, is diffed (memcached: 26
+// units and 60 s instead of 2 units and 11 s).
+TEST(BuilderRecord, UnitsRecompiledOnlyForAnotherProgramOfTheTreeAreSkipped) {
+  REQUIRE_LIVEGRAFT();
+  const fs::path work = project_copy("two-programs");
+  std::string out;
+  ASSERT_EQ(run("make -C " + work.string() + " prog", &out), 0) << out;
+  ASSERT_EQ(run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "fix.diff").string() +
+                    " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string(),
+                &out),
+            0) << out;
+  EXPECT_NE(out.find("1 unit(s) to diff: main.c"), std::string::npos) << out;
+  EXPECT_NE(out.find("util.c is recompiled for prog-debug, not for prog: skipped"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED answer"), std::string::npos) << out;
+}
+
+// A thread's start function (passed to pthread_create) that the fix changes: the thread it starts
+// has it on its stack for good, so apply could only time out on it (memcached's
+// lru_maintainer_thread did, with a hint to "raise --timeout"). Said at build time, like main().
+TEST(BuilderErrors, ChangedThreadStartFunctionIsWarnedAtBuildTime) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("thread-start", &out), 0) << out;
+  EXPECT_NE(out.find("CHANGED maintainer"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: prog.c: maintainer is changed: it is a thread's start function (start_maintainer "
+                     "passes it to pthread_create)"),
+            std::string::npos)
+      << out;
+}
+
+// A function the fix changes that only *calls* pthread_create is no start function.
+TEST(BuilderErrors, FunctionThatCallsPthreadCreateIsNotAStartFunction) {
+  REQUIRE_LIVEGRAFT();
+  const fs::path work = project_copy("thread-start");
+  std::string out;
+  ASSERT_EQ(run("make -C " + work.string(), &out), 0) << out;
+  std::ofstream(work / "other.diff") << "--- a/prog.c\n+++ b/prog.c\n@@ -20 +20 @@\n"
+                                        "-static __attribute__((noinline)) int start_maintainer(pthread_t *t) { return pthread_create(t, NULL, maintainer, NULL); }\n"
+                                        "+static __attribute__((noinline)) int start_maintainer(pthread_t *t) { return pthread_create(t, NULL, maintainer, t) ? -1 : 0; }\n";
+  ASSERT_EQ(run(kLivegraft.string() + " build --source " + work.string() + " --diff " + (work / "other.diff").string() +
+                    " --target " + (work / "prog").string() + " -o " + (work / "fix.o").string(),
+                &out),
+            0) << out;
+  EXPECT_NE(out.find("CHANGED "), std::string::npos) << out;
+  EXPECT_EQ(out.find("thread's start function"), std::string::npos) << out;
+}
+
+// A variable of libc the target holds by a copy relocation (stdout, used by main) is
+// `stdout@GLIBC_2.2.5` in .symtab but defined as `stdout` in .dynsym: a fix that uses it is not
+// warned about. One the target never references (stderr) still is, naming the binary.
+TEST(BuilderErrors, VariableTheTargetHoldsByCopyRelocationIsNotWarnedAbout) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-__attribute__((noinline)) int answer(int i) { return i * 2; }\n"
+                            "+__attribute__((noinline)) int answer(int i) { fflush(stdout); return i * 3; }\n",
+                            &out),
+            0) << out;
+  EXPECT_NE(out.find("CHANGED answer"), std::string::npos) << out;
+  EXPECT_EQ(out.find("neither defines nor imports"), std::string::npos) << out;
+  ASSERT_EQ(build_with_diff("--- a/prog.c\n+++ b/prog.c\n@@ -4 +4 @@\n"
+                            "-__attribute__((noinline)) int answer(int i) { return i * 2; }\n"
+                            "+__attribute__((noinline)) int answer(int i) { fflush(stderr); return i * 3; }\n",
+                            &out),
+            0) << out;
+  EXPECT_NE(out.find("the patch uses stderr, which prog neither defines nor imports"), std::string::npos) << out;
+}
+
 // The build files name the tree by absolute path: the build runs with the copy mounted over the
 // tree's path (a private mount namespace), so it sees the fix and recompiles prog.c.
 TEST(BuilderRecord, BuildFilesWithAbsolutePathsToTheTreeSeeTheFixedCopy) {

@@ -96,6 +96,22 @@ TEST_F(BuilderStripped, DebugFileGivenWithSymbols) {
   EXPECT_NE(out.find("CHANGED checked_length"), std::string::npos) << out;
 }
 
+// The binary's .gnu_debuglink names a file next to the binary itself, also when the target is
+// given through a symlink elsewhere, as `--target /proc/PID/exe` (what the README suggests) is:
+// the link is followed first, as a debugger does.
+TEST_F(BuilderStripped, DebugLinkIsLookedUpNextToTheBinaryASymlinkPointsTo) {
+  std::string out;
+  const fs::path next_to = work_ / "src" / "prog.debug";
+  fs::copy_file(debug_, next_to);
+  ASSERT_EQ(run("objcopy --add-gnu-debuglink=" + next_to.string() + " " + prog_, &out), 0) << out;
+  const fs::path link = work_ / "bin" / "prog";
+  fs::create_directories(link.parent_path());
+  fs::create_symlink(prog_, link);
+  ASSERT_EQ(build(&out, link.string()), 0) << out;
+  EXPECT_NE(out.find("its symbols from " + next_to.string() + " (.gnu_debuglink)"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED checked_length"), std::string::npos) << out;
+}
+
 // The code is still checked against the stripped binary: a debug file of another build is refused.
 TEST_F(BuilderStripped, DebugFileOfAnotherBuildIsRefused) {
   std::string out;

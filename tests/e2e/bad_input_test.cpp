@@ -298,6 +298,11 @@ TEST(BadInput, ProcessAlreadyTraced) {
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("already traced"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(tracer)), std::string::npos) << r.err;
+  // The tracer's own name, not a guess at it as well ("by PID 9 (strace) (gdb? strace?)").
+  std::string comm;
+  std::getline(std::ifstream("/proc/" + std::to_string(tracer) + "/comm"), comm);
+  EXPECT_NE(r.err.find("by PID " + std::to_string(tracer) + " (" + comm + ")\n"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("gdb? strace?"), std::string::npos) << r.err;
   kill(tracer, SIGKILL);
   waitpid(tracer, nullptr, 0);
   EXPECT_EQ(t.maps(), before);

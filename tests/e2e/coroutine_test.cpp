@@ -5,6 +5,8 @@
 // decoded by the other is counted as a mismatch.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <sstream>
 #include <thread>
 
@@ -81,6 +83,31 @@ TEST_P(StackSwitching, DeclaredContextsInsideThePatchedHandlerHoldTheSwitch) {
   auto [requests, mismatches] = counts(t);
   EXPECT_GT(requests, 1000);
   EXPECT_EQ(mismatches, 0) << "a request was encoded by one version and decoded by the other";
+}
+
+// OpenSSL 3's libcrypto imports makecontext and setcontext (its ASYNC jobs): Debian's own
+// memcached, linked with it for TLS, was refused with a hint to change "the program's scheduler".
+// The refusal stays (a job could be suspended in patched code), the hint says what is vouched for.
+TEST(StackSwitchingOpenSsl, ProcessWithLibcryptoIsRefusedWithAHintAboutItsAsyncJobs) {
+  const std::string libcrypto = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
+  if (access(libcrypto.c_str(), R_OK) != 0) GTEST_SKIP() << libcrypto << " is not installed";
+  Target t(target_path("calc"), {}, {"LD_PRELOAD=" + libcrypto});
+  ASSERT_NE(t.maps().find("libcrypto.so.3"), std::string::npos);
+  std::string pid = std::to_string(t.pid());
+  CliRun a = livegraft({"--json", "apply", pid, patch_path("calc_fix")});
+  EXPECT_EQ(a.exit_code, 5) << a.err << a.out;
+  ASSERT_TRUE(a.json.is_object()) << a.out;
+  EXPECT_NE(a.json.value("error", "").find("libcrypto.so.3 imports makecontext"), std::string::npos) << a.out;
+  const std::string hint = a.json.value("hint", "");
+  EXPECT_NE(hint.find("OpenSSL"), std::string::npos) << a.out;
+  EXPECT_NE(hint.find("SSL_MODE_ASYNC"), std::string::npos) << a.out;
+  EXPECT_NE(hint.find("--allow-stack-switching"), std::string::npos) << a.out;
+  EXPECT_EQ(hint.find("livegraft_coroutines_declare"), std::string::npos) << a.out;  // not for OpenSSL's contexts
+  EXPECT_EQ(t.maps().find("liblivegraft-agent.so"), std::string::npos);
+  EXPECT_EQ(t.ask("c 5"), "51");
+  CliRun b = livegraft({"apply", "--allow-stack-switching", pid, patch_path("calc_fix")});
+  ASSERT_EQ(b.exit_code, 0) << b.err << b.out;
+  EXPECT_EQ(t.ask("c 5"), "52");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, StackSwitching, ::testing::Values("stop-the-world", "per-thread"),

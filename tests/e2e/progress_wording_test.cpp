@@ -1,0 +1,55 @@
+// What livegraft prints while it waits, for people: the stop-the-world "waiting:" line names the
+// blocking thread and what holds it, as the per-thread one does. (Seen on memcached: "waiting: 1
+// thread(s) have an affected function on the stack (attempt 10)", and nothing said which.)
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace lg::e2e {
+namespace {
+
+TEST(ProgressWording, StopTheWorldWaitingLineNamesTheBlockingThread) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  ASSERT_EQ(t.ask("b"), "started");  // a thread stays inside outer(), which the patch changes
+  CliRun a = livegraft({"apply", "--model", "stop-the-world", "--timeout", "0.5", pid, patch_path("pt_pair_fix")});
+  ASSERT_EQ(a.exit_code, 5) << a.err << a.out;
+  const size_t line = a.err.find("waiting: 1 thread(s) have an affected function on the stack (attempt 1) (thread ");
+  ASSERT_NE(line, std::string::npos) << a.err;
+  const std::string text = a.err.substr(line, a.err.find('\n', line) - line);
+  EXPECT_NE(text.find("outer+"), std::string::npos) << text;
+  EXPECT_NE(text.find("is on its stack)"), std::string::npos) << text;
+  EXPECT_EQ(t.ask("c"), "110");  // nothing was changed
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 110");
+}
+
+// The thread's start function itself is patched (memcached's lru_maintainer_thread): the thread
+// never leaves it, so "raise --timeout" would be wrong advice; the hint says what can be done.
+// A thread that is merely inside a patched function (outer(), called by its start function)
+// still gets "retry later, or raise --timeout".
+TEST(ProgressWording, ThreadThatNeverLeavesThePatchedFunctionIsNamedInTheHint) {
+  Target t(target_path("pt_loop"), {"0"});
+  const std::string pid = std::to_string(t.pid());
+  CliRun a = livegraft({"--json", "apply", "--model", "stop-the-world", "--timeout", "0.5", pid,
+                        patch_path("pt_loop_start_fix")});
+  ASSERT_EQ(a.exit_code, 5) << a.err << a.out;
+  const std::string hint = a.json.value("hint", "");
+  EXPECT_NE(hint.find("never leaves loop"), std::string::npos) << a.out;
+  EXPECT_NE(hint.find("--on-timeout keep"), std::string::npos) << a.out;
+  EXPECT_NE(hint.find("livegraft force"), std::string::npos) << a.out;
+  EXPECT_EQ(hint.find("raise --timeout"), std::string::npos) << a.out;
+  EXPECT_EQ(t.ask("v"), "1");  // nothing was changed
+
+  Target p(target_path("pt_pair"));
+  ASSERT_EQ(p.ask("b"), "started");
+  CliRun b = livegraft({"--json", "apply", "--model", "stop-the-world", "--timeout", "0.5", std::to_string(p.pid()),
+                        patch_path("pt_pair_fix")});
+  ASSERT_EQ(b.exit_code, 5) << b.err << b.out;
+  EXPECT_NE(b.json.value("hint", "").find("raise --timeout"), std::string::npos) << b.out;
+  p.send("r");
+  EXPECT_EQ(p.read_line(), "done 110");
+}
+
+}  // namespace
+}  // namespace lg::e2e
