@@ -144,7 +144,8 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
     return ok_result();
   }
   if (forward.error().kind != ErrorKind::unsafe) return forward;
-  if (options.blockers) *options.blockers = sw.pending();
+  const std::vector<Blocker> held = sw.pending();
+  if (options.blockers) *options.blockers = held;
   if (options.on_timeout == OnTimeout::keep)
     return Error(ErrorKind::unsafe, forward.error().message + "; the transition stays in progress", 0,
                  "`livegraft status` shows it; `apply` again continues it, `revert` reverses it, `force` forces it");
@@ -158,7 +159,11 @@ Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string&
                  "the transition stays in progress; `livegraft status` shows it");
   LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
   kill_point("per_thread.after_complete");
-  return Error(ErrorKind::unsafe, forward.error().message + "; reversed: the process is as it was", 0, "retry later, or raise --timeout");
+  std::string hint = "retry later, or raise --timeout";
+  if (auto never = never_leaving(held))
+    hint = *never + ": apply it with --on-timeout keep, then `livegraft force` switches that thread without a stack check (your call), "
+                    "or move the fix into a function it calls";
+  return Error(ErrorKind::unsafe, forward.error().message + "; reversed: the process is as it was", 0, hint);
 }
 
 }  // namespace

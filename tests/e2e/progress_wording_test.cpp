@@ -51,5 +51,18 @@ TEST(ProgressWording, ThreadThatNeverLeavesThePatchedFunctionIsNamedInTheHint) {
   EXPECT_EQ(p.read_line(), "done 110");
 }
 
+// The same advice after a per-thread apply timed out and was reversed.
+TEST(ProgressWording, PerThreadTimeoutOfAThreadThatNeverLeavesNamesItInTheHint) {
+  Target t(target_path("pt_loop"), {"0"});
+  CliRun a = livegraft({"--json", "apply", "--model", "per-thread", "--timeout", "0.5", std::to_string(t.pid()),
+                        patch_path("pt_loop_start_fix")});
+  ASSERT_EQ(a.exit_code, 5) << a.err << a.out;
+  const std::string hint = a.json.value("hint", "");
+  EXPECT_NE(hint.find("never leaves loop"), std::string::npos) << a.out;
+  EXPECT_NE(hint.find("--on-timeout keep"), std::string::npos) << a.out;
+  EXPECT_EQ(hint.find("raise --timeout"), std::string::npos) << a.out;
+  EXPECT_EQ(t.ask("v"), "1");  // reversed: as it was
+}
+
 }  // namespace
 }  // namespace lg::e2e
