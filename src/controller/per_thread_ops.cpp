@@ -37,6 +37,7 @@ Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
 
 Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const std::vector<protocol::PatchInfo>& patches) {
   LG_TRY(auto unwinder, Unwinder::create(pid));
+  unwinder->load_all_cfi();  // before any thread is stopped
   register_coroutine_stack_ends(pid, *unwinder);  // stack_switching.h
   for (const auto& p : patches) {
     RemoteAddr eh(p.eh_frame ? p.eh_frame->addr : 0);

@@ -341,6 +341,11 @@ Result<std::unique_ptr<Unwinder>> Unwinder::create(pid_t pid) {
 
 Result<void> Unwinder::refresh() { return impl_->load_maps(); }
 
+void Unwinder::load_all_cfi() {
+  for (auto& m : impl_->modules)
+    if (m.map.exec && !m.resolved && (m.map.is_file() || m.map.path == "[vdso]")) impl_->resolve(m);
+}
+
 void Unwinder::add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t eh_frame_size, std::string name) {
   remove_code_region(code.lo);
   Impl::Region region{code, std::move(name)};

@@ -46,6 +46,11 @@ class Unwinder {
   static Result<std::unique_ptr<Unwinder>> create(pid_t pid);
   ~Unwinder();
 
+  // Opens every executable file mapped now (and the vDSO) with its CFI, which a walk would do
+  // on its first frame there: call it before stopping threads, so that no stop waits for an
+  // ELF file to be opened and read (the first stops of a controller took milliseconds).
+  void load_all_cfi();
+
   // Re-reads /proc/PID/maps (after the agent loaded something). Keeps caches of unchanged files.
   // unwind() does this by itself, once per walk, when a pc lies in no known executable file
   // mapping; call it after code was *replaced* at an address (dlclose + dlopen), which a walk
