@@ -7,6 +7,10 @@
  * time when their stack holds nothing of the side they leave (nor a decided thunk), may reverse
  * (at most twice here), and completes by storing the final version in each slot.
  *
+ * "Slot" here is entry and slot together: an entry that is an int3 so far traps to the stub,
+ * whose slot holds the thunk, so the controller may switch threads as soon as the int3s are
+ * written (a thread past the int3 is inside the old F, which the stack rule counts).
+ *
  * Invariant checked: no call chain runs two versions (the G a thread reaches from F is the
  * version of that F), and after a reversed transition completes nobody runs the unloaded NEW.
  *
