@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 
+#include "builder/dwfl_offline.h"
 #include "builder/resolve.h"
 
 namespace lg::builder {
@@ -87,18 +88,9 @@ void walk(Dwarf_Die* die, Dwarf_Addr bias, const std::map<Dwarf_Addr, std::vecto
 // sections' relocations; the symbol table is read through the same layout, so a function's
 // symbol address and its subprogram's low pc meet.
 std::unique_ptr<InlineInfo> read_inlines(const std::string& path, const std::set<std::string>& functions) {
-  static char* debuginfo_path = nullptr;
-  static const Dwfl_Callbacks callbacks = {
-      .find_elf = nullptr,
-      .find_debuginfo = dwfl_standard_find_debuginfo,
-      .section_address = dwfl_offline_section_address,
-      .debuginfo_path = &debuginfo_path,
-  };
-  std::unique_ptr<Dwfl, void (*)(Dwfl*)> dwfl(dwfl_begin(&callbacks), dwfl_end);
-  if (!dwfl) return nullptr;
-  Dwfl_Module* mod = dwfl_report_offline(dwfl.get(), path.c_str(), path.c_str(), -1);
+  auto off = open_offline(path);
+  Dwfl_Module* mod = off.module;
   if (!mod) return nullptr;
-  dwfl_report_end(dwfl.get(), nullptr, nullptr);
   Dwarf_Addr bias = 0;
   if (!dwfl_module_getdwarf(mod, &bias)) return nullptr;
   std::map<Dwarf_Addr, std::vector<std::string>> wanted;

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "builder/dwfl_offline.h"
+
 namespace lg::builder {
 
 namespace {
@@ -163,18 +165,10 @@ void walk(Dwarf_Die* die, UnitTypes& out, int depth = 0) {
 
 // libdwfl's offline mode applies the relocations of a relocatable object's debug sections.
 Result<UnitTypes> read_unit_types(const std::string& path) {
-  static char* debuginfo_path = nullptr;
-  static const Dwfl_Callbacks callbacks = {
-      .find_elf = nullptr,
-      .find_debuginfo = dwfl_standard_find_debuginfo,
-      .section_address = dwfl_offline_section_address,
-      .debuginfo_path = &debuginfo_path,
-  };
-  std::unique_ptr<Dwfl, void (*)(Dwfl*)> dwfl(dwfl_begin(&callbacks), dwfl_end);
-  if (!dwfl) return make_error(ErrorKind::internal, "dwfl_begin: {}", dwfl_errmsg(-1));
-  Dwfl_Module* mod = dwfl_report_offline(dwfl.get(), path.c_str(), path.c_str(), -1);
+  auto off = open_offline(path);
+  if (!off.dwfl) return make_error(ErrorKind::internal, "dwfl_begin: {}", dwfl_errmsg(-1));
+  Dwfl_Module* mod = off.module;
   if (!mod) return make_error(ErrorKind::io, "{}: {}", path, dwfl_errmsg(-1));
-  dwfl_report_end(dwfl.get(), nullptr, nullptr);
   Dwarf_Addr bias = 0;
   Dwarf* dw = dwfl_module_getdwarf(mod, &bias);
   if (!dw) return make_error(ErrorKind::not_found, "{} has no DWARF (built without -g): {}", path, dwfl_errmsg(-1));

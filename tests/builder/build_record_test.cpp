@@ -20,8 +20,10 @@ using lg::builder_test::run;
 
 const fs::path kLivegraft = fs::path(LG_BINARY_DIR) / "livegraft";
 
+// One copy per test: ctest runs tests of the same project in parallel.
 fs::path project_copy(const std::string& name) {
-  const fs::path work = fs::path(LG_BINARY_DIR) / "builder-record" / name;
+  const fs::path work =
+      fs::path(LG_BINARY_DIR) / "builder-record" / ::testing::UnitTest::GetInstance()->current_test_info()->name() / name;
   fs::remove_all(work);
   fs::create_directories(work.parent_path());
   fs::copy(fs::path(LG_BUILDER_CASES) / "projects" / name, work, fs::copy_options::recursive);
