@@ -1,5 +1,6 @@
 # How every squid case of the corpus is built and probed (sourced by its case.sh, which sets
-# ICP_URL: the URL field of the ICP query the probe sends; ICP_TAIL: bytes after its NUL).
+# ICP_URL: the URL field of the ICP query the probe sends; ICP_TAIL: bytes after its NUL;
+# ICP_PRIME: a URL queried first, its reply ignored).
 # The target is the squid executable itself (C++), running as the proxy server it is
 # (`squid -N`: in the foreground, one process, as user proxy); `probe_ask` sends one ICP query
 # over UDP to its icp_port on 127.0.0.1 and prints the reply (opcode and URL).
@@ -76,5 +77,5 @@ CONF
 }
 PROBE_CMD=("$w/src/src/squid" -N -f "$w/squid.conf")
 # One request: an ICP_QUERY; the answer: "OPCODE URL" of the reply, or "no reply".
-probe_ask() { python3 "$REALWORLD/packages/squid-icp.py" "$(cat "$w/icp_port")" "$ICP_URL" "${ICP_TAIL:-}"; }
+probe_ask() { python3 "$REALWORLD/packages/squid-icp.py" "$(cat "$w/icp_port")" "$ICP_URL" "${ICP_TAIL:-}" "${ICP_PRIME:-}"; }
 incremental_build() { squid_make; }
