@@ -320,7 +320,9 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     step(record_only ? "build (record-only)" : "build");
     progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
                          record_only ? "record-only: nothing compiled, " : ""));
-    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
+    // Exported, not prefixed to the command: a build command of several commands (`make -C lib
+    // && make -C src`, `cd build; make`) runs every one of them with the wrappers, not the first.
+    std::string cmd = fmt::format("cd {} && export {}{} && {{ {}\n}}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
                                   record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers.env, build);
     if (!ns_prefix.empty()) cmd = in_copy(cmd);
     if (run_captured(cmd, log, &out) != 0) {
