@@ -73,6 +73,17 @@ TEST(BuilderRecord, EveryCommandOfABuildCommandListRunsWithTheWrappers) {
   EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
 }
 
+// The link step compiles a source file it writes and removes (libtool's .libs/squidS.c for a
+// program linked with -dlopen): not in the tree, it cannot be compiled as the original and is
+// left out (it used to fail the build: "compiling the original ... squidS.c failed").
+TEST(BuilderRecord, SourceTheLinkWritesAndRemovesIsNotDiffed) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("link-time-source", &out), 0) << out;
+  EXPECT_NE(out.find("progS.c is a temporary"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
+}
+
 // make's built-in rule compiles and links in one command (`cc -O2 -g prog.c -o prog`).
 TEST(BuilderRecord, OneStepCompileAndLinkOfMakesBuiltInRule) {
   REQUIRE_LIVEGRAFT();
