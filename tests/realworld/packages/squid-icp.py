@@ -11,6 +11,7 @@ port, url = int(sys.argv[1]), sys.argv[2].encode()
 tail = sys.argv[3].encode() if len(sys.argv) > 3 else b""
 prime = sys.argv[4].encode() if len(sys.argv) > 4 and sys.argv[4] else None
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.2", 0))   # not squid's own address: squid ignores those packets as loops
 s.settimeout(1.0)
 
 

@@ -3,7 +3,8 @@
 # ICP_PRIME: a URL queried first, its reply ignored).
 # The target is the squid executable itself (C++), running as the proxy server it is
 # (`squid -N`: in the foreground, one process, as user proxy); `probe_ask` sends one ICP query
-# over UDP to its icp_port on 127.0.0.1 and prints the reply (opcode and URL).
+# over UDP to its icp_port on 127.0.0.1, from 127.0.0.2 (squid drops ICP packets from its own
+# address, whatever the port, as loops), and prints the reply (opcode and URL).
 #
 # debian/rules: dh with autoreconf and dpkg-buildflags (+ -Wno-error=deprecated-declarations),
 # the configure flags of the gnutls flavour (the `squid` package). Departs from it: with
@@ -57,7 +58,8 @@ print(t.getsockname()[1], u.getsockname()[1])') &&
 http_port 127.0.0.1:$HTTP_PORT
 icp_port $ICP_PORT
 udp_incoming_address 127.0.0.1
-icp_access allow localhost
+acl probe src 127.0.0.0/8
+icp_access allow probe
 http_access deny all
 cache_effective_user proxy
 pid_filename $w/run/squid.pid
@@ -66,6 +68,7 @@ access_log stdio:$w/run/access.log
 cache_store_log none
 netdb_filename none
 coredump_dir $w/run
+unlinkd_program $w/src/src/unlinkd
 mime_table $w/src/src/mime.conf.default
 error_directory $w/src/errors/templates
 icon_directory $w/src/icons/silk
@@ -75,7 +78,9 @@ shutdown_lifetime 1 seconds
 dns_nameservers 127.0.0.1
 CONF
 }
-PROBE_CMD=("$w/src/src/squid" -N -f "$w/squid.conf")
+# Started as user proxy (not as root dropping to it itself): squid keeps root as its saved uid
+# when it drops privileges, and the agent cannot then write the process's code (docs/realworld.md).
+PROBE_CMD=(setpriv --reuid=proxy --regid=proxy --clear-groups "$w/src/src/squid" -N -f "$w/squid.conf")
 # One request: an ICP_QUERY; the answer: "OPCODE URL" of the reply, or "no reply".
 probe_ask() { python3 "$REALWORLD/packages/squid-icp.py" "$(cat "$w/icp_port")" "$ICP_URL" "${ICP_TAIL:-}" "${ICP_PRIME:-}"; }
 incremental_build() { squid_make; }
