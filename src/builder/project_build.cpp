@@ -321,7 +321,9 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     step(record_only ? "build (record-only)" : "build");
     progress(fmt::format("running `{}` on the fixed copy ({}compilers wrapped to record what it rebuilds)", build,
                          record_only ? "record-only: nothing compiled, " : ""));
-    std::string cmd = fmt::format("cd {} && {}{} {}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
+    // Exported, not prefixed to the command: a build command of several commands (`make -C lib
+    // && make -C src`, `cd build; make`) runs every one of them with the wrappers, not the first.
+    std::string cmd = fmt::format("cd {} && export {}{} && {{ {}\n}}", shell_quote((ns_prefix.empty() ? src : source_dir).string()),
                                   record_only ? "LIVEGRAFT_RECORD_ONLY=1 " : "", wrappers.env, build);
     if (!ns_prefix.empty()) cmd = in_copy(cmd);
     if (run_captured(cmd, log, &out) != 0) {
@@ -373,6 +375,17 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   const std::set<std::string>& target_files = target->source_files;
   std::vector<Unit> units;
   for (const CompileCommand& c : compiles) {
+    // A source the build writes, compiles and removes again (libtool's .libs/PROGS.c, the
+    // dlpreopen symbol table of a program linked with -dlopen, written at link time): in neither
+    // tree, it has no original to compile; its object is a table of the objects' symbols.
+    const fs::path rel_file = fs::path(c.file).lexically_relative(source_dir);
+    if (!fs::exists(c.file) && !fs::exists(src / rel_file) &&
+        std::find(touched.begin(), touched.end(), rel_file.string()) == touched.end()) {
+      progress(fmt::format("{} is a temporary source of the build (written, compiled and removed again, as libtool's "
+                           "dlpreopen symbol table): not diffed",
+                           rel_file.string()));
+      continue;
+    }
     bool in_link = linked.contains(c.output) || (c.one_step && linked.contains(c.file));
     bool by_name = target_files.empty() || target_files.contains(fs::path(c.file).filename().string());
     if (!db.empty()) by_name = true;  // the database lists the project's units; the diff chose them

@@ -63,6 +63,29 @@ TEST(BuilderRecord, MakefileOwnCompilerFlagsAreKept) {
   EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
 }
 
+// A build command of several commands: each runs with the wrapped compilers (the environment
+// used to be a prefix of the first command only: squid's `make -C lib && make -C src` then
+// compiled the fix for real, unrecorded, and "recompiled nothing").
+TEST(BuilderRecord, EveryCommandOfABuildCommandListRunsWithTheWrappers) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("own-cc", &out, "prog", "--build-command 'true && make'"), 0) << out;
+  EXPECT_NE(out.find("record-only"), std::string::npos) << out;
+  EXPECT_EQ(out.find("starting again with the real build"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
+}
+
+// The link step compiles a source file it writes and removes (libtool's .libs/squidS.c for a
+// program linked with -dlopen): not in the tree, it cannot be compiled as the original and is
+// left out (it used to fail the build: "compiling the original ... squidS.c failed").
+TEST(BuilderRecord, SourceTheLinkWritesAndRemovesIsNotDiffed) {
+  REQUIRE_LIVEGRAFT();
+  std::string out;
+  ASSERT_EQ(build_patch("link-time-source", &out), 0) << out;
+  EXPECT_NE(out.find("progS.c is a temporary"), std::string::npos) << out;
+  EXPECT_NE(out.find("CHANGED scaled"), std::string::npos) << out;
+}
+
 // make's built-in rule compiles and links in one command (`cc -O2 -g prog.c -o prog`).
 TEST(BuilderRecord, OneStepCompileAndLinkOfMakesBuiltInRule) {
   REQUIRE_LIVEGRAFT();

@@ -45,6 +45,14 @@ start_probe() {
 }
 ask() {
   local line=
+  # A probe that is a server (the target itself, PROBE_CMD) is asked by the case's probe_ask,
+  # a client that prints one answer line.
+  if declare -F probe_ask >/dev/null; then
+    kill -0 "$probe_pid" 2>/dev/null || { echo "probe gone"; return; }
+    line=$(probe_ask "${1:-go}" 2>>"$w/probe.err" | head -n 1)
+    echo "${line:-no answer}"
+    return
+  fi
   echo "${1:-go}" >&"${PROBE[1]}" || { echo "probe gone"; return; }
   if ! IFS= read -r -t 60 line <&"${PROBE[0]}"; then echo "no answer"; return; fi
   echo "$line"
