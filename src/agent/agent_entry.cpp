@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -106,12 +107,17 @@ class ScopedThreadEuid {
     old_euid_ = ::geteuid();
     if (uid == old_euid_) return;
     have_caps_ = ::syscall(SYS_capget, &cap_header_, caps_) == 0;
+    old_dumpable_ = ::prctl(PR_GET_DUMPABLE);
     changed_ = ::syscall(SYS_setresuid, -1, uid, -1) == 0;
   }
   ~ScopedThreadEuid() {
     if (changed_) {
       ::syscall(SYS_setresuid, -1, old_euid_, -1);
       if (have_caps_) ::syscall(SYS_capset, &cap_header_, caps_);
+      // A change of euid clears the process's dumpable flag (the kernel's commit_creds): give
+      // back the one it had, with the credentials it had (else /proc/self/mem belongs to root
+      // and the agent of a daemon that kept saved uid 0 cannot open it).
+      if (old_dumpable_ >= 0 && ::prctl(PR_GET_DUMPABLE) != old_dumpable_) ::prctl(PR_SET_DUMPABLE, old_dumpable_);
     }
     ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   }
@@ -122,6 +128,7 @@ class ScopedThreadEuid {
   sigset_t old_mask_;
   uid_t old_euid_ = 0;
   bool changed_ = false, have_caps_ = false;
+  int old_dumpable_ = -1;
   __user_cap_header_struct cap_header_{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct caps_[2]{};
 };

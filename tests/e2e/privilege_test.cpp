@@ -280,6 +280,27 @@ TEST_F(Privilege, ProgramWithFileCapabilitiesIsNotItsUsersToControl) {
   EXPECT_EQ(direct["kind"], "permission") << direct.dump();
 }
 
+// A daemon started by root that dropped to a user but kept saved uid 0 (squid does, and makes
+// itself dumpable again): the agent takes euid 0 on one thread to create its socket, which
+// makes the kernel clear the dumpable flag; /proc/PID/mem then belonged to root and the agent,
+// running as the user, could not open its own memory ("open /proc/self/mem: Permission
+// denied" at the first apply). The agent now gives the flag back with the euid.
+TEST_F(Privilege, DaemonThatKeptSavedRootStaysDumpableAfterTheInjection) {
+  Target t(target_path("privileged"), {"daemon-drop", std::to_string(user_.uid)});
+  ASSERT_EQ(t.ask("i"), std::to_string(user_.uid) + " " + std::to_string(user_.uid) + " 0");
+  const std::string mem = "/proc/" + std::to_string(t.pid()) + "/mem";
+  struct stat before {};
+  ASSERT_EQ(::stat(mem.c_str(), &before), 0);
+  ASSERT_EQ(before.st_uid, user_.uid) << "the daemon is not dumpable to begin with";
+  ASSERT_EQ(livegraft({"inject", std::to_string(t.pid())}).exit_code, 0);
+  struct stat after {};
+  ASSERT_EQ(::stat(mem.c_str(), &after), 0);
+  EXPECT_EQ(after.st_uid, user_.uid) << "the injection made the process non-dumpable";
+  CliRun status = livegraft({"--json", "status", std::to_string(t.pid())});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(status.json["disabled"].is_null()) << status.out;
+}
+
 TEST_F(Privilege, OrdinaryProgramStaysItsUsersToControl) {
   std::string exe = install("calc", 0755);
   UserTarget t(user_, exe);
