@@ -113,11 +113,17 @@ SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_che
 // was seen outside them.
 Result<void> drive(PerThreadSwitcher& sw, AgentClient& agent, const std::string& name, PtInfo& info,
                    const std::vector<RemoteRange>& extra_check, const OperationOptions& options, bool force) {
-  int calls = 0;
+  // A line when what holds the transition changes, else one every 5 s (the rounds come every
+  // 50 ms at most: a line per few rounds repeated itself).
+  std::string last;
+  auto last_said = std::chrono::steady_clock::time_point{};
   auto progress = [&](size_t switched, const std::vector<Blocker>& pending) {
-    if (++calls % 10 == 1)
-      say(options, fmt::format("waiting: {} thread(s) switched, {} pending (thread {}: {})", switched, pending.size(),
-                               pending.front().tid, pending.front().reason));
+    std::string held = fmt::format("{} pending (thread {}: {})", pending.size(), pending.front().tid, pending.front().reason);
+    auto now = std::chrono::steady_clock::now();
+    if (held == last && now - last_said < std::chrono::seconds(5)) return;
+    last = held;
+    last_said = now;
+    say(options, fmt::format("waiting: {} thread(s) switched, {}", switched, held));
   };
   // Declared coroutine contexts suspended by a thread keep it pending too (stack_switching.h).
   auto with_contexts = [&](SwitchGoal g) {

@@ -51,6 +51,21 @@ TEST(ProgressWording, ThreadThatNeverLeavesThePatchedFunctionIsNamedInTheHint) {
   EXPECT_EQ(p.read_line(), "done 110");
 }
 
+// The per-thread progress line says what holds the transition once, and again only when that
+// changes or 5 s later (it was repeated every tenth round, about twice a second).
+TEST(ProgressWording, PerThreadWaitingLineIsNotRepeatedWhileTheSameThreadHoldsTheTransition) {
+  Target p(target_path("pt_pair"));
+  ASSERT_EQ(p.ask("b"), "started");
+  CliRun a = livegraft({"apply", "--model", "per-thread", "--timeout", "3", std::to_string(p.pid()), patch_path("pt_pair_fix")});
+  ASSERT_EQ(a.exit_code, 5) << a.err;
+  size_t lines = 0;
+  for (size_t at = a.err.find("waiting: "); at != std::string::npos; at = a.err.find("waiting: ", at + 1)) ++lines;
+  EXPECT_EQ(lines, 1u) << a.err;
+  EXPECT_NE(a.err.find("outer"), std::string::npos) << a.err;
+  p.send("r");
+  EXPECT_EQ(p.read_line(), "done 110");
+}
+
 // The same advice after a per-thread apply timed out and was reversed.
 TEST(ProgressWording, PerThreadTimeoutOfAThreadThatNeverLeavesNamesItInTheHint) {
   Target t(target_path("pt_loop"), {"0"});
