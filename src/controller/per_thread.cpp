@@ -5,7 +5,6 @@
 #include <thread>
 
 #include "common/kill_point.h"
-#include "controller/stack_switching.h"
 
 namespace lg {
 
@@ -27,13 +26,6 @@ bool maybe_inside(const StackTrace& t, const std::vector<RemoteRange>& interiors
 }
 
 }  // namespace
-
-std::vector<std::string> PerThreadSwitcher::describe(const StackTrace& t) {
-  std::vector<std::string> lines;
-  for (const auto& f : t.frames) lines.push_back(unwinder_.symbolize(f.pc));
-  if (!t.complete) lines.push_back(fmt::format("?? ({})", t.stop_reason));
-  return lines;
-}
 
 Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect) {
   Visit v;
@@ -165,7 +157,7 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                  if (maybe_inside(v.trace, goal.interiors)) {
                    pending.push_back({tid, v.trace.complete ? "it is inside the entry of a function being redirected"
                                                             : fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason),
-                                      describe(v.trace)});
+                                      describe_stack(v.trace, unwinder_)});
                    return ok_result();
                  }
                  outside = true;
@@ -179,22 +171,9 @@ Result<void> PerThreadSwitcher::switch_all(const SwitchGoal& goal, milliseconds 
                  kill_point("per_thread.thread_switched");
                  return ok_result();
                }
-               if (!v.trace.complete) {
-                 pending.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason), describe(v.trace)});
+               if (auto why = stack_hold(process_.pid(), tid, v.regs.fs_base, v.trace, goal.affected, goal.own_stack, unwinder_)) {
+                 pending.push_back({tid, std::move(*why), describe_stack(v.trace, unwinder_)});
                  return ok_result();
-               }
-               if (goal.own_stack)
-                 if (auto why = off_own_stack(process_.pid(), tid, v.regs.fs_base, v.trace, unwinder_)) {
-                   pending.push_back({tid, std::move(*why), describe(v.trace)});
-                   return ok_result();
-                 }
-               for (const auto& f : v.trace.frames) {
-                 auto hit = std::find_if(goal.affected.begin(), goal.affected.end(),
-                                         [&](const RemoteRange& r) { return r.contains(f.lookup_pc); });
-                 if (hit != goal.affected.end()) {
-                   pending.push_back({tid, fmt::format("{} is on its stack", unwinder_.symbolize(f.lookup_pc)), describe(v.trace)});
-                   return ok_result();
-                 }
                }
                if (goal.context_blockers) {
                  LG_TRY(auto held, goal.context_blockers(tid));
@@ -264,23 +243,9 @@ Result<std::vector<ThreadSurvey>> PerThreadSwitcher::survey(const SwitchGoal& go
              LG_TRY(uint64_t marker, process_.read_value<uint64_t>(RemoteAddr(addr)));
              s.switched = (marker == goal.id) == goal.to_target;
              if (s.switched) return ok_result();
-             s.stack = describe(v.trace);
-             if (!v.trace.complete) {
-               s.reason = fmt::format("its stack cannot be unwound reliably: {}", v.trace.stop_reason);
-               return ok_result();
-             }
-             if (goal.own_stack)
-               if (auto why = off_own_stack(process_.pid(), tid, v.regs.fs_base, v.trace, unwinder_)) {
-                 s.reason = std::move(*why);
-                 return ok_result();
-               }
-             for (const auto& f : v.trace.frames)
-               for (const auto& r : goal.affected)
-                 if (r.contains(f.lookup_pc)) {
-                   s.reason = fmt::format("{} is on its stack", unwinder_.symbolize(f.lookup_pc));
-                   return ok_result();
-                 }
-             s.reason = "not switched yet (its stack is clean: the next round switches it)";
+             s.stack = describe_stack(v.trace, unwinder_);
+             s.reason = stack_hold(process_.pid(), tid, v.regs.fs_base, v.trace, goal.affected, goal.own_stack, unwinder_)
+                            .value_or("not switched yet (its stack is clean: the next round switches it)");
              return ok_result();
            }));
     if (!v.gone) out.push_back(std::move(s));

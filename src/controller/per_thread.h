@@ -75,8 +75,8 @@ class PerThreadSwitcher {
 
   // Switches threads until every thread is on the goal's side, or [timeout] passes (error
   // `unsafe` with the pending threads in pending()); opens the goal's gate on the way. One stop
-  // per thread: the stop that sees a thread outside the interiors also switches it. [on_round] is called after every round
-  // that left threads pending (progress).
+  // per thread: the stop that sees a thread outside the interiors also switches it. [on_round]
+  // is called after every round that left threads pending (progress).
   Result<void> switch_all(const SwitchGoal& goal, std::chrono::milliseconds timeout,
                           const std::function<void(size_t switched, const std::vector<Blocker>&)>& on_round);
 
@@ -98,7 +98,6 @@ class PerThreadSwitcher {
   };
   // Stops [tid] alone, reads its registers and unwinds it, runs [inspect], resumes it.
   Result<Visit> visit(pid_t tid, const std::function<Result<void>(Visit&)>& inspect);
-  std::vector<std::string> describe(const StackTrace& t);
   Result<std::optional<uint64_t>> read_marker(pid_t tid, int32_t offset);
   void note_record();
 

@@ -93,7 +93,7 @@ PtInfo pt_info_from_status(const protocol::PerThreadTransition& t) {
 // The per-thread transition in a state a controller can drive, or nullptr: switching, or
 // poking with threads switched early (the agent undoes one abandoned before that; a live
 // controller in that phase holds the process, and seizing it fails).
-const protocol::PerThreadTransition* switching(const protocol::StatusResponse& status) {
+const protocol::PerThreadTransition* drivable(const protocol::StatusResponse& status) {
   const auto& t = status.transition;
   if (!t || t->model != protocol::Model::per_thread || !t->per_thread || t->per_thread->phase == protocol::Phase::prepared)
     return nullptr;
@@ -264,7 +264,7 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
                  0, fmt::format("`livegraft status {0}` shows it; `livegraft {1} {0} ...` continues it, `livegraft force {0}` forces it", pid,
                                 kind));
   };
-  const protocol::PerThreadTransition* pt = switching(status);
+  const protocol::PerThreadTransition* pt = drivable(status);
   if (!pt) return busy(" (another livegraft is running it)");
   if (patch != patch_name) return busy("");
   PtInfo info = pt_info_from_status(*pt);
@@ -295,7 +295,7 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
 
 Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const protocol::StatusResponse& status,
                                         const OperationOptions& options) {
-  const protocol::PerThreadTransition* pt = switching(status);
+  const protocol::PerThreadTransition* pt = drivable(status);
   if (!pt) return make_error(ErrorKind::invalid_argument, "no per-thread transition is in progress in process {}: nothing to force", pid);
   const std::string& patch = status.transition->patch;
   PtInfo info = pt_info_from_status(*pt);
@@ -317,7 +317,7 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
 }
 
 Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status, nlohmann::json& out) {
-  const protocol::PerThreadTransition* pt = switching(status);
+  const protocol::PerThreadTransition* pt = drivable(status);
   if (!pt) return ok_result();
   PtInfo info = pt_info_from_status(*pt);
   LG_TRY(auto process, Process::seize(pid));

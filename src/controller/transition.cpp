@@ -11,14 +11,29 @@ namespace lg {
 
 using Clock = std::chrono::steady_clock;
 
+std::optional<std::string> stack_hold(pid_t pid, pid_t tid, uint64_t fs_base, const StackTrace& trace,
+                                      const std::vector<RemoteRange>& check, bool own_stack, Unwinder& unwinder) {
+  if (!trace.complete) return fmt::format("its stack cannot be unwound reliably: {}", trace.stop_reason);
+  if (own_stack)
+    if (auto why = off_own_stack(pid, tid, fs_base, trace, unwinder)) return why;
+  for (const auto& f : trace.frames) {
+    // lookup_pc is the exact pc for the first frame and for a frame a signal interrupted, and
+    // pc-1 for a return address (the call instruction, inside the caller).
+    auto hit = std::find_if(check.begin(), check.end(), [&](const RemoteRange& r) { return r.contains(f.lookup_pc); });
+    if (hit != check.end()) return fmt::format("{} is on its stack", unwinder.symbolize(f.lookup_pc));
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> describe_stack(const StackTrace& trace, Unwinder& unwinder) {
+  std::vector<std::string> lines;
+  for (const auto& f : trace.frames) lines.push_back(unwinder.symbolize(f.pc));
+  if (!trace.complete) lines.push_back(fmt::format("?? ({})", trace.stop_reason));
+  return lines;
+}
+
 Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<RemoteRange>& check) {
   std::vector<Blocker> blockers;
-  auto describe = [&](const StackTrace& t) {
-    std::vector<std::string> lines;
-    for (const auto& f : t.frames) lines.push_back(unwinder_.symbolize(f.pc));
-    if (!t.complete) lines.push_back(fmt::format("?? ({})", t.stop_reason));
-    return lines;
-  };
   for (pid_t tid : process_.threads()) {
     auto regs = process_.get_regs(tid);
     if (!regs) {
@@ -26,25 +41,8 @@ Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<Remot
       return regs.error();
     }
     LG_TRY(auto trace, unwinder_.unwind(*regs));
-    if (!trace.complete) {
-      blockers.push_back({tid, fmt::format("its stack cannot be unwound reliably: {}", trace.stop_reason), describe(trace)});
-      continue;
-    }
-    if (own_stack_)
-      if (auto why = off_own_stack(process_.pid(), tid, regs->fs_base, trace, unwinder_)) {
-        blockers.push_back({tid, std::move(*why), describe(trace)});
-        continue;
-      }
-    for (size_t i = 0; i < trace.frames.size(); ++i) {
-        // lookup_pc is the exact pc for the first frame and for a frame a signal interrupted,
-      // and pc-1 for a return address (the call instruction, inside the caller).
-      RemoteAddr at = trace.frames[i].lookup_pc;
-      auto hit = std::find_if(check.begin(), check.end(), [&](const RemoteRange& r) { return r.contains(at); });
-      if (hit != check.end()) {
-        blockers.push_back({tid, fmt::format("{} is on its stack", unwinder_.symbolize(at)), describe(trace)});
-        break;
-      }
-    }
+    if (auto why = stack_hold(process_.pid(), tid, regs->fs_base, trace, check, own_stack_, unwinder_))
+      blockers.push_back({tid, std::move(*why), describe_stack(trace, unwinder_)});
   }
   if (extra_blockers_) {
     LG_TRY(auto more, extra_blockers_());

@@ -36,6 +36,14 @@ struct Blocker {
 // no blocker is such a thread. For the hint of a switch that timed out.
 std::optional<std::string> never_leaving(const std::vector<Blocker>& blockers);
 
+// The stack rule of both models: why the thread [tid] whose walk is [trace] may not switch —
+// its stack cannot be unwound reliably, it ends off the thread's own stack (when [own_stack]:
+// off_own_stack, stack_switching.h), or a frame lies in [check] — or nullopt when nothing holds it.
+std::optional<std::string> stack_hold(pid_t pid, pid_t tid, uint64_t fs_base, const StackTrace& trace,
+                                      const std::vector<RemoteRange>& check, bool own_stack, Unwinder& unwinder);
+// The symbolized frames of [trace], and "?? (why)" last when the walk is incomplete.
+std::vector<std::string> describe_stack(const StackTrace& trace, Unwinder& unwinder);
+
 struct TransitionOptions {
   std::chrono::milliseconds timeout{10000};
   // Per attempt: how many times the blocking threads alone are let run briefly (the others
