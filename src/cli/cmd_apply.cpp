@@ -52,7 +52,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (global.json) return print_json_ok(r);
     if (r.contains("continued")) {
       std::cout << fmt::format("{}\n  {}\n", continued_summary(r, r["patch"].get<std::string>(), args->pid),
-                               transition_summary(r["transition"]));
+                               transition_summary(r["transition"], args->pid));
       return;
     }
     std::cout << fmt::format("applied patch '{}' to process {} ({})\n", r["patch"].get<std::string>(), args->pid,
@@ -61,7 +61,7 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
       std::cout << fmt::format("  {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"), f.value("old_addr", uint64_t{0}),
                                f.value("new_addr", uint64_t{0}));
     const auto& t = r["transition"];
-    std::cout << fmt::format("  {}{}\n", r["agent_injected"].get<bool>() ? "agent injected; " : "", transition_summary(t));
+    std::cout << fmt::format("  {}{}\n", r["agent_injected"].get<bool>() ? "agent injected; " : "", transition_summary(t, args->pid));
   });
 }
 

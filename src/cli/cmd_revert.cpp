@@ -43,11 +43,11 @@ void add_revert_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (global.json) return print_json_ok(*result);
     if (result->contains("continued")) {
       std::cout << fmt::format("{}\n  {}\n", continued_summary(*result, args->name, args->pid),
-                               transition_summary((*result)["transition"]));
+                               transition_summary((*result)["transition"], args->pid));
       return;
     }
     const auto& t = (*result)["transition"];
-    std::cout << fmt::format("reverted patch '{}' in process {}\n  {}\n", args->name, args->pid, transition_summary(t));
+    std::cout << fmt::format("reverted patch '{}' in process {}\n  {}\n", args->name, args->pid, transition_summary(t, args->pid));
   });
 }
 

@@ -71,14 +71,12 @@ Result<nlohmann::json> apply_immediate(pid_t pid, const std::string& abs_path, c
   abort_load.dismiss();
   LG_TRY_VOID(agent.call(protocol::CompleteRequest{name}));
 
-  nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", name},
                         {"object", plan.object_path},
                         {"build_id", plan.build_id},
                         {"agent_injected", injected},
-                        {"functions", funcs},
+                        {"functions", protocol::encode(loaded.patch)["funcs"]},  // a copy: the encoded patch is a temporary
                         {"transition", stats_json(visits, start)}};
 }
 

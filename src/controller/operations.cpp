@@ -405,14 +405,12 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
                  0, "the new code runs; do not retry apply. `livegraft status` shows the agent's view");
   kill_step("after_commit");
 
-  nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", plan.patch.name},
                         {"object", plan.object_path},
                         {"build_id", plan.build_id},
                         {"agent_injected", injected},
-                        {"functions", funcs},
+                        {"functions", protocol::encode(loaded.patch)["funcs"]},  // a copy: the encoded patch is a temporary
                         {"transition", stats_json(stats)}};
 }
 

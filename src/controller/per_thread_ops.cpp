@@ -223,14 +223,12 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   detach.dismiss();
   sw.detach();
 
-  nlohmann::json funcs = nlohmann::json::array();
-  for (const auto& f : protocol::encode(loaded.patch)["funcs"]) funcs.push_back(f);
   return nlohmann::json{{"pid", pid},
                         {"patch", name},
                         {"object", plan.object_path},
                         {"build_id", plan.build_id},
                         {"agent_injected", injected},
-                        {"functions", funcs},
+                        {"functions", protocol::encode(loaded.patch)["funcs"]},  // a copy: the encoded patch is a temporary
                         {"transition", stats_json(sw.stats())}};
 }
 

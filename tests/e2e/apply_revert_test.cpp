@@ -56,6 +56,29 @@ TEST(ApplyRevert, Endbr64EntryIsKept) {
   EXPECT_EQ(t.ask("c 5"), "51");
 }
 
+// The report of an apply names what it replaced, in both models, and which threads were the
+// agent's. It listed nothing once: the
+// list was read through a reference into a temporary JSON document (a range-for over
+// `encode(x)["funcs"]`), so it came out empty.
+TEST(ApplyRevert, ApplyReportListsTheReplacedFunctionsInEveryModel) {
+  for (const char* model : {"per-thread", "stop-the-world"}) {
+    SCOPED_TRACE(model);
+    Target t(target_path("calc"));
+    CliRun a = livegraft({"--json", "apply", "--model", model, std::to_string(t.pid()), patch_path("calc_fix")});
+    ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
+    ASSERT_EQ(a.json["functions"].size(), 1u) << a.out;
+    EXPECT_EQ(a.json["functions"][0]["old_name"], "compute");
+    EXPECT_NE(a.json["functions"][0]["new_addr"].get<uint64_t>(), 0u);
+    ASSERT_EQ(livegraft({"revert", std::to_string(t.pid()), "calc-fix"}).exit_code, 0);
+    CliRun text = livegraft({"apply", "--model", model, std::to_string(t.pid()), patch_path("calc_fix")});
+    ASSERT_EQ(text.exit_code, 0) << text.err << text.out;
+    EXPECT_NE(text.out.find("\n  compute "), std::string::npos) << text.out;
+    // calc has one thread of its own; the others are the agent's, and the report says so.
+    EXPECT_NE(text.out.find(" of them the agent's)"), std::string::npos) << text.out;
+    EXPECT_EQ(text.out.find(" in 0 ms"), std::string::npos) << text.out;
+  }
+}
+
 TEST(ApplyRevert, StatusShowsAppliedPatchesAsTextAndJson) {
   Target t(target_path("calc"));
   CliRun none = livegraft({"--json", "status", std::to_string(t.pid())});
