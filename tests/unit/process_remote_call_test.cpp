@@ -18,17 +18,53 @@ using testing::TargetProcess;
 
 constexpr uint64_t kERestartSys = static_cast<uint64_t>(-512);
 
-TEST(ProcessRemoteCall, GetpidAndStrlenOfAStringArgument) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
+// Most hazards are tried on process_counter (a main thread printing "tick" in a usleep loop):
+// started with [args], seen ticking, seized; the hazard then borrows thread tid().
+class ProcessRemoteCall : public ::testing::Test {
+ protected:
+  void start_program(const char* name, const std::vector<std::string>& args, const char* ready) {
+    std::string exe = testing::build_program(name);
+    ASSERT_FALSE(exe.empty());
+    ASSERT_TRUE(target.start(exe, args));
+    ready_line = target.wait_prefix(ready);
+    ASSERT_FALSE(ready_line.empty());
+  }
+  void seize_program(const char* name, const std::vector<std::string>& args, const char* ready) {
+    ASSERT_NO_FATAL_FAILURE(start_program(name, args, ready));
+    auto s = Process::seize(target.pid());
+    ASSERT_TRUE(s.ok()) << s.error().describe();
+    seized = std::move(*s);
+  }
+  // process_counter seized with its main thread stopped.
+  void seize_counter_stopped() {
+    ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"1"}, "tick"));
+    ASSERT_TRUE(p().stop_thread(tid(), 5s).ok());
+  }
+  // The end of every hazard on process_counter: thread tid() resumed, the target detached, and
+  // it keeps ticking.
+  void resume_and_expect_ticking() {
+    ASSERT_TRUE(p().resume_thread(tid()).ok());
+    expect_ticking_after_detach();
+  }
+  void expect_ticking_after_detach() {
+    seized.reset();
+    target.drain();
+    EXPECT_FALSE(target.wait_prefix("tick").empty());
+  }
+  RemoteAddr libc(const char* name) const { return testing::libc_function_in(target.pid(), name); }
+  Process& p() { return *seized; }
+  pid_t tid() const { return target.pid(); }
+
   TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"2"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  RemoteAddr getpid_fn = testing::libc_function_in(target.pid(), "getpid");
-  RemoteAddr strlen_fn = testing::libc_function_in(target.pid(), "strlen");
+  std::string ready_line;  // the target's line that said it is ready
+  std::unique_ptr<Process> seized;
+};
+
+TEST_F(ProcessRemoteCall, GetpidAndStrlenOfAStringArgument) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"2"}, "tick"));
+  Process& p = *seized;
+  RemoteAddr getpid_fn = libc("getpid");
+  RemoteAddr strlen_fn = libc("strlen");
   ASSERT_FALSE(getpid_fn.is_null());
 
   for (pid_t tid : p.threads()) {
@@ -48,20 +84,12 @@ TEST(ProcessRemoteCall, GetpidAndStrlenOfAStringArgument) {
     EXPECT_EQ(0, std::memcmp(&*before, &*after, sizeof(Registers)));
     ASSERT_TRUE(p.resume_thread(tid).ok());
   }
-  seized->reset();
-  target.drain();
-  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  expect_ticking_after_detach();
 }
 
-TEST(ProcessRemoteCall, SyscallRestartBlockedReadStillGetsItsData) {
-  std::string exe = testing::build_program("process_blocked_read");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe));
-  ASSERT_FALSE(target.wait_prefix("ready").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessRemoteCall, SyscallRestartBlockedReadStillGetsItsData) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_blocked_read", {}, "ready"));
+  Process& p = *seized;
   const pid_t tid = target.pid();
 
   // Wait until the thread is in read(): stopped there, orig_rax is SYS_read and rax says the
@@ -77,34 +105,27 @@ TEST(ProcessRemoteCall, SyscallRestartBlockedReadStillGetsItsData) {
   ASSERT_EQ(regs.orig_rax, static_cast<uint64_t>(SYS_read));
   EXPECT_EQ(regs.rax, kERestartSys);
 
-  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "getpid"), {}, 5s);
+  auto r = p.remote_call(tid, libc("getpid"), {}, 5s);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(*r, static_cast<uint64_t>(target.pid()));
   ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
+  seized.reset();
 
   ASSERT_TRUE(target.write_stdin("hello\n"));
   std::string line = target.wait_line([](const std::string& l) { return l.rfind("got", 0) == 0 || l.rfind("error", 0) == 0; });
   EXPECT_EQ(line, "got 6 hello");
 }
 
-TEST(ProcessRemoteCall, RedZoneOfTheInterruptedFunctionSurvives) {
-  std::string exe = testing::build_program("process_redzone");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe));
-  std::string range = target.wait_prefix("range ");
-  ASSERT_FALSE(range.empty());
+TEST_F(ProcessRemoteCall, RedZoneOfTheInterruptedFunctionSurvives) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_redzone", {}, "range "));
   char* end = nullptr;
-  uint64_t lo = std::strtoull(range.c_str() + 6, &end, 16);
+  uint64_t lo = std::strtoull(ready_line.c_str() + 6, &end, 16);
   uint64_t hi = std::strtoull(end, nullptr, 16);
   ASSERT_FALSE(target.wait_prefix("alive").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+  Process& p = *seized;
   const pid_t tid = target.pid();
-  RemoteAddr getpid_fn = testing::libc_function_in(target.pid(), "getpid");
-  RemoteAddr strlen_fn = testing::libc_function_in(target.pid(), "strlen");
+  RemoteAddr getpid_fn = libc("getpid");
+  RemoteAddr strlen_fn = libc("strlen");
 
   int calls_inside_loop = 0;
   for (int i = 0; i < 200 && calls_inside_loop < 10; ++i) {
@@ -123,79 +144,49 @@ TEST(ProcessRemoteCall, RedZoneOfTheInterruptedFunctionSurvives) {
     std::this_thread::sleep_for(1ms);
   }
   ASSERT_GT(calls_inside_loop, 0) << "never caught the thread inside its red-zone loop";
-  seized->reset();
+  seized.reset();
   target.drain();
   std::string next = target.wait_line([](const std::string& l) { return l == "clobbered" || l.rfind("alive", 0) == 0; });
   EXPECT_EQ(next.rfind("alive", 0), 0u) << next;
   for (const auto& l : target.lines()) EXPECT_NE(l, "clobbered");
 }
 
-TEST(ProcessRemoteCall, SignalRaisedDuringTheCallIsDeliveredAfterwards) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+TEST_F(ProcessRemoteCall, SignalRaisedDuringTheCallIsDeliveredAfterwards) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
   RemoteArg args[] = {RemoteArg::of(SIGUSR1)};
-  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "raise"), args, 5s);
+  auto r = p().remote_call(tid(), libc("raise"), args, 5s);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(*r, 0u);
-  ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
+  ASSERT_TRUE(p().resume_thread(tid()).ok());
+  seized.reset();
   EXPECT_FALSE(target.wait_prefix("usr1").empty());
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty());
 }
 
-TEST(ProcessRemoteCall, CrashInTheCalledFunctionIsAnErrorAndTheTargetLives) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
-  auto before = *p.get_regs(tid);
+TEST_F(ProcessRemoteCall, CrashInTheCalledFunctionIsAnErrorAndTheTargetLives) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
+  auto before = *p().get_regs(tid());
   RemoteArg args[] = {RemoteArg::of(8)};  // strlen((char*)8): a fault inside libc
-  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "strlen"), args, 5s);
+  auto r = p().remote_call(tid(), libc("strlen"), args, 5s);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("SEGV"), std::string::npos) << r.error().message;
   // Never a plain "registers restored": the function was abandoned with whatever it held.
   EXPECT_NE(r.error().message.find("may still be held"), std::string::npos) << r.error().message;
-  auto after = *p.get_regs(tid);
+  auto after = *p().get_regs(tid());
   EXPECT_EQ(0, std::memcmp(&before, &after, sizeof(Registers)));
-  ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
-  target.drain();
-  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  resume_and_expect_ticking();
 }
 
-TEST(ProcessRemoteCall, TimeoutInterruptsRestoresAndKeepsSyscallRestartSane) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
-  auto before = *p.get_regs(tid);
+TEST_F(ProcessRemoteCall, TimeoutInterruptsRestoresAndKeepsSyscallRestartSane) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
+  auto before = *p().get_regs(tid());
   RemoteArg args[] = {RemoteArg::of(1000)};  // sleep(1000)
-  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "sleep"), args, 100ms);
+  auto r = p().remote_call(tid(), libc("sleep"), args, 100ms);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::timeout) << r.error().describe();
-  EXPECT_TRUE(p.is_stopped(tid));
-  auto after = *p.get_regs(tid);
+  EXPECT_TRUE(p().is_stopped(tid()));
+  auto after = *p().get_regs(tid());
   // The interrupted sleep() overwrote the thread's restart_block: a usleep the main thread was
   // in is re-issued (-ERESTARTNOINTR) rather than restarted through it (it would sleep 1000 s).
   if (before.rax == static_cast<uint64_t>(-516) && static_cast<int64_t>(before.orig_rax) >= 0) {
@@ -203,31 +194,19 @@ TEST(ProcessRemoteCall, TimeoutInterruptsRestoresAndKeepsSyscallRestartSane) {
     after.rax = before.rax;
   }
   EXPECT_EQ(0, std::memcmp(&before, &after, sizeof(Registers)));
-  ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
-  target.drain();
-  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  resume_and_expect_ticking();
 }
 
-TEST(ProcessRemoteCall, DlopenCrashingInsideTheLoaderIsReportedAsLocksMayBeHeld) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+TEST_F(ProcessRemoteCall, DlopenCrashingInsideTheLoaderIsReportedAsLocksMayBeHeld) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
   // dlopen((char*)8): _dl_open takes the loader lock, then reads the name and faults.
   RemoteArg args[] = {RemoteArg::of(8), RemoteArg::of(2 /* RTLD_NOW */)};
-  auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "dlopen"), args, 5s);
+  auto r = p().remote_call(tid(), libc("dlopen"), args, 5s);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::unsafe) << r.error().describe();
   EXPECT_NE(r.error().message.find("may still be held"), std::string::npos) << r.error().message;
   EXPECT_EQ(r.error().message.find("registers restored"), std::string::npos) << r.error().message;
-  ASSERT_TRUE(p.resume_thread(tid).ok());
+  ASSERT_TRUE(p().resume_thread(tid()).ok());
 }
 
 // Test-only fault hooks (process_internal.h): one step fails as if the kernel had refused it.
@@ -256,58 +235,37 @@ struct FaultScope {
   ~FaultScope() { g_fault_hook_for_testing = nullptr; }
 };
 
-TEST(ProcessRemoteCall, WaitFailingWhileTheCallRunsStillPutsTheThreadBack) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
-  auto before = *p.get_regs(tid);
+TEST_F(ProcessRemoteCall, WaitFailingWhileTheCallRunsStillPutsTheThreadBack) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
+  auto before = *p().get_regs(tid());
   // Three remote syscalls (mmap, mprotect x2) wait first; the fourth wait is the call's.
   {
-    FaultScope fault({"run_until_marker", tid, 3});
+    FaultScope fault({"run_until_marker", tid(), 3});
     RemoteArg args[] = {RemoteArg::of(1)};  // usleep(1): the call is running when the wait fails
-    auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "usleep"), args, 5s);
+    auto r = p().remote_call(tid(), libc("usleep"), args, 5s);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(g_plan.failed, 1);
     EXPECT_NE(r.error().message.find("injected fault"), std::string::npos) << r.error().message;
   }
-  ASSERT_TRUE(p.is_stopped(tid));
-  auto after = p.get_regs(tid);
+  ASSERT_TRUE(p().is_stopped(tid()));
+  auto after = p().get_regs(tid());
   ASSERT_TRUE(after.ok()) << after.error().describe();
   EXPECT_EQ(0, std::memcmp(&before, &*after, sizeof(Registers)));
-  ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
-  target.drain();
-  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  resume_and_expect_ticking();
 }
 
-TEST(ProcessRemoteCall, FailedRestoreIsReportedAndTheThreadRestoresItselfWhenResumed) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
-  const pid_t tid = target.pid();
-  ASSERT_TRUE(p.stop_thread(tid, 5s).ok());
+TEST_F(ProcessRemoteCall, FailedRestoreIsReportedAndTheThreadRestoresItselfWhenResumed) {
+  ASSERT_NO_FATAL_FAILURE(seize_counter_stopped());
   {
     // set_regs: 3 remote syscalls x (stub, restore), the call's registers, then the restore.
-    FaultScope fault({"set_regs", tid, 7});
-    auto r = p.remote_call(tid, testing::libc_function_in(target.pid(), "getpid"), {}, 5s);
+    FaultScope fault({"set_regs", tid(), 7});
+    auto r = p().remote_call(tid(), libc("getpid"), {}, 5s);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(g_plan.failed, 1);
     EXPECT_NE(r.error().message.find("putting thread"), std::string::npos) << r.error().message;
   }
-  ASSERT_TRUE(p.resume_thread(tid).ok());
-  seized->reset();
+  ASSERT_TRUE(p().resume_thread(tid()).ok());
+  seized.reset();
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty()) << "the thread did not find its way back";
 }
@@ -336,14 +294,10 @@ bool stall_in_the_call(const char* step, pid_t) {
   return false;
 }
 
-TEST(ProcessRemoteCall, SignalSentDuringTheCallSurvivesTheControllersDeath) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
+TEST_F(ProcessRemoteCall, SignalSentDuringTheCallSurvivesTheControllersDeath) {
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"1"}, "tick"));
   const pid_t pid = target.pid();
-  RemoteAddr usleep_fn = testing::libc_function_in(pid, "usleep");
+  RemoteAddr usleep_fn = libc("usleep");
   int to_test[2], from_test[2];
   ASSERT_EQ(::pipe(to_test), 0);
   ASSERT_EQ(::pipe(from_test), 0);
@@ -376,15 +330,11 @@ TEST(ProcessRemoteCall, SignalSentDuringTheCallSurvivesTheControllersDeath) {
   for (int fd : {to_test[0], to_test[1], from_test[0], from_test[1]}) ::close(fd);
 }
 
-TEST(ProcessResume, ResumeAllTriesEveryThreadAndReportsTheFailures) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"3", "idle"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+using ProcessResume = ProcessRemoteCall;
+
+TEST_F(ProcessResume, ResumeAllTriesEveryThreadAndReportsTheFailures) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"3", "idle"}, "tick"));
+  Process& p = *seized;
   ASSERT_TRUE(p.stop_all(5s).ok());
   const std::vector<pid_t> tids = p.threads();
   ASSERT_EQ(tids.size(), 4u);
@@ -397,9 +347,7 @@ TEST(ProcessResume, ResumeAllTriesEveryThreadAndReportsTheFailures) {
   EXPECT_TRUE(p.is_stopped(tids[0]));
   for (size_t i = 1; i < tids.size(); ++i) EXPECT_FALSE(p.is_stopped(tids[i])) << "thread " << tids[i] << " left frozen";
   ASSERT_TRUE(p.resume_thread(tids[0]).ok());
-  seized->reset();
-  target.drain();
-  EXPECT_FALSE(target.wait_prefix("tick").empty());
+  expect_ticking_after_detach();
 }
 
 }  // namespace
