@@ -2,56 +2,18 @@
 // says nothing, a second client during another's transition, a patch constructor that never
 // returns.
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include "harness.h"
+#include "raw_agent.h"
 #include "protocol/protocol.h"
 
 namespace lg::e2e {
 namespace {
 
 using nlohmann::json;
-
-// A raw connection to the agent of [pid] (a root-owned target: /tmp/livegraft-0).
-class RawClient {
- public:
-  explicit RawClient(pid_t pid) {
-    std::string path = "/tmp/livegraft-" + std::to_string(::getuid()) + "/agent-" + std::to_string(pid) + ".sock";
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawClient() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void send(const std::string& s) { (void)!::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
-  // The answer to [req], or null when none came within [timeout].
-  json request(const json& req, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    send(req.dump() + "\n");
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      pollfd p{fd_, POLLIN, 0};
-      char c;
-      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0 || ::read(fd_, &c, 1) != 1) return nullptr;
-      if (c == '\n') break;
-      line += c;
-    }
-    json j = json::parse(line, nullptr, false);
-    return j.is_discarded() ? json(nullptr) : j;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 TEST(AgentLiveness, SilentClientDoesNotBlockOthers) {
   Target t(target_path("calc"));

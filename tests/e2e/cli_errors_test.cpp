@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "raw_agent.h"
 
 namespace lg::e2e {
 namespace {
@@ -209,59 +210,6 @@ TEST(CliErrors, StoppedTargetIsRefusedWithoutTouchingIt) {
   ASSERT_EQ(kill(t.pid(), SIGCONT), 0);
   EXPECT_EQ(t.ask("c 5"), "52");
 }
-
-// A process that serves the agent's socket itself: it answers every request line with
-// [reply], or never answers when [reply] is empty. Killed and its socket removed at the end.
-class FakeAgent {
- public:
-  explicit FakeAgent(std::string reply) {
-    std::string dir = "/tmp/livegraft-" + std::to_string(getuid());
-    mkdir(dir.c_str(), 0700);
-    struct stat st {};
-    private_dir_ = stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) == 0;
-    int ready[2];
-    if (pipe(ready) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      int s = socket(AF_UNIX, SOCK_STREAM, 0);
-      sockaddr_un addr{};
-      addr.sun_family = AF_UNIX;
-      std::string path = dir + "/agent-" + std::to_string(getpid()) + ".sock";
-      std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-      unlink(path.c_str());
-      char ok = bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(s, 8) == 0 ? 'y' : 'n';
-      (void)!write(ready[1], &ok, 1);
-      for (;;) {
-        int c = accept(s, nullptr, nullptr);
-        char buf[4096];
-        ssize_t n;
-        while (!reply.empty() && (n = read(c, buf, sizeof buf)) > 0)
-          for (ssize_t i = 0; i < n; ++i)
-            if (buf[i] == '\n') (void)!write(c, (reply + "\n").data(), reply.size() + 1);
-        if (!reply.empty()) close(c);  // otherwise: accepted, never read, never answered
-      }
-    }
-    close(ready[1]);
-    char ok = 0;
-    listening_ = read(ready[0], &ok, 1) == 1 && ok == 'y';
-    close(ready[0]);
-    socket_ = dir + "/agent-" + std::to_string(pid_) + ".sock";
-  }
-  ~FakeAgent() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    unlink(socket_.c_str());
-  }
-  bool ready() const { return private_dir_ && listening_; }
-  std::string pid() const { return std::to_string(pid_); }
-
- private:
-  pid_t pid_ = -1;
-  bool private_dir_ = false, listening_ = false;
-  std::string socket_;
-};
 
 // Every wait on the agent is bounded by --timeout and the error says so.
 TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersTimeout) {

@@ -4,54 +4,16 @@
 // another version (LIVEGRAFT_TEST_PROTOCOL_VERSION makes it speak one; a fake agent of
 // protocol 1 answers without "v"); nothing changes in the target either way.
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "raw_agent.h"
 #include "protocol/protocol.h"
 
 namespace lg::e2e {
 namespace {
 
 using nlohmann::json;
-
-// One connection to the agent of [pid], a line at a time.
-class RawClient {
- public:
-  explicit RawClient(pid_t pid) {
-    std::string path = protocol::socket_path(::getuid(), pid);
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawClient() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  json request(const json& req) {
-    std::string line = req.dump() + "\n";
-    (void)!::send(fd_, line.data(), line.size(), MSG_NOSIGNAL);
-    std::string reply;
-    for (;;) {
-      pollfd p{fd_, POLLIN, 0};
-      char c;
-      if (::poll(&p, 1, 20000) <= 0 || ::read(fd_, &c, 1) != 1) return nullptr;
-      if (c == '\n') break;
-      reply += c;
-    }
-    json j = json::parse(reply, nullptr, false);
-    return j.is_discarded() ? json(nullptr) : j;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 std::string error_of(const CliRun& r) { return r.json.is_object() ? r.json.value("error", "") : ""; }
 
@@ -111,53 +73,12 @@ TEST(ProtocolVersion, ControllerOfAnotherVersionSaysSoAndChangesNothing) {
 // An agent of protocol 1 (it answers every line without "v", as the fake does) is refused at
 // its first reply, before anything that changes the process is sent.
 TEST(ProtocolVersion, AgentOfProtocolOneIsRefusedAtItsFirstReply) {
-  std::string dir = protocol::socket_dir(::getuid());
-  ::mkdir(dir.c_str(), 0700);
-  int ready[2], log[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  ASSERT_EQ(::pipe(log), 0);
-  pid_t fake = ::fork();
-  if (fake == 0) {
-    int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string path = protocol::socket_path(::getuid(), ::getpid());
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    ::unlink(path.c_str());
-    char ok = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(s, 8) == 0 ? 'y' : 'n';
-    (void)!::write(ready[1], &ok, 1);
-    const std::string reply =
-        R"({"ok":true,"protocol":1,"pid":1,"disabled":null,"transition":null,"patches":[],"functions":[]})"
-        "\n";
-    for (;;) {
-      int c = ::accept(s, nullptr, nullptr);
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::read(c, buf, sizeof buf)) > 0) {
-        (void)!::write(log[1], buf, static_cast<size_t>(n));  // what the controller sent
-        for (ssize_t i = 0; i < n; ++i)
-          if (buf[i] == '\n') (void)!::write(c, reply.data(), reply.size());
-      }
-      ::close(c);
-    }
-  }
-  ::close(ready[1]);
-  ::close(log[1]);
-  char ok = 0;
-  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
-  ASSERT_EQ(ok, 'y');
-  const std::string pid = std::to_string(fake);
+  FakeAgent fake(R"({"ok":true,"protocol":1,"pid":1,"disabled":null,"transition":null,"patches":[],"functions":[]})");
+  ASSERT_TRUE(fake.ready());
+  const std::string pid = fake.pid();
   CliRun r = livegraft({"--json", "revert", pid, "calc-fix"});
   CliRun s = livegraft({"--json", "status", pid});
-  ::kill(fake, SIGKILL);
-  ::waitpid(fake, nullptr, 0);
-  ::unlink(protocol::socket_path(::getuid(), fake).c_str());
-  std::string sent;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(log[0], buf, sizeof buf)) > 0) sent.append(buf, static_cast<size_t>(n));
-  ::close(log[0]);
-  ::close(ready[0]);
+  const std::string sent = fake.sent();
   for (const CliRun* run : {&r, &s}) {
     EXPECT_EQ(run->exit_code, 7) << run->out << run->err;
     EXPECT_EQ(run->json.value("kind", ""), "version") << run->out;
