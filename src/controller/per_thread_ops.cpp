@@ -65,6 +65,7 @@ nlohmann::json stats_json(const PerThreadStats& s) {
           {"thread_stops", s.stops_us.size()},
           {"stop_p50_us", percentile(s.stops_us, 0.5)},
           {"stop_p99_us", percentile(s.stops_us, 0.99)},
+          {"stops_us", s.stops_us},  // every stop, in the order made: pooled across transitions by bench/
           {"longest_stop_us", s.longest_stop.count()},
           {"total_us", s.total.count()},
           {"stop_parts_us", {{"interrupt_wait", s.in_stop.count()}, {"inspect", s.in_inspect.count()}, {"resume", s.in_resume.count()}}}};
