@@ -13,39 +13,27 @@ void add_apply_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   struct Args {
     int pid = 0;
     std::string patch;
-    double timeout = 10;
-    std::string model, on_timeout;
+    TransitionArgs transition;
     std::string agent;
     std::string symbols;
-    bool allow_stack_switching = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("apply", "Apply a patch object to a running process (per-thread consistency by default)");
   add_pid_option(cmd, args->pid);
   cmd->add_option("patch", args->patch, "Patch object (.o) made by `livegraft build` or by hand")->required();
-  add_timeout_option(cmd, args->timeout, kSwitchTimeoutHelp);
-  add_model_option(cmd, args->model);
-  add_on_timeout_option(cmd, args->on_timeout);
-  add_stack_switching_option(cmd, args->allow_stack_switching);
+  add_transition_options(cmd, args->transition);
   cmd->add_option("--agent", args->agent, "liblivegraft-agent.so to inject when the process has none");
   cmd->add_option("--symbols", args->symbols,
                   "Separate debug file of a stripped target object (found by build-id, .gnu_debuglink or "
                   "debuginfod otherwise)");
   cmd->callback([args, &global, &exit_code] {
     std::vector<Blocker> blockers;
-    OperationOptions options;
-    options.timeout = to_ms(args->timeout);
-    options.model = to_model(args->model);
-    options.on_timeout = to_on_timeout(args->on_timeout);
-    options.allow_stack_switching = args->allow_stack_switching;
+    OperationOptions options = transition_options(args->transition, global, blockers);
     options.agent_path = args->agent;
     options.symbols_file = args->symbols;
-    options.progress = progress_printer(global);
-    options.blockers = &blockers;
     auto result = apply_patch(args->pid, args->patch, options);
     if (!result) {
-      exit_code = report_error(global, result.error(), {{"blockers", blockers_json(blockers)}});
-      if (!global.json) print_blockers(blockers);
+      exit_code = report_transition_error(global, result.error(), blockers);
       return;
     }
     const auto& r = *result;

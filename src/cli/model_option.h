@@ -9,7 +9,10 @@
 
 #include <fmt/format.h>
 
+#include "cli/blockers.h"
 #include "cli/commands.h"
+#include "cli/output.h"
+#include "cli/pid_option.h"
 #include "controller/operations.h"
 
 namespace lg::cli {
@@ -49,6 +52,39 @@ inline OnTimeout to_on_timeout(const std::string& s) { return s == "keep" ? OnTi
 inline ConsistencyModel to_model(const std::string& m) {
   if (m == "immediate") return ConsistencyModel::immediate;
   return m == "stop-the-world" ? ConsistencyModel::stop_the_world : ConsistencyModel::per_thread;
+}
+
+// The options every command that runs a transition takes (apply, revert), and what they set.
+struct TransitionArgs {
+  double timeout = 10;
+  std::string model, on_timeout;
+  bool allow_stack_switching = false;
+};
+
+inline void add_transition_options(CLI::App* cmd, TransitionArgs& t) {
+  add_timeout_option(cmd, t.timeout, kSwitchTimeoutHelp);
+  add_model_option(cmd, t.model);
+  add_on_timeout_option(cmd, t.on_timeout);
+  add_stack_switching_option(cmd, t.allow_stack_switching);
+}
+
+// The options of a transition run for [t]; blockers found on the way go to [blockers].
+inline OperationOptions transition_options(const TransitionArgs& t, const GlobalOptions& global, std::vector<Blocker>& blockers) {
+  OperationOptions options;
+  options.timeout = to_ms(t.timeout);
+  options.model = to_model(t.model);
+  options.on_timeout = to_on_timeout(t.on_timeout);
+  options.allow_stack_switching = t.allow_stack_switching;
+  options.progress = progress_printer(global);
+  options.blockers = &blockers;
+  return options;
+}
+
+// A failed apply/revert: the error, and for people the threads that held the transition.
+inline int report_transition_error(const GlobalOptions& global, const Error& e, const std::vector<Blocker>& blockers) {
+  int code = report_error(global, e, {{"blockers", blockers_json(blockers)}});
+  if (!global.json) print_blockers(blockers);
+  return code;
 }
 
 // The agent's own threads (livegraft-agent, livegraft-exec) are threads of the process like any
