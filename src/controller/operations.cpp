@@ -310,14 +310,26 @@ Result<std::string> find_agent_library(const std::string& configured) {
                "pass --agent PATH or set LIVEGRAFT_AGENT");
 }
 
-Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
-  KillPointOperation op("apply");
-  return run_steps(pid, "apply", [&]() -> Result<nlohmann::json> {
+namespace {
+
+// An apply or a revert: [steps] with the options checked first (stack switching in the process is
+// looked at before the process is touched), under the operation's kill points.
+template <class Steps>
+Result<nlohmann::json> run_transition_command(pid_t pid, const char* what, const OperationOptions& options, Steps steps) {
+  KillPointOperation op(what);
+  return run_steps(pid, what, [&]() -> Result<nlohmann::json> {
     Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
-    if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
+    if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);
     if (!checked) return std::move(checked).error();
-    return apply_patch_steps(pid, patch_path, *checked);
+    return steps(*checked);
   });
+}
+
+}  // namespace
+
+Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options) {
+  return run_transition_command(pid, "apply", options,
+                                [&](const OperationOptions& checked) { return apply_patch_steps(pid, patch_path, checked); });
 }
 
 namespace {
@@ -417,13 +429,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 }  // namespace
 
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options) {
-  KillPointOperation op("revert");
-  return run_steps(pid, "revert", [&]() -> Result<nlohmann::json> {
-    Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
-    if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
-    if (!checked) return std::move(checked).error();
-    return revert_patch_steps(pid, patch_name, *checked);
-  });
+  return run_transition_command(pid, "revert", options,
+                                [&](const OperationOptions& checked) { return revert_patch_steps(pid, patch_name, checked); });
 }
 
 namespace {
