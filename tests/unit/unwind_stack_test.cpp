@@ -551,11 +551,10 @@ TEST_F(UnwindProcess, CodeRegionCfiFromTargetMemory) {
   EXPECT_TRUE(restored->trace.complete) << last;
 }
 
-// A return address into code without an FDE: the walk stops there instead of guessing.
-TEST_F(UnwindProcess, CallerWithoutCfiIsUnreliable) {
-  std::string exe = build("asm", kAsmSource);
-  ASSERT_FALSE(exe.empty());
-  auto target = Target::start(exe, {"nocfi"});
+// The asm target in [mode] blocks in do_sleep under CFI the walk must not trust: the walk stops
+// at do_sleep, incomplete, for [reason].
+void expect_unreliable_below_do_sleep(const std::string& exe, const char* mode, const char* reason) {
+  auto target = Target::start(exe, {mode});
   ASSERT_TRUE(target && target->wait_ready());
   ASSERT_TRUE(wait_blocked(target->pid(), target->pid()));
   auto u = Unwinder::create(target->pid());
@@ -566,25 +565,21 @@ TEST_F(UnwindProcess, CallerWithoutCfiIsUnreliable) {
   ASSERT_TRUE(w) << last;
   EXPECT_FALSE(w->trace.complete) << last;
   EXPECT_EQ(w->names.back(), "do_sleep") << last;
-  EXPECT_NE(w->trace.stop_reason.find("no CFI for pc"), std::string::npos) << w->trace.stop_reason;
+  EXPECT_NE(w->trace.stop_reason.find(reason), std::string::npos) << w->trace.stop_reason;
+}
+
+// A return address into code without an FDE: the walk stops there instead of guessing.
+TEST_F(UnwindProcess, CallerWithoutCfiIsUnreliable) {
+  std::string exe = build("asm", kAsmSource);
+  ASSERT_FALSE(exe.empty());
+  expect_unreliable_below_do_sleep(exe, "nocfi", "no CFI for pc");
 }
 
 // CFI that does not move the CFA up would make the walk loop; it is refused.
 TEST_F(UnwindProcess, CfaThatDoesNotGrowIsUnreliable) {
   std::string exe = build("asm", kAsmSource);
   ASSERT_FALSE(exe.empty());
-  auto target = Target::start(exe, {"badcfi"});
-  ASSERT_TRUE(target && target->wait_ready());
-  ASSERT_TRUE(wait_blocked(target->pid(), target->pid()));
-  auto u = Unwinder::create(target->pid());
-  ASSERT_TRUE(u.ok()) << u.error().describe();
-  std::string last;
-  auto w = unwind_until(**u, target->pid(), [](const Unwound& w) { return find_frame(w.names, "do_sleep") >= 0; },
-                        &last);
-  ASSERT_TRUE(w) << last;
-  EXPECT_FALSE(w->trace.complete) << last;
-  EXPECT_EQ(w->names.back(), "do_sleep") << last;
-  EXPECT_NE(w->trace.stop_reason.find("does not lie above"), std::string::npos) << w->trace.stop_reason;
+  expect_unreliable_below_do_sleep(exe, "badcfi", "does not lie above");
 }
 
 // clock_gettime runs in the vDSO, whose CFI is read from the target's memory.
