@@ -4,45 +4,37 @@
 
 #include "process/process.h"
 #include "process/test_support.h"
+#include "seized_program.h"
 
 namespace lg {
 namespace {
 
+using ProcessMemory = SeizedProgramTest;
+
 using namespace std::chrono_literals;
 using testing::TargetProcess;
 
-TEST(ProcessMemory, WriteGlobalChangesTargetOutput) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"2"}));
-  std::string addr_line = target.wait_prefix("addr value ");
-  ASSERT_FALSE(addr_line.empty());
+TEST_F(ProcessMemory, WriteGlobalChangesTargetOutput) {
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"2"}, "addr value "));
+  const std::string& addr_line = ready_line;
   RemoteAddr value(std::strtoull(addr_line.c_str() + 11, nullptr, 16));
   ASSERT_FALSE(target.wait_prefix("tick").empty());
 
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+  ASSERT_NO_FATAL_FAILURE(seize_started());
+  Process& p = *seized;
   auto old = p.read_value<long>(value);
   ASSERT_TRUE(old.ok()) << old.error().describe();
   EXPECT_EQ(*old, 1);
   long v = 4242;
   ASSERT_TRUE(p.write_memory(value, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), sizeof v)).ok());
   EXPECT_EQ(*p.read_value<long>(value), 4242);
-  seized->reset();
+  seized.reset();
   EXPECT_FALSE(target.wait_line([](const std::string& l) { return l.find("value 4242") != std::string::npos; }).empty());
 }
 
-TEST(ProcessMemory, ReadOnlyMappingIsWritableForTheTracerAndUnmappedIsAnError) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessMemory, ReadOnlyMappingIsWritableForTheTracerAndUnmappedIsAnError) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"1"}, "tick"));
+  Process& p = *seized;
 
   // libc's read-only first page (its ELF header), which nothing uses while we hold it.
   RemoteAddr text(testing::libc_base(target.pid()));
@@ -73,15 +65,9 @@ TEST(ProcessMemory, ReadOnlyMappingIsWritableForTheTracerAndUnmappedIsAnError) {
   ASSERT_TRUE(p.resume_all().ok());
 }
 
-TEST(ProcessMemory, RegistersRoundTrip) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessMemory, RegistersRoundTrip) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"1"}, "tick"));
+  Process& p = *seized;
   pid_t worker = p.threads().back();
   EXPECT_FALSE(p.get_regs(worker).ok());  // not stopped
   ASSERT_TRUE(p.stop_thread(worker, 5s).ok());
@@ -93,7 +79,7 @@ TEST(ProcessMemory, RegistersRoundTrip) {
   EXPECT_EQ(p.get_regs(worker)->r15, r.r15);
   ASSERT_TRUE(p.set_regs(worker, *regs).ok());
   ASSERT_TRUE(p.resume_thread(worker).ok());
-  seized->reset();
+  seized.reset();
   target.drain();
   EXPECT_FALSE(target.wait_prefix("tick").empty());
 }

@@ -9,6 +9,7 @@
 #include "process/process.h"
 #include "process/process_internal.h"
 #include "process/test_support.h"
+#include "seized_program.h"
 
 namespace lg {
 namespace {
@@ -18,47 +19,7 @@ using testing::TargetProcess;
 
 constexpr uint64_t kERestartSys = static_cast<uint64_t>(-512);
 
-// Most hazards are tried on process_counter (a main thread printing "tick" in a usleep loop):
-// started with [args], seen ticking, seized; the hazard then borrows thread tid().
-class ProcessRemoteCall : public ::testing::Test {
- protected:
-  void start_program(const char* name, const std::vector<std::string>& args, const char* ready) {
-    std::string exe = testing::build_program(name);
-    ASSERT_FALSE(exe.empty());
-    ASSERT_TRUE(target.start(exe, args));
-    ready_line = target.wait_prefix(ready);
-    ASSERT_FALSE(ready_line.empty());
-  }
-  void seize_program(const char* name, const std::vector<std::string>& args, const char* ready) {
-    ASSERT_NO_FATAL_FAILURE(start_program(name, args, ready));
-    auto s = Process::seize(target.pid());
-    ASSERT_TRUE(s.ok()) << s.error().describe();
-    seized = std::move(*s);
-  }
-  // process_counter seized with its main thread stopped.
-  void seize_counter_stopped() {
-    ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"1"}, "tick"));
-    ASSERT_TRUE(p().stop_thread(tid(), 5s).ok());
-  }
-  // The end of every hazard on process_counter: thread tid() resumed, the target detached, and
-  // it keeps ticking.
-  void resume_and_expect_ticking() {
-    ASSERT_TRUE(p().resume_thread(tid()).ok());
-    expect_ticking_after_detach();
-  }
-  void expect_ticking_after_detach() {
-    seized.reset();
-    target.drain();
-    EXPECT_FALSE(target.wait_prefix("tick").empty());
-  }
-  RemoteAddr libc(const char* name) const { return testing::libc_function_in(target.pid(), name); }
-  Process& p() { return *seized; }
-  pid_t tid() const { return target.pid(); }
-
-  TargetProcess target;
-  std::string ready_line;  // the target's line that said it is ready
-  std::unique_ptr<Process> seized;
-};
+using ProcessRemoteCall = SeizedProgramTest;
 
 TEST_F(ProcessRemoteCall, GetpidAndStrlenOfAStringArgument) {
   ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"2"}, "tick"));

@@ -9,9 +9,12 @@
 
 #include "process/process.h"
 #include "process/test_support.h"
+#include "seized_program.h"
 
 namespace lg {
 namespace {
+
+using ProcessSeize = SeizedProgramTest;
 
 using namespace std::chrono_literals;
 using testing::TargetProcess;
@@ -28,7 +31,7 @@ bool keeps_ticking(TargetProcess& target) {
   return !later.empty();
 }
 
-TEST(ProcessSeize, NonexistentPidIsNotFound) {
+TEST_F(ProcessSeize, NonexistentPidIsNotFound) {
   pid_t child = ::fork();
   if (child == 0) ::_exit(0);
   ASSERT_GT(child, 0);
@@ -39,7 +42,7 @@ TEST(ProcessSeize, NonexistentPidIsNotFound) {
   EXPECT_EQ(r.error().kind, ErrorKind::not_found) << r.error().describe();
 }
 
-TEST(ProcessSeize, ZombieIsNotFound) {
+TEST_F(ProcessSeize, ZombieIsNotFound) {
   pid_t child = ::fork();
   if (child == 0) ::_exit(0);
   ASSERT_GT(child, 0);
@@ -53,12 +56,8 @@ TEST(ProcessSeize, ZombieIsNotFound) {
   EXPECT_NE(r.error().message.find("zombie"), std::string::npos) << r.error().message;
 }
 
-TEST(ProcessSeize, AlreadyTracedIsBusyAndNamesTheTracer) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"2"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
+TEST_F(ProcessSeize, AlreadyTracedIsBusyAndNamesTheTracer) {
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"2"}, "tick"));
 
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
@@ -88,13 +87,9 @@ TEST(ProcessSeize, AlreadyTracedIsBusyAndNamesTheTracer) {
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, UnprivilegedUserGetsPermissionError) {
+TEST_F(ProcessSeize, UnprivilegedUserGetsPermissionError) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to the unprivileged user";
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"1"}, "tick"));
 
   int out[2];
   ASSERT_EQ(::pipe(out), 0);
@@ -122,19 +117,14 @@ TEST(ProcessSeize, UnprivilegedUserGetsPermissionError) {
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, MultiThreadedTargetStopsAndKeepsRunningAfterDetach) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"8"}));
-  std::string addr_line = target.wait_prefix("addr value ");
-  ASSERT_FALSE(addr_line.empty());
+TEST_F(ProcessSeize, MultiThreadedTargetStopsAndKeepsRunningAfterDetach) {
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"8"}, "addr value "));
+  const std::string& addr_line = ready_line;
   uint64_t counters = std::strtoull(addr_line.substr(addr_line.find("counters ") + 9).c_str(), nullptr, 16);
   ASSERT_FALSE(target.wait_prefix("tick").empty());
 
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+  ASSERT_NO_FATAL_FAILURE(seize_started());
+  Process& p = *seized;
   EXPECT_EQ(p.threads().size(), 9u);
   EXPECT_EQ(p.threads(), testing::list_tasks(target.pid()));
 
@@ -165,21 +155,14 @@ TEST(ProcessSeize, MultiThreadedTargetStopsAndKeepsRunningAfterDetach) {
   EXPECT_FALSE(p.is_stopped(target.pid()));
   ASSERT_TRUE(p.resume_thread(worker).ok());
 
-  seized->reset();
+  seized.reset();
   EXPECT_NE(testing::task_state(target.pid(), target.pid()), 't');
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, StopAllCatchesThreadsCreatedConcurrently) {
-  std::string exe = testing::build_program("process_churn");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe));
-  ASSERT_FALSE(target.wait_prefix("round").empty());
-
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessSeize, StopAllCatchesThreadsCreatedConcurrently) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_churn", {}, "round"));
+  Process& p = *seized;
   size_t max_threads = 0;
   for (int round = 0; round < 40; ++round) {
     auto stopped = p.stop_all(5s);
@@ -199,7 +182,7 @@ TEST(ProcessSeize, StopAllCatchesThreadsCreatedConcurrently) {
     ASSERT_TRUE(p.poll_events().ok());
   }
   EXPECT_GE(max_threads, 1u);
-  seized->reset();
+  seized.reset();
   std::string r0 = target.wait_prefix("round");
   ASSERT_FALSE(r0.empty());
   long n0 = std::atol(r0.c_str() + 6);
@@ -207,15 +190,9 @@ TEST(ProcessSeize, StopAllCatchesThreadsCreatedConcurrently) {
                    .empty());
 }
 
-TEST(ProcessSeize, StopAllThousandThreads) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"1000", "idle"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessSeize, StopAllThousandThreads) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"1000", "idle"}, "tick"));
+  Process& p = *seized;
   EXPECT_EQ(p.threads().size(), 1001u);
   for (int round = 0; round < 3; ++round) {
     auto start = std::chrono::steady_clock::now();
@@ -226,19 +203,13 @@ TEST(ProcessSeize, StopAllThousandThreads) {
                    static_cast<int>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
     ASSERT_TRUE(p.resume_all().ok());
   }
-  seized->reset();
+  seized.reset();
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, SignalArrivingWhileHeldIsDeliveredLater) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"2"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessSeize, SignalArrivingWhileHeldIsDeliveredLater) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"2"}, "tick"));
+  Process& p = *seized;
 
   // The signal stops the (running, traced) main thread in a signal-delivery-stop that nobody
   // collects yet; stop_all must keep the signal and deliver it when the thread goes again.
@@ -251,20 +222,14 @@ TEST(ProcessSeize, SignalArrivingWhileHeldIsDeliveredLater) {
   ASSERT_TRUE(p.stop_all(5s).ok());
   ASSERT_EQ(::kill(target.pid(), SIGUSR1), 0);
   ASSERT_TRUE(p.resume_all().ok());
-  seized->reset();
+  seized.reset();
   EXPECT_FALSE(target.wait_prefix("usr1").empty());
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, ProcessExitWhileHeldIsThreadDied) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"4"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessSeize, ProcessExitWhileHeldIsThreadDied) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"4"}, "tick"));
+  Process& p = *seized;
   ASSERT_TRUE(p.stop_all(5s).ok());
   ASSERT_TRUE(p.resume_all().ok());
   ASSERT_EQ(::kill(target.pid(), SIGKILL), 0);
@@ -275,21 +240,16 @@ TEST(ProcessSeize, ProcessExitWhileHeldIsThreadDied) {
   auto call = p.remote_call(target.pid(), RemoteAddr(0x1000), {}, 1s);
   ASSERT_FALSE(call.ok());
   EXPECT_EQ(call.error().kind, ErrorKind::thread_died);
-  seized->reset();  // nothing left to detach; must not hang
+  seized.reset();  // nothing left to detach; must not hang
 }
 
-TEST(ProcessSeize, ZombieLeaderWithLiveThreads) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"3", "leader-exits"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
+TEST_F(ProcessSeize, ZombieLeaderWithLiveThreads) {
+  ASSERT_NO_FATAL_FAILURE(start_program("process_counter", {"3", "leader-exits"}, "tick"));
   for (int i = 0; i < 2000 && testing::task_state(target.pid(), target.pid()) != 'Z'; ++i)
     std::this_thread::sleep_for(1ms);
   ASSERT_EQ(testing::task_state(target.pid(), target.pid()), 'Z');
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+  ASSERT_NO_FATAL_FAILURE(seize_started());
+  Process& p = *seized;
   for (int round = 0; round < 3; ++round) {
     auto r = p.stop_all(5s);
     ASSERT_TRUE(r.ok()) << r.error().describe();
@@ -297,19 +257,13 @@ TEST(ProcessSeize, ZombieLeaderWithLiveThreads) {
     for (pid_t tid : p.threads()) EXPECT_TRUE(p.is_stopped(tid));
     ASSERT_TRUE(p.resume_all().ok());
   }
-  seized->reset();
+  seized.reset();
   EXPECT_TRUE(keeps_ticking(target));
 }
 
-TEST(ProcessSeize, GroupStoppedTargetStaysStopped) {
-  std::string exe = testing::build_program("process_counter");
-  ASSERT_FALSE(exe.empty());
-  TargetProcess target;
-  ASSERT_TRUE(target.start(exe, {"2"}));
-  ASSERT_FALSE(target.wait_prefix("tick").empty());
-  auto seized = Process::seize(target.pid());
-  ASSERT_TRUE(seized.ok()) << seized.error().describe();
-  Process& p = **seized;
+TEST_F(ProcessSeize, GroupStoppedTargetStaysStopped) {
+  ASSERT_NO_FATAL_FAILURE(seize_program("process_counter", {"2"}, "tick"));
+  Process& p = *seized;
   ASSERT_EQ(::kill(target.pid(), SIGSTOP), 0);
   // Service the signal-delivery-stop and the group-stop reports.
   for (int i = 0; i < 200; ++i) {
@@ -319,7 +273,7 @@ TEST(ProcessSeize, GroupStoppedTargetStaysStopped) {
   ASSERT_TRUE(p.stop_all(5s).ok());
   for (pid_t tid : p.threads()) EXPECT_TRUE(p.is_stopped(tid));
   ASSERT_TRUE(p.resume_all().ok());
-  seized->reset();
+  seized.reset();
   // Still job-control stopped after we left ('T'); SIGCONT brings it back.
   for (int i = 0; i < 2000 && testing::task_state(target.pid(), target.pid()) != 'T'; ++i)
     std::this_thread::sleep_for(1ms);
