@@ -20,6 +20,7 @@
 #include "controller/apply_plan.h"
 #include "controller/immediate.h"
 #include "controller/per_thread_ops.h"
+#include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
@@ -316,6 +317,7 @@ Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, con
     Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
     if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
     if (!checked) return std::move(checked).error();
+    if (check_process(pid).ok()) LG_TRY_VOID(check_sigtrap_not_blocked(pid, options, "apply"));  // signal_mask.h
     return apply_patch_steps(pid, patch_path, *checked);
   });
 }
@@ -424,6 +426,7 @@ Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, co
     Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
     if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);  // before the process is touched
     if (!checked) return std::move(checked).error();
+    if (check_process(pid).ok()) LG_TRY_VOID(check_sigtrap_not_blocked(pid, options, "revert"));  // signal_mask.h
     return revert_patch_steps(pid, patch_name, *checked);
   });
 }

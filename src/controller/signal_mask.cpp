@@ -1,0 +1,87 @@
+#include "controller/signal_mask.h"
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/proc_maps.h"
+
+namespace lg {
+
+namespace {
+
+// "SigBlk:" of /proc/PID/task/TID/status, and the thread's name; nullopt when it is gone.
+struct ThreadMask {
+  pid_t tid = 0;
+  std::string name;
+  uint64_t blocked = 0;
+};
+
+std::optional<ThreadMask> read_thread_mask(pid_t pid, pid_t tid) {
+  auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  if (!text) return std::nullopt;
+  ThreadMask m;
+  m.tid = tid;
+  bool have_mask = false;
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t end = text->find('\n', pos);
+    if (end == std::string::npos) end = text->size();
+    std::string_view line(text->data() + pos, end - pos);
+    auto value = [&](std::string_view key) {
+      std::string_view v = line.substr(key.size());
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      return std::string(v);
+    };
+    if (line.starts_with("Name:")) m.name = value("Name:");
+    if (line.starts_with("SigBlk:")) {
+      m.blocked = std::strtoull(value("SigBlk:").c_str(), nullptr, 16);
+      have_mask = true;
+    }
+    pos = end + 1;
+  }
+  if (!have_mask) return std::nullopt;
+  return m;
+}
+
+}  // namespace
+
+Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
+  if (options.model == ConsistencyModel::stop_the_world) return {};
+  std::vector<ThreadMask> blocking;
+  size_t threads = 0;
+  std::string dir = fmt::format("/proc/{}/task", pid);
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto m = read_thread_mask(pid, static_cast<pid_t>(std::atoi(e->d_name)));
+      if (!m) continue;
+      if (m->name.rfind("livegraft-", 0) == 0) continue;  // the agent's threads never run patched code
+      threads++;
+      if (m->blocked & (uint64_t{1} << (SIGTRAP - 1))) blocking.push_back(*m);
+    }
+    ::closedir(d);
+  }
+  if (blocking.empty()) return {};
+  std::sort(blocking.begin(), blocking.end(), [](const ThreadMask& a, const ThreadMask& b) { return a.tid < b.tid; });
+  std::vector<std::string> names;
+  for (size_t i = 0; i < blocking.size() && i < 4; i++) names.push_back(fmt::format("{} ({})", blocking[i].tid, blocking[i].name));
+  std::string who = fmt::format("{}{}", fmt::join(names, ", "), blocking.size() > 4 ? fmt::format(" and {} more", blocking.size() - 4) : "");
+  const char* model = options.model == ConsistencyModel::immediate ? "immediate" : "per-thread";
+  return Error(ErrorKind::unsafe,
+               fmt::format("{} of {} thread(s) of process {} block SIGTRAP ({} {}): the {} model writes each entry jump with an "
+                           "int3 while the threads run, and a thread that executes it with SIGTRAP blocked is killed by the kernel "
+                           "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
+                           blocking.size(), threads, pid, blocking.size() == 1 ? "thread" : "threads", who, model),
+               0,
+               fmt::format("{} with --model stop-the-world: it writes while every thread is stopped, with no int3 (servers that block "
+                           "every signal in their worker threads, HAProxy among them, need it; docs/consistency.md)",
+                           op));
+}
+
+}  // namespace lg
