@@ -96,11 +96,27 @@ Result<void> check_process(pid_t pid) {
                              "control stop); its agent cannot answer and its threads cannot be switched",
                              pid, stopped, live),
                  0, fmt::format("resume it with `kill -CONT {}`, then retry", pid));
-  if (traced > 0)
-    return Error(ErrorKind::busy,
-                 fmt::format("process {} is held in a stop by its tracer (pid {})", pid,
-                             status_field(*status, "TracerPid")),
-                 0, "detach the debugger first");
+  if (traced > 0) {
+    // The leader's TracerPid may be 0 while another thread is held (another livegraft stops one
+    // thread at a time): take the first thread's tracer that is set.
+    long tracer = status_field(*status, "TracerPid");
+    if (DIR* dir = tracer > 0 ? nullptr : ::opendir(fmt::format("/proc/{}/task", pid).c_str())) {
+      while (dirent* e = ::readdir(dir)) {
+        auto st = e->d_name[0] == '.' ? std::nullopt : std::optional(read_text_file(fmt::format("/proc/{}/task/{}/status", pid, e->d_name)));
+        if (st && *st && (tracer = status_field(**st, "TracerPid")) > 0) break;
+      }
+      ::closedir(dir);
+    }
+    auto comm = read_text_file(fmt::format("/proc/{}/comm", tracer));
+    if (tracer > 0 && comm && comm->rfind("livegraft", 0) == 0)  // seen as a newcomer: "status" during an "apply"
+      return Error(ErrorKind::busy,
+                   fmt::format("process {} is being worked on by another livegraft command (pid {}), which holds one of "
+                               "its threads in a stop",
+                               pid, tracer),
+                   0, "wait for that command to finish, then retry");
+    return Error(ErrorKind::busy, fmt::format("process {} is held in a stop by its tracer (pid {})", pid, tracer), 0,
+                 "detach the debugger first");
+  }
   return {};
 }
 
