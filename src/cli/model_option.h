@@ -51,12 +51,12 @@ inline ConsistencyModel to_model(const std::string& m) {
 // One line about the transition of an apply/revert report, for people.
 inline std::string transition_summary(const nlohmann::json& t) {
   if (t.value("model", "") == "immediate")
-    return fmt::format("immediate: entry jumps written at once, no stack checked ({} thread visit(s) for the jump writes), in {} ms",
-                       t.value("thread_visits", 0), t.value("total_us", 0) / 1000);
+    return fmt::format("immediate: entry jumps written at once, no stack checked ({} thread visit(s) for the jump writes), in {:.1f} ms",
+                       t.value("thread_visits", 0), t.value("total_us", 0) / 1000.0);
   if (t.value("model", "") == "per-thread")
-    return fmt::format("{} thread(s) switched one at a time (at most {} stopped at once, longest stop {} us), in {} ms",
+    return fmt::format("{} thread(s) switched one at a time (at most {} stopped at once, longest stop {} us), in {:.1f} ms",
                        t.value("threads", 0), t.value("max_stopped_threads", 0), t.value("longest_stop_us", 0),
-                       t.value("total_us", 0) / 1000);
+                       t.value("total_us", 0) / 1000.0);
   return fmt::format("{} thread(s) stopped for {} us, {} attempt(s)", t.value("threads", 0), t.value("stopped_us", 0L),
                      t.value("attempts", 0));
 }
