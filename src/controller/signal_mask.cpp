@@ -79,7 +79,7 @@ Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& option
                            "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
                            blocking.size(), threads, pid, blocking.size() == 1 ? "thread" : "threads", who, model),
                0,
-               fmt::format("{} with --model stop-the-world: it writes while every thread is stopped, with no int3 (servers that block "
+               fmt::format("{} with --model stop-the-world (or set LIVEGRAFT_MODEL=stop-the-world): it writes while every thread is stopped, with no int3 (servers that block "
                            "every signal in their worker threads, HAProxy among them, need it; docs/consistency.md)",
                            op));
 }
