@@ -97,13 +97,13 @@ Result<void> check_process(pid_t pid) {
                              pid, stopped, live),
                  0, fmt::format("resume it with `kill -CONT {}`, then retry", pid));
   if (traced > 0) {
-    // The leader's TracerPid may be 0 while another thread is held (another livegraft stops one
-    // thread at a time): take the first thread's tracer that is set.
+    // The leader's TracerPid is 0 while only another thread is held (another livegraft stops one
+    // thread at a time): then the first thread's tracer that is set.
     long tracer = status_field(*status, "TracerPid");
     if (DIR* dir = tracer > 0 ? nullptr : ::opendir(fmt::format("/proc/{}/task", pid).c_str())) {
-      while (dirent* e = ::readdir(dir)) {
-        auto st = e->d_name[0] == '.' ? std::nullopt : std::optional(read_text_file(fmt::format("/proc/{}/task/{}/status", pid, e->d_name)));
-        if (st && *st && (tracer = status_field(**st, "TracerPid")) > 0) break;
+      while (dirent* e = tracer > 0 ? nullptr : ::readdir(dir)) {
+        if (e->d_name[0] == '.') continue;
+        if (auto st = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, e->d_name))) tracer = status_field(*st, "TracerPid");
       }
       ::closedir(dir);
     }
