@@ -19,6 +19,15 @@ namespace {
 
 constexpr int kLooks = 5;
 
+// SIGTRAP blocked by the program. glibc's own block-all (a thread starting or exiting, inside
+// pthread_create or fork: glibc code only, no patched function) blocks signals 32 and 33 too
+// (SIGCANCEL, SIGSETXID: `SigBlk: fffffffffffbfeff`), which sigprocmask/pthread_sigmask never
+// let a program block (HAProxy's workers: `fffffffe7bbbda37`).
+bool program_blocks_sigtrap(uint64_t blocked) {
+  const uint64_t glibc_internal = (uint64_t{1} << 31) | (uint64_t{1} << 32);
+  return (blocked & (uint64_t{1} << (SIGTRAP - 1))) && (blocked & glibc_internal) != glibc_internal;
+}
+
 // "SigBlk:" of /proc/PID/task/TID/status, and the thread's name; nullopt when it is gone.
 struct ThreadMask {
   pid_t tid = 0;
@@ -67,20 +76,19 @@ Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& option
       if (!m) continue;
       if (m->name.rfind("livegraft-", 0) == 0) continue;  // the agent's threads never run patched code
       threads++;
-      if (m->blocked & (uint64_t{1} << (SIGTRAP - 1))) blocking.push_back(*m);
+      if (program_blocks_sigtrap(m->blocked)) blocking.push_back(*m);
     }
     ::closedir(d);
   }
-  // glibc blocks every signal for a moment in a thread that calls pthread_create and in the new
-  // thread until start_thread restores its mask (glibc code only, no patched function): a
-  // thread counts only when SIGTRAP stays blocked in every one of a few looks 2 ms apart (seen
-  // as a false refusal in e2e.PerThreadLoad.ThreadsCreatedAndExiting..., which creates threads
-  // all the time; HAProxy's workers block it for their whole life).
+  // A thread counts only when SIGTRAP stays blocked in every one of a few looks 2 ms apart: a
+  // program may block everything for a moment itself (e2e.PerThreadLoad.ThreadsCreatedAndExiting...
+  // creates threads all the time and was refused before glibc's own block-all was recognized;
+  // HAProxy's workers block SIGTRAP for their whole life).
   for (int look = 1; look < kLooks && !blocking.empty(); look++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     std::erase_if(blocking, [&](const ThreadMask& b) {
       auto m = read_thread_mask(pid, b.tid);
-      return !m || !(m->blocked & (uint64_t{1} << (SIGTRAP - 1)));
+      return !m || !program_blocks_sigtrap(m->blocked);
     });
   }
   if (blocking.empty()) return {};

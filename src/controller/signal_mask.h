@@ -19,10 +19,10 @@ namespace lg {
 
 // For `op` ("apply", "revert") with the per-thread or immediate model: refused (unsafe) when a
 // thread of [pid] other than the agent's own (named livegraft-*) blocks SIGTRAP now, with the
-// threads named and a hint for --model stop-the-world. A thread counts when SIGTRAP is blocked
-// in each of 5 reads of /proc/PID/task/TID/status 2 ms apart (glibc's pthread_create blocks all
-// signals for a moment). Best effort: a thread may block it later (or be born with it blocked)
-// during the transition.
+// threads named and a hint for --model stop-the-world. A thread counts when the program blocks
+// SIGTRAP (not glibc's own momentary block-all around thread start and exit, recognized by
+// signals 32 and 33 blocked too) in each of 5 reads of /proc/PID/task/TID/status 2 ms apart.
+// Best effort: a thread may block it later (or be born with it blocked) during the transition.
 Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op);
 
 }  // namespace lg
