@@ -20,6 +20,7 @@
 #include "controller/apply_plan.h"
 #include "controller/immediate.h"
 #include "controller/per_thread_ops.h"
+#include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
@@ -95,11 +96,27 @@ Result<void> check_process(pid_t pid) {
                              "control stop); its agent cannot answer and its threads cannot be switched",
                              pid, stopped, live),
                  0, fmt::format("resume it with `kill -CONT {}`, then retry", pid));
-  if (traced > 0)
-    return Error(ErrorKind::busy,
-                 fmt::format("process {} is held in a stop by its tracer (pid {})", pid,
-                             status_field(*status, "TracerPid")),
-                 0, "detach the debugger first");
+  if (traced > 0) {
+    // The leader's TracerPid is 0 while only another thread is held (another livegraft stops one
+    // thread at a time): then the first thread's tracer that is set.
+    long tracer = status_field(*status, "TracerPid");
+    if (DIR* dir = tracer > 0 ? nullptr : ::opendir(fmt::format("/proc/{}/task", pid).c_str())) {
+      while (dirent* e = tracer > 0 ? nullptr : ::readdir(dir)) {
+        if (e->d_name[0] == '.') continue;
+        if (auto st = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, e->d_name))) tracer = status_field(*st, "TracerPid");
+      }
+      ::closedir(dir);
+    }
+    auto comm = read_text_file(fmt::format("/proc/{}/comm", tracer));
+    if (tracer > 0 && comm && comm->rfind("livegraft", 0) == 0)  // seen as a newcomer: "status" during an "apply"
+      return Error(ErrorKind::busy,
+                   fmt::format("process {} is being worked on by another livegraft command (pid {}), which holds one of "
+                               "its threads in a stop",
+                               pid, tracer),
+                   0, "wait for that command to finish, then retry");
+    return Error(ErrorKind::busy, fmt::format("process {} is held in a stop by its tracer (pid {})", pid, tracer), 0,
+                 "detach the debugger first");
+  }
   return {};
 }
 
@@ -321,6 +338,7 @@ Result<nlohmann::json> run_transition_command(pid_t pid, const char* what, const
     Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
     if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);
     if (!checked) return std::move(checked).error();
+    if (check_process(pid).ok()) LG_TRY_VOID(check_sigtrap_not_blocked(pid, options, what));  // signal_mask.h
     return steps(*checked);
   });
 }

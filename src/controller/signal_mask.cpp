@@ -1,0 +1,111 @@
+#include "controller/signal_mask.h"
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/proc_maps.h"
+
+namespace lg {
+
+namespace {
+
+constexpr int kLooks = 5;
+
+// SIGTRAP blocked by the program. glibc's own block-all (a thread starting or exiting, inside
+// pthread_create or fork: glibc code only, no patched function) blocks signals 32 and 33 too
+// (SIGCANCEL, SIGSETXID: `SigBlk: fffffffffffbfeff`), which sigprocmask/pthread_sigmask never
+// let a program block (HAProxy's workers: `fffffffe7bbbda37`).
+bool program_blocks_sigtrap(uint64_t blocked) {
+  const uint64_t glibc_internal = (uint64_t{1} << 31) | (uint64_t{1} << 32);
+  return (blocked & (uint64_t{1} << (SIGTRAP - 1))) && (blocked & glibc_internal) != glibc_internal;
+}
+
+// "SigBlk:" of /proc/PID/task/TID/status, and the thread's name; nullopt when it is gone.
+struct ThreadMask {
+  pid_t tid = 0;
+  std::string name;
+  uint64_t blocked = 0;
+};
+
+std::optional<ThreadMask> read_thread_mask(pid_t pid, pid_t tid) {
+  auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  if (!text) return std::nullopt;
+  ThreadMask m;
+  m.tid = tid;
+  bool have_mask = false;
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t end = text->find('\n', pos);
+    if (end == std::string::npos) end = text->size();
+    std::string_view line(text->data() + pos, end - pos);
+    auto value = [&](std::string_view key) {
+      std::string_view v = line.substr(key.size());
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      return std::string(v);
+    };
+    if (line.starts_with("Name:")) m.name = value("Name:");
+    if (line.starts_with("SigBlk:")) {
+      m.blocked = std::strtoull(value("SigBlk:").c_str(), nullptr, 16);
+      have_mask = true;
+    }
+    pos = end + 1;
+  }
+  if (!have_mask) return std::nullopt;
+  return m;
+}
+
+}  // namespace
+
+Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
+  if (options.model == ConsistencyModel::stop_the_world) return {};
+  std::vector<ThreadMask> blocking;
+  size_t threads = 0;
+  std::string dir = fmt::format("/proc/{}/task", pid);
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto m = read_thread_mask(pid, static_cast<pid_t>(std::atoi(e->d_name)));
+      if (!m) continue;
+      if (m->name.rfind("livegraft-", 0) == 0) continue;  // the agent's threads never run patched code
+      threads++;
+      if (program_blocks_sigtrap(m->blocked)) blocking.push_back(*m);
+    }
+    ::closedir(d);
+  }
+  // A thread counts only when SIGTRAP stays blocked in every one of a few looks 2 ms apart: a
+  // program may block everything for a moment itself (e2e.PerThreadLoad.ThreadsCreatedAndExiting...
+  // creates threads all the time and was refused before glibc's own block-all was recognized;
+  // HAProxy's workers block SIGTRAP for their whole life).
+  for (int look = 1; look < kLooks && !blocking.empty(); look++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::erase_if(blocking, [&](const ThreadMask& b) {
+      auto m = read_thread_mask(pid, b.tid);
+      return !m || !program_blocks_sigtrap(m->blocked);
+    });
+  }
+  if (blocking.empty()) return {};
+  std::sort(blocking.begin(), blocking.end(), [](const ThreadMask& a, const ThreadMask& b) { return a.tid < b.tid; });
+  std::vector<std::string> names;
+  for (size_t i = 0; i < blocking.size() && i < 4; i++) names.push_back(fmt::format("{} ({})", blocking[i].tid, blocking[i].name));
+  std::string who = fmt::format("{}{}", fmt::join(names, ", "), blocking.size() > 4 ? fmt::format(" and {} more", blocking.size() - 4) : "");
+  const char* model = options.model == ConsistencyModel::immediate ? "immediate" : "per-thread";
+  return Error(ErrorKind::unsafe,
+               fmt::format("{} of {} thread(s) of process {} block SIGTRAP ({} {}): the {} model writes each entry jump with an "
+                           "int3 while the threads run, and a thread that executes it with SIGTRAP blocked is killed by the kernel "
+                           "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
+                           blocking.size(), threads, pid, blocking.size() == 1 ? "thread" : "threads", who, model),
+               0,
+               fmt::format("{} with --model stop-the-world (or set LIVEGRAFT_MODEL=stop-the-world): it writes while every thread is stopped, with no int3 (servers that block "
+                           "every signal in their worker threads, HAProxy among them, need it; docs/consistency.md)",
+                           op));
+}
+
+}  // namespace lg
