@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iostream>
 
 #include "common/fd.h"
 #include "common/hex.h"
 #include "common/kill_point.h"
 #include "common/scope_guard.h"
 #include "controller/per_thread.h"
+#include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "x86/prologue.h"
 
@@ -192,6 +194,50 @@ Result<void> add_per_thread_fields(pid_t pid, const ApplyPlan& plan, const std::
   return ok_result();
 }
 
+namespace {
+
+// SIGTRAP unblocked in the threads that block it (signal_mask.h) for as long as the agent may
+// write an int3 with the text_poke protocol: the entry jumps of an apply, and the original
+// bytes put back when a revert completes. A thread that meets one must reach the agent's
+// handler; with SIGTRAP blocked the kernel would kill the process. Declared after the
+// switcher's detach guard, so that it ends while the threads are still held.
+class SigtrapScope {
+ public:
+  SigtrapScope(pid_t pid, Process& process, AgentClient& agent) : pid_(pid), unblocked_(process), agent_(agent) {}
+  SigtrapScope(const SigtrapScope&) = delete;
+  SigtrapScope& operator=(const SigtrapScope&) = delete;
+  // After a failure: blocked again only when no int3 is left (the transition was reversed,
+  // undone, or kept past its int3s); a transition kept with them leaves it unblocked, and says so.
+  ~SigtrapScope() {
+    if (unblocked_.threads().empty()) return;
+    auto now = agent_.status();
+    const protocol::PerThreadTransition* pt = now ? drivable(*now) : nullptr;
+    if (now && !(pt && pt_info_from_status(*pt).poking)) {
+      unblocked_.restore();
+      return;
+    }
+    std::cerr << fmt::format("livegraft: warning: SIGTRAP stays unblocked in thread(s) {} of process {}: the transition's entry int3s may "
+                             "still be in place, and a thread that met one with SIGTRAP blocked would be killed\n",
+                             fmt::join(unblocked_.threads(), ", "), pid_);
+  }
+  Result<void> begin(const OperationOptions& options) {
+    std::vector<BlockingThread> blocking = threads_blocking_sigtrap(pid_);
+    if (blocking.empty()) return ok_result();
+    say(options, fmt::format("unblocking SIGTRAP in {} thread(s) that block it ({}) while int3s may be in the code", blocking.size(),
+                             describe_threads(blocking)));
+    return unblocked_.begin(blocking, options.timeout);
+  }
+  // The transition ended: the agent writes no int3 any more.
+  void finish() { unblocked_.restore(); }
+
+ private:
+  pid_t pid_;
+  SigtrapUnblock unblocked_;
+  AgentClient& agent_;
+};
+
+}  // namespace
+
 Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, const ApplyPlan& plan, AgentClient& agent,
                                         bool injected, const std::vector<RemoteAddr>& redirected, const OperationOptions& options) {
   auto req = plan.load_request(abs_path);
@@ -206,6 +252,8 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   LG_TRY(auto unwinder, unwinder_for(pid, now.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  SigtrapScope sigtrap(pid, *process, agent);
+  LG_TRY_VOID(sigtrap.begin(options));
 
   kill_point("apply.per_thread_loaded");
   // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
@@ -221,6 +269,7 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   // written also switches it; once all were seen outside, the entry jumps are written.
   say(options, "switching threads one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
+  sigtrap.finish();
   detach.dismiss();
   sw.detach();
 
@@ -241,9 +290,12 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  SigtrapScope sigtrap(pid, *process, agent);
+  LG_TRY_VOID(sigtrap.begin(options));
   kill_point("revert.per_thread_switching");
   say(options, "switching threads back one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, patch_name, info, {}, options, false));
+  sigtrap.finish();
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(sw.stats())}};
@@ -272,6 +324,8 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  SigtrapScope sigtrap(pid, *process, agent);
+  LG_TRY_VOID(sigtrap.begin(options));
   // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
   bool want_reversed = (intent == Intent::apply) != (t.kind == protocol::TransitionKind::apply);
   if (want_reversed != info.reversed) {
@@ -282,6 +336,7 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
     say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
   }
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, false));
+  sigtrap.finish();
   detach.dismiss();
   sw.detach();
   return std::optional<nlohmann::json>(nlohmann::json{{"pid", pid},
@@ -308,7 +363,10 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  SigtrapScope sigtrap(pid, *process, agent);
+  LG_TRY_VOID(sigtrap.begin(options));
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
+  sigtrap.finish();
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", protocol::to_string(status.transition->kind)}, {"reversed", info.reversed},

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/proc_maps.h"
+#include "process/process.h"
 
 namespace lg {
 
@@ -64,10 +65,8 @@ std::optional<ThreadMask> read_thread_mask(pid_t pid, pid_t tid) {
 
 }  // namespace
 
-Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
-  if (options.model == ConsistencyModel::stop_the_world) return {};
+std::vector<BlockingThread> threads_blocking_sigtrap(pid_t pid) {
   std::vector<ThreadMask> blocking;
-  size_t threads = 0;
   std::string dir = fmt::format("/proc/{}/task", pid);
   if (DIR* d = ::opendir(dir.c_str())) {
     while (dirent* e = ::readdir(d)) {
@@ -75,7 +74,6 @@ Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& option
       auto m = read_thread_mask(pid, static_cast<pid_t>(std::atoi(e->d_name)));
       if (!m) continue;
       if (m->name.rfind("livegraft-", 0) == 0) continue;  // the agent's threads never run patched code
-      threads++;
       if (program_blocks_sigtrap(m->blocked)) blocking.push_back(*m);
     }
     ::closedir(d);
@@ -91,21 +89,70 @@ Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& option
       return !m || !program_blocks_sigtrap(m->blocked);
     });
   }
-  if (blocking.empty()) return {};
   std::sort(blocking.begin(), blocking.end(), [](const ThreadMask& a, const ThreadMask& b) { return a.tid < b.tid; });
+  std::vector<BlockingThread> out;
+  for (const ThreadMask& m : blocking) out.push_back({m.tid, m.name});
+  return out;
+}
+
+std::string describe_threads(const std::vector<BlockingThread>& threads) {
   std::vector<std::string> names;
-  for (size_t i = 0; i < blocking.size() && i < 4; i++) names.push_back(fmt::format("{} ({})", blocking[i].tid, blocking[i].name));
-  std::string who = fmt::format("{}{}", fmt::join(names, ", "), blocking.size() > 4 ? fmt::format(" and {} more", blocking.size() - 4) : "");
-  const char* model = options.model == ConsistencyModel::immediate ? "immediate" : "per-thread";
+  for (size_t i = 0; i < threads.size() && i < 4; i++) names.push_back(fmt::format("{} ({})", threads[i].tid, threads[i].name));
+  return fmt::format("{}{}", fmt::join(names, ", "), threads.size() > 4 ? fmt::format(" and {} more", threads.size() - 4) : "");
+}
+
+Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
+  // Per-thread unblocks SIGTRAP for its int3 phase instead (SigtrapUnblock); stop-the-world
+  // writes no int3.
+  if (options.model != ConsistencyModel::immediate) return {};
+  std::vector<BlockingThread> blocking = threads_blocking_sigtrap(pid);
+  if (blocking.empty()) return {};
   return Error(ErrorKind::unsafe,
-               fmt::format("{} of {} thread(s) of process {} block SIGTRAP ({} {}): the {} model writes each entry jump with an "
-                           "int3 while the threads run, and a thread that executes it with SIGTRAP blocked is killed by the kernel "
-                           "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
-                           blocking.size(), threads, pid, blocking.size() == 1 ? "thread" : "threads", who, model),
+               fmt::format("{} thread(s) of process {} block SIGTRAP ({}): the immediate model writes each entry jump with an "
+                           "int3 while the threads run, before it holds them, and a thread that executes it with SIGTRAP blocked is "
+                           "killed by the kernel (the whole process dumps core) instead of reaching the agent's handler; nothing was "
+                           "changed",
+                           blocking.size(), pid, describe_threads(blocking)),
                0,
-               fmt::format("{} with --model stop-the-world (or set LIVEGRAFT_MODEL=stop-the-world): it writes while every thread is stopped, with no int3 (servers that block "
-                           "every signal in their worker threads, HAProxy among them, need it; docs/consistency.md)",
+               fmt::format("{} with --model per-thread (it unblocks SIGTRAP in those threads while its int3s are in place) or "
+                           "--model stop-the-world (no int3; docs/consistency.md)",
                            op));
+}
+
+Result<void> SigtrapUnblock::begin(const std::vector<BlockingThread>& threads, std::chrono::milliseconds timeout) {
+  constexpr uint64_t trap = uint64_t{1} << (SIGTRAP - 1);
+  for (const BlockingThread& b : threads) {
+    if (auto stopped = process_.stop_thread(b.tid, timeout); !stopped) {
+      if (stopped.error().kind == ErrorKind::thread_died) continue;  // gone: it meets no int3
+      restore();
+      return std::move(stopped).error();
+    }
+    auto mask = process_.get_sigmask(b.tid);
+    Result<void> set = mask ? (*mask & trap ? process_.set_sigmask(b.tid, *mask & ~trap) : ok_result()) : Result<void>(mask.error());
+    if (set && mask && (*mask & trap)) changed_.push_back({b.tid, *mask, *mask & ~trap});
+    auto resumed = process_.resume_thread(b.tid);
+    if (!set || !resumed) {
+      restore();
+      return !set ? std::move(set).error() : std::move(resumed).error();
+    }
+  }
+  return ok_result();
+}
+
+void SigtrapUnblock::restore() {
+  for (const Changed& c : changed_) {
+    if (!process_.stop_thread(c.tid, std::chrono::seconds(2))) continue;  // gone, or its stop failed: left unblocked (safe)
+    // A thread that set a mask of its own since keeps it.
+    if (auto now = process_.get_sigmask(c.tid); now && *now == c.set) (void)process_.set_sigmask(c.tid, c.original);
+    (void)process_.resume_thread(c.tid);
+  }
+  changed_.clear();
+}
+
+std::vector<pid_t> SigtrapUnblock::threads() const {
+  std::vector<pid_t> out;
+  for (const Changed& c : changed_) out.push_back(c.tid);
+  return out;
 }
 
 }  // namespace lg

@@ -12,17 +12,60 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <string>
+#include <vector>
+
 #include "common/result.h"
 #include "controller/operations.h"
 
 namespace lg {
 
-// For `op` ("apply", "revert") with the per-thread or immediate model: refused (unsafe) when a
-// thread of [pid] other than the agent's own (named livegraft-*) blocks SIGTRAP now, with the
-// threads named and a hint for --model stop-the-world. A thread counts when the program blocks
-// SIGTRAP (not glibc's own momentary block-all around thread start and exit, recognized by
-// signals 32 and 33 blocked too) in each of 5 reads of /proc/PID/task/TID/status 2 ms apart.
-// Best effort: a thread may block it later (or be born with it blocked) during the transition.
+class Process;
+
+struct BlockingThread {
+  pid_t tid = 0;
+  std::string name;
+};
+
+// The threads of [pid] other than the agent's own (named livegraft-*) that block SIGTRAP now,
+// sorted by tid. A thread counts when the program blocks SIGTRAP (not glibc's own momentary
+// block-all around thread start and exit, recognized by signals 32 and 33 blocked too) in each
+// of 5 reads of /proc/PID/task/TID/status 2 ms apart (no wait when no thread blocks it).
+std::vector<BlockingThread> threads_blocking_sigtrap(pid_t pid);
+// "123 (name), 124 (name) and 3 more".
+std::string describe_threads(const std::vector<BlockingThread>& threads);
+
+// For `op` ("apply", "revert") with the immediate model, which writes its int3s before it holds
+// any thread: refused (unsafe) when a thread blocks SIGTRAP, with the threads named and a hint
+// for the other models. Best effort: a thread may block it later.
 Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op);
+
+// The per-thread model's way through: while its int3s are in place, the threads that block
+// SIGTRAP have it unblocked (each stopped alone for it, PTRACE_SETSIGMASK), so a thread that
+// meets one reaches the agent's handler. restore() blocks it again, in each thread whose mask
+// is still the one set here (a thread that set its own since keeps it), once no int3 is left;
+// a transition left with its int3s (--on-timeout keep, a controller killed) leaves SIGTRAP
+// unblocked, the safe side. Not covered: a thread that blocks SIGTRAP again itself, or is born
+// with it blocked, while the int3s are in place (docs/consistency.md).
+class SigtrapUnblock {
+ public:
+  explicit SigtrapUnblock(Process& process) : process_(process) {}
+  SigtrapUnblock(const SigtrapUnblock&) = delete;
+  SigtrapUnblock& operator=(const SigtrapUnblock&) = delete;
+  // Unblocks SIGTRAP in [threads], one stopped at a time; on error every change is undone.
+  Result<void> begin(const std::vector<BlockingThread>& threads, std::chrono::milliseconds timeout);
+  void restore();
+  // The threads whose mask was changed and not yet restored.
+  std::vector<pid_t> threads() const;
+
+ private:
+  struct Changed {
+    pid_t tid;
+    uint64_t original, set;
+  };
+  Process& process_;
+  std::vector<Changed> changed_;
+};
 
 }  // namespace lg

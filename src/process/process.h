@@ -76,6 +76,10 @@ class Process {
   // Registers of a thread stopped by us.
   Result<Registers> get_regs(pid_t tid) const;
   Result<void> set_regs(pid_t tid, const Registers& regs);
+  // The blocked-signal mask of a thread stopped by us (bit N-1 = signal N; PTRACE_GETSIGMASK and
+  // PTRACE_SETSIGMASK, src/process/sigmask.cpp).
+  Result<uint64_t> get_sigmask(pid_t tid) const;
+  Result<void> set_sigmask(pid_t tid, uint64_t mask);
 
   // Memory through /proc/PID/mem (works on read-only text too, as ptrace does).
   Result<void> read_memory(RemoteAddr addr, std::span<uint8_t> out) const;
