@@ -10,6 +10,7 @@
 #include "common/kill_point.h"
 #include "common/scope_guard.h"
 #include "controller/per_thread.h"
+#include "controller/reclaim.h"
 #include "controller/stack_switching.h"
 #include "x86/prologue.h"
 
@@ -104,6 +105,23 @@ SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_che
   SwitchGoal goal{info.id, info.marker_offset, !info.reversed, info.reversed ? info.check_target : info.check, force};
   if (!info.reversed) goal.affected.insert(goal.affected.end(), extra_check.begin(), extra_check.end());
   return goal;
+}
+
+// The grace period of the agent's retired code (controller/reclaim.h): every thread known
+// right after the seize must be seen outside it; [status] was read before the seize.
+GraceWatch grace_for(const protocol::StatusResponse& status, Process& process, const OperationOptions& options) {
+  GraceWatch g = GraceWatch::from_status(status);
+  // Suspended stacks of a program that switches stacks are not all seen: keep everything.
+  if (options.context_check || options.allow_stack_switching) g.give_up();
+  g.expect(process.threads());
+  return g;
+}
+
+// After the transition completed: the expected threads no visit saw (on the goal's side
+// already) are visited once, then the agent gives back what they are all outside of.
+void reclaim_after(PerThreadSwitcher& sw, AgentClient& agent, GraceWatch& grace) {
+  if (!grace.active() || !sw.see_unseen()) return;
+  (void)reclaim_if_clear(agent, grace);
 }
 
 // Drives the transition towards its current goal (the target universe, or back to the initial
@@ -205,6 +223,8 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   LG_TRY(auto unwinder, unwinder_for(pid, now.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  GraceWatch grace = grace_for(now, *process, options);
+  sw.watch(&grace);
 
   kill_point("apply.per_thread_loaded");
   // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
@@ -220,6 +240,7 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   // written also switches it; once all were seen outside, the entry jumps are written.
   say(options, "switching threads one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
+  reclaim_after(sw, agent, grace);
   detach.dismiss();
   sw.detach();
 
@@ -242,9 +263,12 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   kill_point("revert.per_thread_switching");
   say(options, "switching threads back one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, patch_name, info, {}, options, false));
+  reclaim_after(sw, agent, grace);
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(sw.stats())}};
@@ -273,6 +297,8 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
   bool want_reversed = (intent == Intent::apply) != (t.kind == protocol::TransitionKind::apply);
   if (want_reversed != info.reversed) {
@@ -283,6 +309,7 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
     say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
   }
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, false));
+  reclaim_after(sw, agent, grace);
   detach.dismiss();
   sw.detach();
   return std::optional<nlohmann::json>(nlohmann::json{{"pid", pid},
@@ -309,7 +336,10 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
   LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
+  reclaim_after(sw, agent, grace);
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", protocol::to_string(status.transition->kind)}, {"reversed", info.reversed},
