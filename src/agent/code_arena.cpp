@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "agent/text_poke.h"
 
@@ -17,23 +18,63 @@ bool page_near(uint64_t page, RemoteRange near) {
 }
 }  // namespace
 
-Result<uint64_t> CodeArena::reserve(RemoteRange near, uint64_t size) {
-  size = (size + 15) & ~uint64_t{15};
-  if (size > kPageSize) return make_error(ErrorKind::internal, "code piece of {} bytes is larger than a page", size);
-  for (auto& p : pages_) {
-    if (p.used + size <= kPageSize && page_near(p.addr, near)) {
-      uint64_t at = p.addr + p.used;
-      p.used += size;
-      return at;
+bool CodeArena::take(Page& p, uint64_t size, uint64_t* off) {
+  for (auto it = p.free.begin(); it != p.free.end(); ++it) {
+    if (it->second < size) continue;
+    *off = it->first;
+    uint64_t rest = it->second - size;
+    p.free.erase(it);
+    if (rest) p.free.emplace(*off + size, rest);
+    return true;
+  }
+  return false;
+}
+
+void CodeArena::give(Page& p, uint64_t off, uint64_t size) {
+  auto next = p.free.lower_bound(off);
+  if (next != p.free.end() && off + size == next->first) {  // merge with the one after
+    size += next->second;
+    next = p.free.erase(next);
+  }
+  if (next != p.free.begin()) {  // and with the one before
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == off) {
+      prev->second += size;
+      return;
     }
   }
-  LG_TRY(auto mem, reserve_near(near, kPageSize, "allocating per-thread dispatch code"));
-  std::memset(mem.ptr(), 0xcc, kPageSize);
-  if (::mprotect(mem.ptr(), kPageSize, PROT_READ | PROT_EXEC) != 0)
-    return make_errno_error(ErrorKind::io, "mprotect of a code page at {:#x}", mem.addr());
-  pages_.push_back({mem.addr(), size});
-  uint64_t at = mem.addr();
-  mem.release();  // never unmapped (see the header)
+  p.free.emplace(off, size);
+}
+
+CodeArena::Page* CodeArena::page_of(uint64_t addr) {
+  for (auto& p : pages_)
+    if (addr >= p.addr && addr < p.addr + kPageSize) return &p;
+  return nullptr;
+}
+
+Result<uint64_t> CodeArena::reserve(RemoteRange near, uint64_t size) {
+  size = (std::max<uint64_t>(size, 1) + kAlign - 1) & ~(kAlign - 1);
+  if (size > kPageSize) return make_error(ErrorKind::internal, "code piece of {} bytes is larger than a page", size);
+  uint64_t at = 0;
+  for (auto& p : pages_) {
+    uint64_t off = 0;
+    if (page_near(p.addr, near) && take(p, size, &off)) {
+      at = p.addr + off;
+      break;
+    }
+  }
+  if (!at) {
+    LG_TRY(auto mem, reserve_near(near, kPageSize, "allocating per-thread dispatch code"));
+    std::memset(mem.ptr(), 0xcc, kPageSize);
+    if (::mprotect(mem.ptr(), kPageSize, PROT_READ | PROT_EXEC) != 0)
+      return make_errno_error(ErrorKind::io, "mprotect of a code page at {:#x}", mem.addr());
+    Page p{mem.addr(), {}};
+    if (size < kPageSize) p.free.emplace(size, kPageSize - size);
+    pages_.push_back(std::move(p));
+    at = mem.addr();
+    mem.release();  // unmapped only by rollback (see the header)
+  }
+  live_[at] = {size, next_seq_++};
   return at;
 }
 
@@ -43,19 +84,44 @@ Result<uint64_t> CodeArena::place(RemoteRange near, std::span<const uint8_t> cod
   return at;
 }
 
-CodeArena::Mark CodeArena::mark() const {
-  Mark m;
-  for (const auto& p : pages_) m.used.push_back(p.used);
-  return m;
+Result<void> CodeArena::release(uint64_t addr) {
+  auto it = live_.find(addr);
+  if (it == live_.end()) return ok_result();
+  Page* p = page_of(addr);
+  if (!p) return make_error(ErrorKind::internal, "code piece {:#x} is in none of the arena's pages", addr);
+  // int3 first, and every core serialized, before the room can be handed out again: a wrong
+  // jump into it traps, and no core keeps the old bytes decoded.
+  std::vector<uint8_t> int3(it->second.size, 0xcc);
+  LG_TRY_VOID(write_code(addr, int3));
+  LG_TRY_VOID(sync_cores());
+  give(*p, addr - p->addr, it->second.size);
+  live_.erase(it);
+  return ok_result();
+}
+
+uint64_t CodeArena::size_of(uint64_t addr) const {
+  auto it = live_.find(addr);
+  return it == live_.end() ? 0 : it->second.size;
 }
 
 void CodeArena::rollback(const Mark& m) {
-  while (pages_.size() > m.used.size()) {
-    ::munmap(reinterpret_cast<void*>(pages_.back().addr), kPageSize);
+  // Nothing ever ran these pieces: int3 again (best effort, they are unreachable anyway).
+  for (auto it = live_.begin(); it != live_.end();) {
+    if (it->second.seq < m.seq) {
+      ++it;
+      continue;
+    }
+    std::vector<uint8_t> int3(it->second.size, 0xcc);
+    (void)write_code(it->first, int3);
+    if (Page* p = page_of(it->first)) give(*p, it->first - p->addr, it->second.size);
+    it = live_.erase(it);
+  }
+  while (pages_.size() > m.pages) {
+    const Page& last = pages_.back();
+    if (last.free.size() != 1 || last.free.begin()->first != 0 || last.free.begin()->second != kPageSize) break;
+    ::munmap(reinterpret_cast<void*>(last.addr), kPageSize);
     pages_.pop_back();
   }
-  // Pieces reserved since in older pages are forgotten (their bytes are never reached).
-  for (size_t i = 0; i < pages_.size(); ++i) pages_[i].used = std::min(pages_[i].used, m.used[i]);
 }
 
 bool CodeArena::contains(uint64_t addr) const {
@@ -68,6 +134,15 @@ std::vector<RemoteRange> CodeArena::ranges() const {
   std::vector<RemoteRange> out;
   for (const auto& p : pages_) out.push_back({RemoteAddr(p.addr), RemoteAddr(p.addr + kPageSize)});
   return out;
+}
+
+CodeArena::Usage CodeArena::usage() const {
+  Usage u;
+  u.mapped = pages_.size() * kPageSize;
+  for (const auto& [addr, piece] : live_) u.live += piece.size;
+  u.free = u.mapped - u.live;
+  u.pieces = live_.size();
+  return u;
 }
 
 }  // namespace lg::agent

@@ -200,11 +200,15 @@ Result<void> Registry::settle_generation(Patch* p, bool finish) {
   for (const auto& sf : funcs) funcs_.at(sf.old_addr).stub.write_slot(finish ? sf.target : sf.initial);
   // An entry whose jump is not (or no longer) there: nothing jumps to its stub, forget it. One
   // still jumping keeps its entry, its slot pointing at the original's continuation.
+  // Its stub is given back at once (every thread was stopped and seen off its jmp when the
+  // entry bytes came back); its continuation is retired (a thread may be inside, below a call
+  // of the displaced instructions) unless nothing ever ran it.
   auto forget_if_unjumped = [&](uint64_t old_addr) {
     auto it = funcs_.find(old_addr);
     if (it == funcs_.end() || !it->second.stack.empty()) return;
     if (!bytes_at(it->second.jump_addr, it->second.orig_bytes)) return;
     stubs_.release(it->second.stub);
+    if (!untouched) retire_code(it->second.continuation);
     funcs_.erase(it);
   };
   if (load && finish) {
@@ -229,7 +233,10 @@ Result<void> Registry::settle_generation(Patch* p, bool finish) {
     return ok_result();
   }
   // A thread may still be inside a thunk (it read the slot just before the store above): the
-  // thunk leads into the version that now runs, so later transitions check it with that code.
+  // thunk leads into the version that now runs, so later transitions check it with that code
+  // until it is given back. The thunks and the word are retired (docs/consistency.md, "Memory").
+  for (const auto& sf : funcs) retire_code(sf.thunk);
+  retire_stub(word);
   for (const auto& sf : funcs) {
     auto it = funcs_.find(sf.old_addr);
     if (it == funcs_.end()) continue;

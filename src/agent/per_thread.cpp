@@ -99,8 +99,10 @@ Result<Plan> Registry::load_per_thread(const LoadRequest& req, std::unique_ptr<L
   // Everything below is undone if a step fails: created entries erased (nothing jumps to
   // their stubs yet), retargeted slots stored back.
   std::vector<std::pair<Stub, uint64_t>> retargeted;
+  const CodeArena::Mark arena_before = arena_.mark();
   auto rollback = ScopeGuard([&] {
     for (auto& [stub, old] : retargeted) stub.write_slot(old);
+    if (retargeted.empty()) arena_.rollback(arena_before);  // nothing could reach the pieces
     for (uint64_t a : patch->created_funcs) {
       stubs_.release(funcs_[a].stub);
       funcs_.erase(a);
@@ -180,6 +182,8 @@ Result<Plan> Registry::prepare_revert_per_thread(Patch* p) {
   const int32_t off = marker_tp_offset();
   for (const auto& r : p->object->code_ranges()) st.initial_ranges.push_back(r);
   std::vector<std::pair<Stub, uint64_t>> to_retarget;
+  const CodeArena::Mark arena_before = arena_.mark();
+  auto unused = ScopeGuard([&] { arena_.rollback(arena_before); });  // a step failed before any slot store
   for (const auto& f : p->funcs) {
     const FuncEntry& e = funcs_.at(f.old_addr);
     if (e.stack.back() != p->name) continue;  // not current: leaving the stack changes no code
@@ -212,12 +216,16 @@ Result<Plan> Registry::prepare_revert_per_thread(Patch* p) {
     st.funcs.push_back(ptf);
   }
   LG_TRY_VOID(sync_cores());
+  unused.dismiss();
   for (auto& [stub, thunk] : to_retarget) stub.write_slot(thunk);
   // No entry changes now: dispatch is live at once, and threads born from here on start in
   // the target universe.
   st.phase = PtPhase::switching;
   if (auto r = set_newborn_marker(st.id); !r) {
-    for (size_t i = 0; i < to_retarget.size(); ++i) to_retarget[i].first.write_slot(st.funcs[i].initial);
+    for (size_t i = 0; i < to_retarget.size(); ++i) {
+      to_retarget[i].first.write_slot(st.funcs[i].initial);
+      retire_code(st.funcs[i].thunk);  // it was live for a moment
+    }
     return r.error();
   }
   set_safepoint_transition(st.id, false);
@@ -287,9 +295,12 @@ Result<void> Registry::complete(std::string_view name) {
   for (const auto& f : st.funcs) funcs_.at(f.old_addr).stub.write_slot(st.reversed ? f.initial : f.target);
   set_safepoint_transition(0, false);
   LG_TRY_VOID(set_newborn_marker(kNoTransition));
+  // The dispatch thunks are out of the hot path now; a thread may still be inside one.
+  for (const auto& f : st.funcs) retire_code(f.thunk);
   // Which entries go back to their original bytes: a reversed load's new ones, a revert's
-  // last patch of a function. Their stubs and continuations stay mapped (a thread may have
-  // been sent there a moment ago); the registry forgets them.
+  // last patch of a function. Their stubs and continuations are retired (a thread may have
+  // been sent there a moment ago, also by the SIGTRAP handler of the poke: the entry bytes are
+  // watched with the stub); the registry forgets them.
   auto forget_entry = [&](uint64_t old_addr) -> Result<void> {
     auto it = funcs_.find(old_addr);
     if (it == funcs_.end()) return ok_result();
@@ -297,6 +308,8 @@ Result<void> Registry::complete(std::string_view name) {
       disable(fmt::format("restoring the entry of {:#x} failed: {}", old_addr, r.error().message));
       return r;
     }
+    retire_stub(it->second.stub, RemoteRange{RemoteAddr(it->second.jump_addr), RemoteAddr(it->second.jump_addr + x86::kJmpRel32Size)});
+    retire_code(it->second.continuation);
     funcs_.erase(it);
     return ok_result();
   };
@@ -366,10 +379,15 @@ Result<void> Registry::abort_per_thread(Patch* p) {
     if (f.entry_changes && poked) LG_TRY_VOID(poke_undo(e.jump_addr, e.orig_bytes[0]));
     e.stub.write_slot(f.initial);
   }
+  // The slots of functions redirected before pointed at their thunks: retired, not freed.
+  for (const auto& f : st.funcs) retire_code(f.thunk);
   if (transition_->kind == TransitionKind::load) {
     for (uint64_t a : p->created_funcs) {
-      // A thread that met an int3 went through the stub: keep it mapped (never released).
-      if (!poked) stubs_.release(funcs_.at(a).stub);
+      // A thread that met an int3 went through the stub: it is retired, not released.
+      const FuncEntry& e = funcs_.at(a);
+      if (!poked) stubs_.release(e.stub);
+      else retire_stub(e.stub, RemoteRange{RemoteAddr(e.jump_addr), RemoteAddr(e.jump_addr + x86::kJmpRel32Size)});
+      retire_code(e.continuation);
       funcs_.erase(a);
     }
     transition_.reset();

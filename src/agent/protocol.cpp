@@ -240,6 +240,8 @@ protocol::StatusResponse Agent::status() const {
   out.disabled = registry_.disabled();
   out.transition = transition_of(registry_);
   out.trap_redirects = trap_redirects();
+  const ArenaStats a = registry_.arena_stats();
+  out.arena = protocol::ArenaInfo{a.mapped, a.in_use, a.retired, a.free, a.retired_stubs, a.retired_upto, a.reclaimed_upto, a.retired_ranges};
   return out;
 }
 
@@ -288,6 +290,10 @@ json Agent::dispatch(protocol::Request& request, int fd) {
           return result_json(registry_.reverse(req.name));
         } else if constexpr (std::is_same_v<T, ForceRequest>) {
           return result_json(registry_.mark_forced(req.name));
+        } else if constexpr (std::is_same_v<T, ReclaimRequest>) {
+          auto freed = registry_.reclaim(req.upto);
+          if (!freed) return error_response(freed.error());
+          return encode(ReclaimResponse{*freed, registry_.arena_stats().reclaimed_upto});
         } else {
           static_assert(std::is_same_v<T, SwitchEarlyRequest>, "every request type is dispatched");
           return result_json(registry_.switch_early(req.name));

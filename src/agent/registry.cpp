@@ -287,6 +287,92 @@ Result<void> Registry::cancel_revert(std::string_view name) {
   return ok_result();
 }
 
+std::vector<RemoteRange> Retired::ranges() const {
+  std::vector<RemoteRange> out;
+  if (code) out.push_back({RemoteAddr(code), RemoteAddr(code + code_size)});
+  if (stub) {
+    out.push_back({RemoteAddr(stub->code), RemoteAddr(stub->code + StubPool::kStubSize)});
+    out.push_back({RemoteAddr(stub->slot), RemoteAddr(stub->slot + 8)});  // a generation word is read by thunks
+  }
+  if (entry) out.push_back(*entry);
+  return out;
+}
+
+void Registry::retire_code(uint64_t addr) {
+  if (!addr) return;
+  uint64_t size = arena_.size_of(addr);
+  if (!size) return;  // not ours, or retired already and given back
+  for (const auto& r : retired_)
+    if (r.code == addr) return;
+  Retired r;
+  r.number = ++retire_seq_;
+  r.code = addr;
+  r.code_size = size;
+  retired_.push_back(std::move(r));
+}
+
+void Registry::retire_stub(const Stub& s, std::optional<RemoteRange> entry) {
+  if (!s.code) return;
+  for (const auto& r : retired_)
+    if (r.stub && r.stub->code == s.code) return;
+  Retired r;
+  r.number = ++retire_seq_;
+  r.stub = s;
+  r.entry = entry;
+  retired_.push_back(std::move(r));
+}
+
+Result<uint64_t> Registry::reclaim(uint64_t upto) {
+  LG_TRY_VOID(check_usable());
+  upto = std::min(upto, retire_seq_);
+  uint64_t freed = 0;
+  auto same = [](const RemoteRange& a, const RemoteRange& b) { return a.lo == b.lo && a.hi == b.hi; };
+  std::vector<Retired> keep;
+  Result<void> failed = ok_result();
+  for (auto& r : retired_) {
+    if (r.number > upto || !failed) {
+      keep.push_back(std::move(r));
+      continue;
+    }
+    // A switch thunk was added to the check ranges of the code it leads into (generation.cpp):
+    // its room may hold another piece from now on.
+    for (const auto& range : r.ranges()) {
+      for (auto& [a, e] : funcs_) std::erase_if(e.old_ranges, [&](const RemoteRange& x) { return same(x, range); });
+      for (auto& p : patches_) std::erase_if(p->thunks, [&](const RemoteRange& x) { return same(x, range); });
+    }
+    if (r.code) {
+      if (auto rel = arena_.release(r.code); !rel) {
+        failed = std::move(rel);
+        keep.push_back(std::move(r));
+        continue;
+      }
+      freed += r.code_size;
+    }
+    if (r.stub) stubs_.release(*r.stub);
+  }
+  retired_ = std::move(keep);
+  if (!failed) return failed.error();
+  reclaimed_upto_ = std::max(reclaimed_upto_, upto);
+  return freed;
+}
+
+ArenaStats Registry::arena_stats() const {
+  ArenaStats s;
+  const auto u = arena_.usage();
+  s.mapped = u.mapped;
+  s.free = u.free;
+  for (const auto& r : retired_) {
+    s.retired += r.code_size;
+    if (r.code) ++s.retired_pieces;
+    if (r.stub) ++s.retired_stubs;
+    for (const auto& range : r.ranges()) s.retired_ranges.push_back(range);
+  }
+  s.in_use = u.live - s.retired;
+  s.retired_upto = retire_seq_;
+  s.reclaimed_upto = reclaimed_upto_;
+  return s;
+}
+
 std::optional<std::string> Registry::resolve_abandoned_transition() {
   if (!transition_) return std::nullopt;
   const Transition t = *transition_;

@@ -89,7 +89,7 @@ struct StwFunc {
 };
 struct StwSwitch {
   bool active = false;  // false: the plan is the older one of direct writes (no continuation)
-  Stub word;            // its slot is the generation word; never released once a write was made
+  Stub word;            // its slot is the generation word; retired (not released) once a write was made
   CodeArena::Mark arena_before;  // the code arena before the transition's thunks and continuations
   std::vector<StwFunc> funcs;
   bool switched() const;
@@ -128,6 +128,28 @@ struct FuncEntry {
 };
 
 enum class TransitionKind { load, revert };
+
+// A piece of code (arena) or a stub that nothing references any more but that a thread may
+// still be inside (it was sent there a moment before), numbered in retirement order. It is
+// given back once the controller saw every thread outside every retired range after it was
+// retired (Registry::reclaim). [entry]: the 5 bytes of an entry jump given back by a text poke
+// next to a retired stub: a thread trapped on its int3 may still be sent to the stub by the
+// SIGTRAP handler, so a thread interrupted there keeps the stub (and what it leads to).
+struct Retired {
+  uint64_t number = 0;
+  uint64_t code = 0, code_size = 0;  // an arena piece, or
+  std::optional<Stub> stub;          // a stub (its slot included)
+  std::optional<RemoteRange> entry;
+  std::vector<RemoteRange> ranges() const;
+};
+
+// The code arena as `status` reports it.
+struct ArenaStats {
+  uint64_t mapped = 0, in_use = 0, retired = 0, free = 0;
+  uint64_t retired_pieces = 0, retired_stubs = 0;
+  uint64_t retired_upto = 0, reclaimed_upto = 0;
+  std::vector<RemoteRange> retired_ranges;  // every range a thread must be seen outside of
+};
 
 struct Transition {
   TransitionKind kind;
@@ -176,6 +198,14 @@ class Registry {
   const std::optional<Transition>& transition() const { return transition_; }
   const Patch* find(std::string_view name) const;
 
+  // Gives back every piece retired with a number up to [upto]: the caller (the controller)
+  // saw every thread that existed when retirement [upto] was made with its pc and all return
+  // addresses outside every retired range (docs/consistency.md, "Memory"). Freed code is int3
+  // before its room can be reused. Returns the bytes of code given back. Errors: a failed write
+  // (the pieces stay retired).
+  Result<uint64_t> reclaim(uint64_t upto);
+  ArenaStats arena_stats() const;
+
   // Sticky: every later state-changing request fails with kind `agent` and [reason].
   void disable(std::string reason);
   const std::optional<std::string>& disabled() const { return disabled_; }
@@ -201,6 +231,9 @@ class Registry {
                                std::string* loaded_name);
   Result<Plan> prepare_revert_generation(const Patch* p);
   Result<void> settle_generation(Patch* p, bool finish);
+  // Retirement (reclaim gives them back after a grace period).
+  void retire_code(uint64_t addr);
+  void retire_stub(const Stub& s, std::optional<RemoteRange> entry = std::nullopt);
 
   std::vector<std::unique_ptr<Patch>> patches_;
   std::map<uint64_t, FuncEntry> funcs_;  // by old_addr
@@ -210,6 +243,11 @@ class Registry {
   CodeArena arena_;
   std::vector<std::unique_ptr<Patch>> kept_;  // unloaded after a forced transition: never unmapped
   uint64_t next_transition_id_ = 0;
+
+  // Pieces that left the hot path, waiting for a grace period (docs/consistency.md, "Memory").
+  std::vector<Retired> retired_;
+  uint64_t retire_seq_ = 0;      // the number of the latest retirement
+  uint64_t reclaimed_upto_ = 0;  // every retirement up to this number was given back
 };
 
 }  // namespace lg::agent

@@ -57,6 +57,12 @@ void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
         std::cout << fmt::format("    {:<32} {:#x} -> {:#x}\n", f.value("old_name", "?"),
                                  f.value("old_addr", uint64_t{0}), f.value("new_addr", uint64_t{0}));
     }
+    // The agent's dispatch code (docs/consistency.md, "Memory").
+    if (s.contains("arena") && s["arena"].is_object()) {
+      const auto& a = s["arena"];
+      std::cout << fmt::format("  code arena: {} bytes in use, {} retired, {} free ({} KiB mapped)\n", a.value("in_use", uint64_t{0}),
+                               a.value("retired", uint64_t{0}), a.value("free", uint64_t{0}), a.value("mapped", uint64_t{0}) / 1024);
+    }
   });
 }
 

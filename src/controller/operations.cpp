@@ -20,6 +20,7 @@
 #include "controller/apply_plan.h"
 #include "controller/immediate.h"
 #include "controller/per_thread_ops.h"
+#include "controller/reclaim.h"
 #include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "elf/elf_file.h"
@@ -222,8 +223,11 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
 }
 
 // Seizes the process, checks stacks and performs [writes] under stop-the-world, then detaches.
+// [grace] (may be null): the grace period of the agent's retired code, shown every thread of
+// the attempt that switched (controller/reclaim.h).
 Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::PatchInfo>& patches, const std::vector<RemoteRange>& check,
-                                     const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
+                                     const std::vector<MemoryWrite>& writes, const OperationOptions& options,
+                                     GraceWatch* grace = nullptr) {
   LG_TRY(auto process, Process::seize(pid));
   process->detach_all_together();  // the switch stops every thread anyway
   kill_step("after_seize");
@@ -233,6 +237,8 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
   if (options.context_check)  // declared coroutine contexts (stack_switching.h)
     topts.extra_blockers = [&] { return options.context_check(*unwinder, check, std::nullopt); };
   topts.own_stack = checks_own_stacks(options);
+  // Suspended stacks of a program that switches stacks are not all seen: no reclaim.
+  if (grace && !options.context_check && !options.allow_stack_switching) topts.grace = grace;
   topts.on_retry = [&](int attempt, const std::vector<Blocker>& blockers) {
     if (attempt == 1 || attempt % 10 == 0)
       say(options, fmt::format("waiting: {} thread(s) have an affected function on the stack (attempt {}){}",
@@ -426,7 +432,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options));
+  GraceWatch grace = GraceWatch::from_status(now);
+  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options, &grace));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
   if (auto c = agent.call(protocol::CommitRequest{plan.patch.name}); !c)
     return Error(ErrorKind::agent,
@@ -434,6 +441,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
                              pid, c.error().message),
                  0, "the new code runs; do not retry apply. `livegraft status` shows the agent's view");
   kill_step("after_commit");
+  (void)reclaim_if_clear(agent, grace);  // every thread was seen at once by the switch
 
   return nlohmann::json{{"pid", pid},
                         {"patch", plan.patch.name},
@@ -484,13 +492,15 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   auto writes = writes_of(prep.plan);
   const auto& check = prep.plan.check;
   say(options, "switching back (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options));
+  GraceWatch grace = GraceWatch::from_status(status);
+  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options, &grace));
   cancel.dismiss();  // the original code is live again: never cancel from here on
   if (auto f = client->call(protocol::FinishRevertRequest{patch_name}); !f)
     return Error(ErrorKind::agent,
                  fmt::format("patch '{}' no longer runs in process {}, but the agent could not unload it: {}",
                              patch_name, pid, f.error().message));
   kill_step("after_finish");
+  (void)reclaim_if_clear(*client, grace);  // every thread was seen at once by the switch
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(stats)}};
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/kill_point.h"
+#include "controller/stack_switching.h"
 
 namespace lg {
 
@@ -34,6 +35,7 @@ Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::
   if (auto s = process_.stop_thread(tid, milliseconds(5000)); !s) {
     if (s.error().kind == ErrorKind::thread_died) {
       v.gone = true;
+      if (grace_) grace_->gone(tid);
       return v;
     }
     return std::move(s).error();
@@ -51,6 +53,9 @@ Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::
     if (!trace) inspected = std::move(trace).error();
     else {
       v.trace = std::move(*trace);
+      if (grace_ && grace_->active())
+        grace_->observe(tid, v.trace,
+                        !grace_->maybe_inside(v.trace) && off_own_stack(process_.pid(), tid, regs->fs_base, v.trace, unwinder_));
       inspected = inspect(v);
     }
   }
@@ -66,6 +71,7 @@ Result<PerThreadSwitcher::Visit> PerThreadSwitcher::visit(pid_t tid, const std::
   stats_.longest_stop = std::max(stats_.longest_stop, us);
   if (!inspected) return std::move(inspected).error();
   if (!resumed && resumed.error().kind != ErrorKind::thread_died) return std::move(resumed).error();
+  if (v.gone && grace_) grace_->gone(tid);
   return v;
 }
 
@@ -85,6 +91,21 @@ Result<std::optional<uint64_t>> PerThreadSwitcher::read_marker(pid_t tid, int32_
     return std::optional<uint64_t>{};
   }
   return std::optional<uint64_t>(*v);
+}
+
+Result<void> PerThreadSwitcher::see_unseen() {
+  if (!grace_ || !grace_->active()) return ok_result();
+  LG_TRY_VOID(process_.poll_events());
+  const auto live = process_.threads();  // sorted
+  for (pid_t tid : grace_->unseen()) {
+    if (!std::binary_search(live.begin(), live.end(), tid)) {
+      grace_->gone(tid);
+      continue;
+    }
+    LG_TRY(auto v, visit(tid, [](Visit&) { return ok_result(); }));
+    if (v.gone) grace_->gone(tid);
+  }
+  return ok_result();
 }
 
 Result<void> PerThreadSwitcher::wait_outside(const std::vector<RemoteRange>& interiors, milliseconds timeout) {

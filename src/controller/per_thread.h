@@ -13,6 +13,7 @@
 
 #include "common/remote.h"
 #include "common/result.h"
+#include "controller/reclaim.h"
 #include "controller/transition.h"
 #include "process/process.h"
 #include "unwind/unwinder.h"
@@ -84,6 +85,11 @@ class PerThreadSwitcher {
   // what holds the others.
   Result<std::vector<ThreadSurvey>> survey(const SwitchGoal& goal);
 
+  // Every walk of a visit is also shown to [watch] (the grace period of retired code,
+  // controller/reclaim.h); see_unseen() visits the threads it still expects to see.
+  void watch(GraceWatch* watch) { grace_ = watch; }
+  Result<void> see_unseen();
+
   const std::vector<Blocker>& pending() const { return pending_; }
   PerThreadStats& stats() { return stats_; }
   Unwinder& unwinder() { return unwinder_; }
@@ -108,6 +114,7 @@ class PerThreadSwitcher {
   std::map<pid_t, uint64_t> fs_base_;  // learned at a thread's first stop; fixed for its life
   std::vector<Blocker> pending_;
   PerThreadStats stats_;
+  GraceWatch* grace_ = nullptr;
 };
 
 }  // namespace lg

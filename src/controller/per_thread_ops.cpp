@@ -11,6 +11,7 @@
 #include "common/kill_point.h"
 #include "common/scope_guard.h"
 #include "controller/per_thread.h"
+#include "controller/reclaim.h"
 #include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "x86/prologue.h"
@@ -107,6 +108,23 @@ SwitchGoal goal_of(const PtInfo& info, const std::vector<RemoteRange>& extra_che
   SwitchGoal goal{info.id, info.marker_offset, !info.reversed, info.reversed ? info.check_target : info.check, force};
   if (!info.reversed) goal.affected.insert(goal.affected.end(), extra_check.begin(), extra_check.end());
   return goal;
+}
+
+// The grace period of the agent's retired code (controller/reclaim.h): every thread known
+// right after the seize must be seen outside it; [status] was read before the seize.
+GraceWatch grace_for(const protocol::StatusResponse& status, Process& process, const OperationOptions& options) {
+  GraceWatch g = GraceWatch::from_status(status);
+  // Suspended stacks of a program that switches stacks are not all seen: keep everything.
+  if (options.context_check || options.allow_stack_switching) g.give_up();
+  g.expect(process.threads());
+  return g;
+}
+
+// After the transition completed: the expected threads no visit saw (on the goal's side
+// already) are visited once, then the agent gives back what they are all outside of.
+void reclaim_after(PerThreadSwitcher& sw, AgentClient& agent, GraceWatch& grace) {
+  if (!grace.active() || !sw.see_unseen()) return;
+  (void)reclaim_if_clear(agent, grace);
 }
 
 // Drives the transition towards its current goal (the target universe, or back to the initial
@@ -254,6 +272,8 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
   LG_TRY_VOID(sigtrap.begin(options));
+  GraceWatch grace = grace_for(now, *process, options);
+  sw.watch(&grace);
 
   kill_point("apply.per_thread_loaded");
   // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
@@ -269,7 +289,8 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   // written also switches it; once all were seen outside, the entry jumps are written.
   say(options, "switching threads one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
-  sigtrap.finish();
+  reclaim_after(sw, agent, grace);
+  sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
   sw.detach();
 
@@ -292,10 +313,13 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
   LG_TRY_VOID(sigtrap.begin(options));
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   kill_point("revert.per_thread_switching");
   say(options, "switching threads back one at a time (per-thread)");
   LG_TRY_VOID(drive(sw, agent, patch_name, info, {}, options, false));
-  sigtrap.finish();
+  reclaim_after(sw, agent, grace);
+  sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch_name}, {"transition", stats_json(sw.stats())}};
@@ -326,6 +350,8 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
   LG_TRY_VOID(sigtrap.begin(options));
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
   bool want_reversed = (intent == Intent::apply) != (t.kind == protocol::TransitionKind::apply);
   if (want_reversed != info.reversed) {
@@ -336,7 +362,8 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
     say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
   }
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, false));
-  sigtrap.finish();
+  reclaim_after(sw, agent, grace);
+  sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
   sw.detach();
   return std::optional<nlohmann::json>(nlohmann::json{{"pid", pid},
@@ -365,8 +392,11 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
   LG_TRY_VOID(sigtrap.begin(options));
+  GraceWatch grace = grace_for(status, *process, options);
+  sw.watch(&grace);
   LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
-  sigtrap.finish();
+  reclaim_after(sw, agent, grace);
+  sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
   sw.detach();
   return nlohmann::json{{"pid", pid}, {"patch", patch}, {"kind", protocol::to_string(status.transition->kind)}, {"reversed", info.reversed},

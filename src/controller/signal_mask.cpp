@@ -141,10 +141,19 @@ Result<void> SigtrapUnblock::begin(const std::vector<BlockingThread>& threads, s
 
 void SigtrapUnblock::restore() {
   for (const Changed& c : changed_) {
-    if (!process_.stop_thread(c.tid, std::chrono::seconds(2))) continue;  // gone, or its stop failed: left unblocked (safe)
-    // A thread that set a mask of its own since keeps it.
-    if (auto now = process_.get_sigmask(c.tid); now && *now == c.set) (void)process_.set_sigmask(c.tid, c.original);
-    (void)process_.resume_thread(c.tid);
+    // A thread that met an int3 of the last code write may still be in the agent's SIGTRAP
+    // handler, whose mask (SIGTRAP and the handler's sa_mask added) the kernel replaces by `set`
+    // again at its sigreturn: let it leave the handler and look again. A thread whose mask stays
+    // other than `set` set one of its own since, and keeps it.
+    for (int look = 0; look < 20; look++) {
+      if (look > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (!process_.stop_thread(c.tid, std::chrono::seconds(2))) break;  // gone, or its stop failed: left unblocked (safe)
+      auto now = process_.get_sigmask(c.tid);
+      const bool settled = !now || *now == c.set;
+      if (now && *now == c.set) (void)process_.set_sigmask(c.tid, c.original);
+      (void)process_.resume_thread(c.tid);
+      if (settled) break;
+    }
   }
   changed_.clear();
 }

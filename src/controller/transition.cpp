@@ -5,6 +5,7 @@
 
 #include "common/hex.h"
 #include "common/kill_step.h"
+#include "controller/reclaim.h"
 #include "controller/stack_switching.h"
 
 namespace lg {
@@ -34,13 +35,20 @@ std::vector<std::string> describe_stack(const StackTrace& trace, Unwinder& unwin
 
 Result<std::vector<Blocker>> StopTheWorld::find_blockers(const std::vector<RemoteRange>& check) {
   std::vector<Blocker> blockers;
+  const bool watching = grace_ && grace_->active();
+  if (watching) grace_->expect(process_.threads());
   for (pid_t tid : process_.threads()) {
     auto regs = process_.get_regs(tid);
     if (!regs) {
-      if (regs.error().kind == ErrorKind::thread_died) continue;  // it exited: nothing to check
+      if (regs.error().kind == ErrorKind::thread_died) {  // it exited: nothing to check
+        if (watching) grace_->gone(tid);
+        continue;
+      }
       return regs.error();
     }
     LG_TRY(auto trace, unwinder_.unwind(*regs));
+    if (watching)
+      grace_->observe(tid, trace, !grace_->maybe_inside(trace) && off_own_stack(process_.pid(), tid, regs->fs_base, trace, unwinder_));
     if (auto why = stack_hold(process_.pid(), tid, regs->fs_base, trace, check, own_stack_, unwinder_))
       blockers.push_back({tid, std::move(*why), describe_stack(trace, unwinder_)});
   }
@@ -117,6 +125,7 @@ Result<TransitionStats> StopTheWorld::run(const std::vector<RemoteRange>& check,
   TransitionStats stats;
   extra_blockers_ = options.extra_blockers;
   own_stack_ = options.own_stack;
+  grace_ = options.grace;
   auto start = Clock::now();
   auto deadline = start + options.timeout;
   auto backoff = std::chrono::milliseconds(1);

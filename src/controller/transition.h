@@ -18,6 +18,8 @@
 
 namespace lg {
 
+class GraceWatch;  // controller/reclaim.h
+
 struct MemoryWrite {
   RemoteAddr addr;
   std::vector<uint8_t> old_bytes, new_bytes;
@@ -56,6 +58,10 @@ struct TransitionOptions {
   // No stack switching was detected or declared: a thread whose walk does not end on its own
   // stack is a blocker too (stack_switching.h, off_own_stack).
   bool own_stack = false;
+  // The grace period of the agent's retired code (controller/reclaim.h): every attempt shows
+  // it the walks of all threads, stopped at once; after a successful run it holds those of the
+  // attempt that switched. Null: none.
+  GraceWatch* grace = nullptr;
 };
 
 struct TransitionStats {
@@ -94,6 +100,7 @@ class StopTheWorld {
   std::vector<Blocker> blockers_;
   std::function<Result<std::vector<Blocker>>()> extra_blockers_;
   bool own_stack_ = false;
+  GraceWatch* grace_ = nullptr;
 };
 
 }  // namespace lg

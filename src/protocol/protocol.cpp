@@ -39,7 +39,7 @@ constexpr std::pair<Op, const char*> kOps[] = {
     {Op::prepare_revert, "prepare_revert"}, {Op::commit, "commit"}, {Op::abort, "abort"},
     {Op::finish_revert, "finish_revert"}, {Op::cancel_revert, "cancel_revert"}, {Op::poke_begin, "poke_begin"},
     {Op::poke_finish, "poke_finish"}, {Op::complete, "complete"},   {Op::reverse, "reverse"},
-    {Op::force, "force"},             {Op::switch_early, "switch_early"},
+    {Op::force, "force"},             {Op::switch_early, "switch_early"}, {Op::reclaim, "reclaim"},
 };
 
 constexpr ErrorKind kKinds[] = {ErrorKind::invalid_argument, ErrorKind::not_found, ErrorKind::permission, ErrorKind::busy,
@@ -399,6 +399,11 @@ Result<Request> decode_request_unchecked(const json& j) {
     case Op::reverse: return named(ReverseRequest{});
     case Op::force: return named(ForceRequest{});
     case Op::switch_early: return named(SwitchEarlyRequest{});
+    case Op::reclaim: {
+      ReclaimRequest r;
+      r.upto = d.u64(j, "", "upto");
+      return finish<Request>(d, std::move(r), "malformed request");
+    }
   }
   return make_error(ErrorKind::invalid_argument, "malformed request: unknown op '{}'", op_name);
 }
@@ -580,6 +585,7 @@ json encode_request(const Request& r, int version) {
         if constexpr (std::is_same_v<T, HelloRequest> || std::is_same_v<T, StatusRequest>) return json::object();
         else if constexpr (std::is_same_v<T, LoadRequest>) return encode_load_fields(x);
         else if constexpr (std::is_same_v<T, PrepareRevertRequest>) return {{kName, x.name}, {kModel, to_string(x.model)}};
+        else if constexpr (std::is_same_v<T, ReclaimRequest>) return {{"upto", x.upto}};
         else return {{kName, x.name}};
       },
       r);
@@ -669,6 +675,25 @@ json encode(const StatusResponse& r) {
   out["functions"] = std::move(funcs);
   out["transition"] = r.transition ? encode(*r.transition) : json(nullptr);
   out["trap_redirects"] = r.trap_redirects;
+  if (r.arena) out["arena"] = encode(*r.arena);
+  return out;
+}
+
+json encode(const ArenaInfo& a) {
+  return {{"mapped", a.mapped},
+          {"in_use", a.in_use},
+          {"retired", a.retired},
+          {"free", a.free},
+          {"retired_stubs", a.retired_stubs},
+          {"retired_upto", a.retired_upto},
+          {"reclaimed_upto", a.reclaimed_upto},
+          {"retired_ranges", encode_ranges(a.retired_ranges)}};
+}
+
+json encode(const ReclaimResponse& r) {
+  json out = ok_json();
+  out["freed"] = r.freed;
+  out["reclaimed_upto"] = r.reclaimed_upto;
   return out;
 }
 
@@ -763,6 +788,18 @@ Result<StatusResponse> decode_status(const json& j) noexcept {
     }
     if (const json* t = d.member(j, "", "transition"); t && !t->is_null()) r.transition = decode_transition(d, *t);
     r.trap_redirects = d.u64(j, "", "trap_redirects");
+    if (const json* a = d.member(j, "", "arena", false); a && !a->is_null()) {
+      ArenaInfo ai;
+      ai.mapped = d.u64(*a, "arena", "mapped");
+      ai.in_use = d.u64(*a, "arena", "in_use");
+      ai.retired = d.u64(*a, "arena", "retired");
+      ai.free = d.u64(*a, "arena", "free");
+      ai.retired_stubs = d.u64(*a, "arena", "retired_stubs");
+      ai.retired_upto = d.u64(*a, "arena", "retired_upto");
+      ai.reclaimed_upto = d.u64(*a, "arena", "reclaimed_upto");
+      ai.retired_ranges = d.ranges(*a, "arena", "retired_ranges");
+      r.arena = std::move(ai);
+    }
     return r;
   });
 }
@@ -782,6 +819,12 @@ Result<PrepareRevertResponse> decode_prepare_revert(const json& j) noexcept {
 
 Result<OkResponse> decode_ok(const json& j) noexcept {
   return decode_reply(j, "request", [&](Decoder&) { return OkResponse{}; });
+}
+
+Result<ReclaimResponse> decode_reclaim(const json& j) noexcept {
+  return decode_reply(j, "reclaim", [&](Decoder& d) {
+    return ReclaimResponse{d.u64(j, "", "freed"), d.u64(j, "", "reclaimed_upto")};
+  });
 }
 
 Result<PatchInfo> decode_patch(const json& j) noexcept {

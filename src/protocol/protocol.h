@@ -65,7 +65,7 @@ uid_t socket_uid(uid_t real_uid, uid_t effective_uid, uid_t saved_uid);
 
 enum class Op {
   hello, status, load, prepare_revert, commit, abort, finish_revert, cancel_revert,
-  poke_begin, poke_finish, complete, reverse, force, switch_early,
+  poke_begin, poke_finish, complete, reverse, force, switch_early, reclaim,
 };
 const char* to_string(Op op);
 std::optional<Op> op_from_string(std::string_view s);
@@ -136,9 +136,18 @@ using ForceRequest = NamedRequest<Op::force>;
 // poke_finish): from now on the transition is never undone, only reversed or completed.
 using SwitchEarlyRequest = NamedRequest<Op::switch_early>;
 
+// The controller saw every thread that existed when retirement [upto] was made (the status's
+// arena.retired_upto it read before stopping any) with its pc and every return address outside
+// every retired range: the agent gives back the pieces retired up to [upto] (docs/consistency.md,
+// "Memory"). An agent without this op answers invalid_argument (unknown op): nothing is freed.
+struct ReclaimRequest {
+  static constexpr Op op = Op::reclaim;
+  uint64_t upto = 0;
+};
+
 using Request = std::variant<HelloRequest, StatusRequest, LoadRequest, PrepareRevertRequest, CommitRequest, AbortRequest,
                              FinishRevertRequest, CancelRevertRequest, PokeBeginRequest, PokeFinishRequest,
-                             CompleteRequest, ReverseRequest, ForceRequest, SwitchEarlyRequest>;
+                             CompleteRequest, ReverseRequest, ForceRequest, SwitchEarlyRequest, ReclaimRequest>;
 Op op_of(const Request& r);
 
 // {"op":..., "v":[version], fields...}. [version] other than kVersion: for tests only.
@@ -212,12 +221,23 @@ struct TransitionInfo {
   Model model = Model::stop_the_world;
   std::optional<PerThreadTransition> per_thread;  // present when model is per_thread or immediate
 };
+// The agent's code arena (dispatch, switch thunks, continuations): bytes of pages mapped, of
+// pieces in use, retired (out of the hot path, waiting for a grace period) and free; the
+// latest retirement's number and the highest given back; the ranges a thread must be seen
+// outside of (retired pieces, their stubs, entry bytes whose int3 may still send a thread there).
+struct ArenaInfo {
+  uint64_t mapped = 0, in_use = 0, retired = 0, free = 0;
+  uint64_t retired_stubs = 0;
+  uint64_t retired_upto = 0, reclaimed_upto = 0;
+  std::vector<RemoteRange> retired_ranges;
+};
 struct StatusResponse {
   std::optional<std::string> disabled;
   std::vector<PatchInfo> patches;
   std::vector<FunctionInfo> functions;
   std::optional<TransitionInfo> transition;
   uint64_t trap_redirects = 0;
+  std::optional<ArenaInfo> arena;  // absent from an agent that does not report it
   const PatchInfo* find_patch(std::string_view name) const;
 };
 
@@ -242,6 +262,10 @@ struct LoadResponse {
 struct PrepareRevertResponse {
   Plan plan;
 };
+struct ReclaimResponse {
+  uint64_t freed = 0;           // bytes of code given back
+  uint64_t reclaimed_upto = 0;  // the agent's arena.reclaimed_upto after it
+};
 struct OkResponse {};  // commit, abort, finish_revert, cancel_revert, poke_*, complete, reverse, force
 
 // The response type of each request type.
@@ -250,6 +274,7 @@ template <> struct ResponseOf<HelloRequest> { using type = HelloResponse; };
 template <> struct ResponseOf<StatusRequest> { using type = StatusResponse; };
 template <> struct ResponseOf<LoadRequest> { using type = LoadResponse; };
 template <> struct ResponseOf<PrepareRevertRequest> { using type = PrepareRevertResponse; };
+template <> struct ResponseOf<ReclaimRequest> { using type = ReclaimResponse; };
 
 nlohmann::json encode(const ErrorResponse& r);
 nlohmann::json encode(const HelloResponse& r);
@@ -257,6 +282,8 @@ nlohmann::json encode(const StatusResponse& r);
 nlohmann::json encode(const LoadResponse& r);
 nlohmann::json encode(const PrepareRevertResponse& r);
 nlohmann::json encode(const OkResponse& r);
+nlohmann::json encode(const ReclaimResponse& r);
+nlohmann::json encode(const ArenaInfo& a);
 nlohmann::json encode(const PatchInfo& p);  // a status's "patches" entry, also the controller's output
 nlohmann::json encode(const TransitionInfo& t);
 nlohmann::json encode_ranges(const std::vector<RemoteRange>& rs);
@@ -271,6 +298,7 @@ Result<StatusResponse> decode_status(const nlohmann::json& j) noexcept;
 Result<LoadResponse> decode_load(const nlohmann::json& j) noexcept;
 Result<PrepareRevertResponse> decode_prepare_revert(const nlohmann::json& j) noexcept;
 Result<OkResponse> decode_ok(const nlohmann::json& j) noexcept;
+Result<ReclaimResponse> decode_reclaim(const nlohmann::json& j) noexcept;
 Result<PatchInfo> decode_patch(const nlohmann::json& j) noexcept;
 
 template <class Resp> Result<Resp> decode_response(const nlohmann::json& j) noexcept;
@@ -279,6 +307,7 @@ template <> inline Result<StatusResponse> decode_response(const nlohmann::json& 
 template <> inline Result<LoadResponse> decode_response(const nlohmann::json& j) noexcept { return decode_load(j); }
 template <> inline Result<PrepareRevertResponse> decode_response(const nlohmann::json& j) noexcept { return decode_prepare_revert(j); }
 template <> inline Result<OkResponse> decode_response(const nlohmann::json& j) noexcept { return decode_ok(j); }
+template <> inline Result<ReclaimResponse> decode_response(const nlohmann::json& j) noexcept { return decode_reclaim(j); }
 
 // ErrorKind by its name ("busy"); agent for an unknown name.
 ErrorKind kind_from_name(std::string_view name);

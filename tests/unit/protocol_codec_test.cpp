@@ -79,7 +79,8 @@ json valid_load() { return encode_request(sample_load()); }
 
 TEST(ProtocolCodec, EveryOpHasOneNameBothWays) {
   for (Op op : {Op::hello, Op::status, Op::load, Op::prepare_revert, Op::commit, Op::abort, Op::finish_revert,
-                Op::cancel_revert, Op::poke_begin, Op::poke_finish, Op::complete, Op::reverse, Op::force, Op::switch_early})
+                Op::cancel_revert, Op::poke_begin, Op::poke_finish, Op::complete, Op::reverse, Op::force, Op::switch_early,
+                Op::reclaim})
     EXPECT_EQ(op_from_string(to_string(op)), op) << to_string(op);
   EXPECT_FALSE(op_from_string("fly"));
 }
@@ -288,6 +289,22 @@ TEST(ProtocolCodec, ResponsesRoundTrip) {
   EXPECT_EQ(sb->transition->per_thread->marker_offset, -64);
   EXPECT_EQ(sb->transition->per_thread->phase, Phase::switching);
   EXPECT_EQ(sb->find_patch("nope"), nullptr);
+  // The code arena (docs/consistency.md, "Memory"); an agent without it leaves it out.
+  s.arena = ArenaInfo{8192, 96, 64, 8032, 1, 9, 7, {{RemoteAddr(0x5000), RemoteAddr(0x5020)}}};
+  json aj = encode(s);
+  auto ab = decode_status(aj);
+  ASSERT_TRUE(ab.ok()) << ab.error().message;
+  EXPECT_EQ(encode(*ab), aj);
+  ASSERT_TRUE(ab->arena);
+  EXPECT_EQ(ab->arena->retired_upto, 9u);
+  EXPECT_EQ(ab->arena->retired_ranges.size(), 1u);
+  EXPECT_FALSE(decode_status(sj)->arena);
+  auto rb = decode_reclaim(encode(ReclaimResponse{64, 9}));
+  ASSERT_TRUE(rb.ok()) << rb.error().message;
+  EXPECT_EQ(rb->freed, 64u);
+  EXPECT_EQ(rb->reclaimed_upto, 9u);
+  EXPECT_EQ(std::get<ReclaimRequest>(round_trip(ReclaimRequest{41})).upto, 41u);
+  EXPECT_NE(refusal({{"op", "reclaim"}, {"v", kVersion}}).find("upto"), std::string::npos);
   StatusResponse empty;
   EXPECT_EQ(encode(*decode_status(encode(empty))), encode(empty));
   TransitionInfo stw{"fix", TransitionKind::apply, Model::stop_the_world, std::nullopt};
