@@ -108,6 +108,8 @@ Result<void> check_process(pid_t pid) {
 // [error] may be anything, even not_found ("the library as seen by process N" is gone with it).
 Error explain_death(pid_t pid, Error error, const char* operation) {
   if (error.kind == ErrorKind::invalid_argument || has_live_thread(pid)) return error;
+  // Already said by the step that held the process (departure_error, inject_library).
+  if (error.kind == ErrorKind::thread_died && error.message.rfind(fmt::format("process {} ", pid), 0) == 0) return error;
   return Error(ErrorKind::thread_died,
                fmt::format("process {} died during {} ({})", pid, operation, error.message), error.err,
                "nothing is left to undo: the process is gone");
@@ -206,7 +208,8 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
 
 // Seizes the process, checks stacks and performs [writes] under stop-the-world, then detaches.
 Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::PatchInfo>& patches, const std::vector<RemoteRange>& check,
-                                     const std::vector<MemoryWrite>& writes, const OperationOptions& options) {
+                                     const std::vector<MemoryWrite>& writes, const OperationOptions& options,
+                                     const std::string& during) {
   LG_TRY(auto process, Process::seize(pid));
   process->detach_all_together();  // the switch stops every thread anyway
   kill_step("after_seize");
@@ -231,6 +234,7 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
     stats = stw.run(check, writes, topts);
     if (!stats && options.blockers) *options.blockers = stw.blockers();
   }
+  if (!stats) stats = departure_error(*process, std::move(stats).error(), during);  // an exit or execve meanwhile
   process.reset();  // detach every thread
   kill_step("after_detach");
   return stats;
@@ -396,7 +400,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
 
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options,
+                                  fmt::format("the stop-the-world apply of patch '{}'", plan.patch.name)));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
   if (auto c = agent.call(protocol::CommitRequest{plan.patch.name}); !c)
     return Error(ErrorKind::agent,
@@ -461,7 +466,8 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   auto writes = writes_of(prep.plan);
   const auto& check = prep.plan.check;
   say(options, "switching back (stop-the-world)");
-  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options));
+  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options,
+                                  fmt::format("the stop-the-world revert of patch '{}'", patch_name)));
   cancel.dismiss();  // the original code is live again: never cancel from here on
   if (auto f = client->call(protocol::FinishRevertRequest{patch_name}); !f)
     return Error(ErrorKind::agent,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "common/kill_point.h"
@@ -130,13 +131,29 @@ Result<void> inject_library(Process& process, const std::string& library_path,
   const auto deadline = Clock::now() + timeout;
   auto backoff = std::chrono::milliseconds(1);
   std::string last_refusal;
+  // A step that found a thread gone tries the next thread, unless the whole process went away
+  // (or replaced its program): then nothing is left to try, and the reason is said at once. A
+  // dlopen cut short by either leaves nothing behind: the image it was loading into is gone.
+  auto departed = [&]() -> std::optional<Error> {
+    if (!process.check_departed()) return std::nullopt;
+    const bool exec = process.departure()->how == Process::Departure::How::exec;
+    return Error(ErrorKind::thread_died,
+                 fmt::format("{} while {} was being loaded into it{}", process.departure_text(), library_path,
+                             exec ? ": nothing of it is in the new program" : ""),
+                 0, exec ? fmt::format("`livegraft status {}` looks at the new program", pid) : std::string());
+  };
   for (;;) {
+    if (process.threads().empty())
+      if (auto gone = departed()) return *gone;
     for (pid_t tid : process.threads()) {
       auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (remaining.count() <= 0) break;
       auto stopped = ThreadStopScope::stop(process, tid, std::min(remaining, std::chrono::milliseconds(1000)));
       if (!stopped) {
-        if (stopped.error().kind == ErrorKind::thread_died) continue;
+        if (stopped.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         if (stopped.error().kind == ErrorKind::timeout) continue;
         return std::move(stopped).error();
       }
@@ -146,12 +163,18 @@ Result<void> inject_library(Process& process, const std::string& library_path,
       LG_TRY_VOID(check_seccomp_allows_injection(pid, tid));
       auto regs = process.get_regs(tid);
       if (!regs) {
-        if (regs.error().kind == ErrorKind::thread_died) continue;
+        if (regs.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         return std::move(regs).error();
       }
       auto safe = thread_is_safe(tid, *regs);
       if (!safe) {
-        if (safe.error().kind == ErrorKind::thread_died) continue;
+        if (safe.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         return std::move(safe).error().context(fmt::format("checking thread {}", tid));
       }
       if (!*safe) {
@@ -161,6 +184,8 @@ Result<void> inject_library(Process& process, const std::string& library_path,
       auto loaded = dlopen_in(process, tid, fns, library_path, remaining);
       kill_point("inject.dlopen_done");
       auto resumed = stopped->resume();
+      if (!loaded || !resumed)
+        if (auto gone = departed()) return *gone;
       if (!loaded && loaded.error().kind == ErrorKind::thread_died) continue;
       if (!loaded) {
         Error e = std::move(loaded).error();

@@ -286,6 +286,11 @@ Result<void> Process::set_regs(pid_t tid, const Registers& regs) {
   return ok_result();
 }
 
+std::string Process::gone_memory_text() const {
+  if (departure_) return departure_text();
+  return "its memory is gone (it exited or replaced its program with execve)";
+}
+
 Result<void> Process::read_memory(RemoteAddr addr, std::span<uint8_t> out) const {
   size_t done = 0;
   while (done < out.size()) {
@@ -296,8 +301,9 @@ Result<void> Process::read_memory(RemoteAddr addr, std::span<uint8_t> out) const
                               addr + static_cast<int64_t>(done), pid_);
     }
     if (n == 0)
-      return make_error(ErrorKind::io, "reading {} bytes at {} in process {}: address not mapped (or the process exited)",
-                        out.size() - done, addr + static_cast<int64_t>(done), pid_);
+      // 0 bytes, not EIO: the image this fd belongs to is gone (thread_control.cpp, 8.).
+      return make_error(ErrorKind::thread_died, "reading {} bytes at {} in process {}: {}",
+                        out.size() - done, addr + static_cast<int64_t>(done), pid_, gone_memory_text());
     done += static_cast<size_t>(n);
   }
   return ok_result();
@@ -314,8 +320,9 @@ Result<void> Process::write_memory(RemoteAddr addr, std::span<const uint8_t> byt
                               addr + static_cast<int64_t>(done), pid_);
     }
     if (n == 0)
-      return make_error(ErrorKind::io, "writing {} bytes at {} in process {}: address not mapped (or the process exited)",
-                        bytes.size() - done, addr + static_cast<int64_t>(done), pid_);
+      // 0 bytes, not EIO: the image this fd belongs to is gone (thread_control.cpp, 8.).
+      return make_error(ErrorKind::thread_died, "writing {} bytes at {} in process {}: {}",
+                        bytes.size() - done, addr + static_cast<int64_t>(done), pid_, gone_memory_text());
     done += static_cast<size_t>(n);
   }
   return ok_result();

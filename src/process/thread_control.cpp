@@ -18,12 +18,19 @@
 //  6. A thread running remote code is resumed with PTRACE_SYSCALL, so that the marker syscall
 //     at the end of the code stops it (PTRACE_O_TRACESYSGOOD: WSTOPSIG is SIGTRAP | 0x80).
 //     Every other syscall-entry/exit stop on the way is passed on.
+//  8. execve (ptrace(2), "execve(2) under ptrace"): every other thread is killed and reports
+//     its exit (status 0) — the leader's is never reported —, and the execing thread, which
+//     takes the leader's tid, reports PTRACE_EVENT_EXEC under that tid (PTRACE_O_TRACEEXEC).
+//     Our /proc/PID/mem belongs to the old image and reads 0 bytes from then on. The new
+//     program is detached right in its exec stop (note_exec).
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <dirent.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -87,14 +94,119 @@ bool rewind_breakpoint(pid_t tid) {
 
 }  // namespace
 
+void Process::note_exit(pid_t tid, int status) {
+  if (tid != pid_) return;
+  process_exited_ = true;
+  if (departure_) return;
+  if (WIFEXITED(status)) departure_ = Departure{Departure::How::exited, WEXITSTATUS(status)};
+  else if (WIFSIGNALED(status)) departure_ = Departure{Departure::How::killed, WTERMSIG(status)};
+}
+
+void Process::note_exec() {  // 8.
+  departure_ = Departure{Departure::How::exec, 0};
+  process_exited_ = true;
+  ptrace_req(PTRACE_DETACH, pid_, 0, 0);  // the new program runs on, untraced
+  for (const auto& [tid, t] : threads_) {
+    int status = 0;
+    if (tid != pid_) (void)::waitpid(tid, &status, WNOHANG | __WALL);  // reap the killed threads
+  }
+  threads_.clear();
+}
+
+std::string Process::departure_text() const {
+  if (!departure_) return fmt::format("process {} exited", pid_);
+  switch (departure_->how) {
+    case Departure::How::exited:
+      if (departure_->code < 0) return fmt::format("process {} exited", pid_);
+      return fmt::format("process {} exited with status {}", pid_, departure_->code);
+    case Departure::How::killed: {
+      const char* name = sigabbrev_np(departure_->code);
+      return fmt::format("process {} was killed by signal {}{}", pid_, departure_->code,
+                         name ? fmt::format(" (SIG{})", name) : std::string());
+    }
+    case Departure::How::exec:
+      return fmt::format("process {} replaced its program (execve)", pid_);
+  }
+  return fmt::format("process {} exited", pid_);
+}
+
+std::optional<Process::Departure> Process::check_departed(std::chrono::milliseconds settle) {
+  if (check_tracer_thread().ok()) {
+    const auto deadline = Clock::now() + settle;
+    PollBackoff backoff;
+    for (;;) {
+      // Every thread, those in a stop we collected too: a stopped thread that was killed, or the
+      // leader's tid taken over by an execing thread, has something new to report.
+      bool progressed = false;
+      std::vector<pid_t> tids;
+      for (const auto& [tid, t] : threads_) tids.push_back(tid);
+      for (pid_t tid : tids) {
+        ThreadInfo* t = find_thread(tid);
+        if (!t || departure_) continue;
+        int status = 0;
+        pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+        if (r == tid) {
+          progressed = true;
+          if (WIFEXITED(status) || WIFSIGNALED(status) || (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC)) {
+            t->stopped = false;
+            handle_status(*t, status);
+          } else if (!t->stopped) {
+            handle_status(*t, status);
+          }
+        } else if (r < 0 && errno == ECHILD) {
+          threads_.erase(tid);  // the execing thread's old tid
+          progressed = true;
+        }
+      }
+      if (!departure_ && !find_thread(pid_)) {
+        // A zombie leader dropped earlier (5.) is reported once the other threads are reaped.
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG | __WALL) == pid_ && (WIFEXITED(status) || WIFSIGNALED(status)))
+          note_exit(pid_, status);
+      }
+      if (departure_) break;
+      // Our view of the memory reads nothing once the image is gone (an unmapped address in a
+      // live image is EIO instead): an exec or an exit is under way.
+      uint8_t byte = 0;
+      const bool image_gone = mem_fd_.valid() && ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
+      if (!image_gone && !process_exited_ && !threads_.empty()) return std::nullopt;
+      if (Clock::now() >= deadline) break;
+      if (progressed) backoff.progressed();
+      else backoff.idle();
+    }
+  }
+  if (!departure_) {
+    // The kernel said nothing in time: a live thread means a new program, else an exit.
+    bool live = false;
+    if (DIR* d = ::opendir(fmt::format("/proc/{}/task", pid_).c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9') {
+          char st = thread_state_letter(pid_, static_cast<pid_t>(std::atoi(e->d_name)));
+          live |= st != 0 && st != 'Z' && st != 'X';
+        }
+      ::closedir(d);
+    }
+    uint8_t byte = 0;
+    const bool image_gone = !mem_fd_.valid() || ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
+    if (live && !image_gone && !threads_.empty()) return std::nullopt;
+    departure_ = Departure{live ? Departure::How::exec : Departure::How::exited, -1};
+    process_exited_ = true;
+  }
+  return departure_;
+}
+
 void Process::handle_status(ThreadInfo& t, int status) {
   const pid_t tid = t.tid;
   if (WIFEXITED(status) || WIFSIGNALED(status)) {  // 5.
-    if (tid == pid_) process_exited_ = true;
+    note_exit(tid, status);
     threads_.erase(tid);
     return;
   }
   if (!WIFSTOPPED(status)) return;
+  if ((status >> 16) == PTRACE_EVENT_EXEC && !t.foreign) {  // 8.
+    note_exec();
+    return;
+  }
   if (t.foreign) {
     ptrace_req(PTRACE_DETACH, tid, 0, 0);
     threads_.erase(tid);
@@ -253,9 +365,8 @@ void Process::drop_if_gone(ThreadInfo& t) {
   if (st == 0 || st == 'Z' || st == 'X') {
     int status = 0;
     // Reap it if the kernel has it for us; a zombie leader is reported only later (5.).
-    if (::waitpid(t.tid, &status, WNOHANG | __WALL) == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)) &&
-        t.tid == pid_)
-      process_exited_ = true;
+    if (::waitpid(t.tid, &status, WNOHANG | __WALL) == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)))
+      note_exit(t.tid, status);
     threads_.erase(t.tid);
   }
 }
@@ -280,7 +391,7 @@ Result<void> Process::wait_stopped(const std::vector<pid_t>& tids, std::chrono::
       return ok_result();
     }
     if (threads_.empty() || process_exited_)
-      return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+      return Error(ErrorKind::thread_died, departure_text());
 
     auto now = Clock::now();
     if (now - last_progress > std::chrono::milliseconds(50)) {
@@ -323,7 +434,7 @@ void Process::record_stops() {
 
 Result<void> Process::stop_all(std::chrono::milliseconds timeout) {
   LG_TRY_VOID(check_tracer_thread());
-  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  if (threads_.empty()) return Error(ErrorKind::thread_died, departure_text());
   stopping_all_ = true;  // threads born meanwhile must end up stopped too
   struct Reset {
     bool& flag;
@@ -339,7 +450,7 @@ Result<void> Process::stop_all(std::chrono::milliseconds timeout) {
     ptrace_req(PTRACE_INTERRUPT, tid);  // ESRCH: it is exiting; waitpid will tell
   }
   LG_TRY_VOID(wait_stopped({}, timeout));
-  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  if (threads_.empty()) return Error(ErrorKind::thread_died, departure_text());
   return ok_result();
 }
 
@@ -452,7 +563,7 @@ Result<void> Process::poll_events() {
     if (!progressed) break;
   }
   if (threads_.empty() || process_exited_)
-    return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+    return Error(ErrorKind::thread_died, departure_text());
   return ok_result();
 }
 
