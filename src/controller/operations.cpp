@@ -271,6 +271,9 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
         *process, agent_path,
         [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout));
     process->detach_all();  // thread by thread: the agent's control thread must run freely from now on
+    // An execve that began while dlopen ran completes while the threads are detached (its
+    // killed threads reaped): the agent went with the old image.
+    if (process->departure()) return injection_departure_error(*process, agent_path);
     stops = process->stop_record();
   }
   kill_step("after_inject");

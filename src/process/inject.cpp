@@ -117,6 +117,14 @@ Result<void> dlopen_in(Process& process, pid_t tid, const LibcFunctions& fns, co
 
 }  // namespace
 
+Error injection_departure_error(const Process& process, const std::string& library_path) {
+  const bool exec = process.departure() && process.departure()->how == Process::Departure::How::exec;
+  return Error(ErrorKind::thread_died,
+               fmt::format("{} while {} was being loaded into it{}", process.departure_text(), library_path,
+                           exec ? ": nothing of it is in the new program" : ""),
+               0, exec ? fmt::format("`livegraft status {}` looks at the new program", process.pid()) : std::string());
+}
+
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
                             std::chrono::milliseconds timeout) {
@@ -136,11 +144,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
   // dlopen cut short by either leaves nothing behind: the image it was loading into is gone.
   auto departed = [&]() -> std::optional<Error> {
     if (!process.check_departed()) return std::nullopt;
-    const bool exec = process.departure()->how == Process::Departure::How::exec;
-    return Error(ErrorKind::thread_died,
-                 fmt::format("{} while {} was being loaded into it{}", process.departure_text(), library_path,
-                             exec ? ": nothing of it is in the new program" : ""),
-                 0, exec ? fmt::format("`livegraft status {}` looks at the new program", pid) : std::string());
+    return injection_departure_error(process, library_path);
   };
   for (;;) {
     if (process.threads().empty())
@@ -196,6 +200,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
         return std::move(resumed).error().context(
             fmt::format("{} was loaded into process {}, but the borrowed thread {} could not be resumed", library_path,
                         pid, tid));
+      if (auto gone = departed()) return *gone;  // an execve or exit noticed by now
       return ok_result();
     }
     if (Clock::now() >= deadline) break;

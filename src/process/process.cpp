@@ -279,6 +279,7 @@ Result<Registers> Process::get_regs(pid_t tid) const {
 }
 
 Result<void> Process::set_regs(pid_t tid, const Registers& regs) {
+  if (tid == pid_ && leader_replaced()) return Error(ErrorKind::thread_died, departure_text());
   LG_TRY(ThreadInfo * t, stopped_thread(tid));
   if (injected_fault("set_regs", tid)) return make_error(ErrorKind::io, "PTRACE_SETREGS of thread {}: injected fault", tid);
   if (ptrace_req(PTRACE_SETREGS, t->tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0)

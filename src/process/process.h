@@ -203,6 +203,11 @@ class Process {
   void note_exec();  // thread_control.cpp: the exec stop of the leader's tid
   void note_exit(pid_t tid, int status);
   std::string gone_memory_text() const;
+  // The leader, in a stop we collected, was replaced by an execing thread (its exec stop noted).
+  bool leader_replaced();
+  bool collect_leader();
+  bool reap_unknown_threads();
+  bool exec_suspected_ = false;  // a tid we traced vanished (ECHILD): maybe an execve
   bool stopping_all_ = false;
   UniqueFd mem_fd_;
   std::optional<RemoteAddr> stub_site_;
@@ -235,7 +240,11 @@ class ThreadStopScope {
 // which [thread_is_safe] says yes (the caller rejects threads inside the dynamic loader or the
 // allocator). Threads are tried in turn, with backoff, until [timeout]. dlopen's address comes
 // from the target's libc .dynsym. On dlopen failure the target's dlerror() text is returned.
-// The library must exist and be readable by the target.
+// The library must exist and be readable by the target. When the process exits or replaces its
+// program meanwhile, says so at once (injection_departure_error) instead of trying other threads.
+// "process N replaced its program (execve) while LIB was being loaded into it: nothing of it is
+// in the new program" (or exited, was killed), kind thread_died: for a process::departure().
+Error injection_departure_error(const Process& process, const std::string& library_path);
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
                             std::chrono::milliseconds timeout);

@@ -158,18 +158,15 @@ std::optional<Process::Departure> Process::check_departed(std::chrono::milliseco
           progressed = true;
         }
       }
-      if (!departure_ && !find_thread(pid_)) {
-        // A zombie leader dropped earlier (5.) is reported once the other threads are reaped.
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG | __WALL) == pid_ && (WIFEXITED(status) || WIFSIGNALED(status)))
-          note_exit(pid_, status);
-      }
+      // A zombie leader dropped earlier (5.) is reported once the other threads are reaped.
+      if (!departure_ && !find_thread(pid_)) progressed |= collect_leader();
+      if (!departure_) progressed |= reap_unknown_threads();
       if (departure_) break;
       // Our view of the memory reads nothing once the image is gone (an unmapped address in a
       // live image is EIO instead): an exec or an exit is under way.
       uint8_t byte = 0;
       const bool image_gone = mem_fd_.valid() && ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
-      if (!image_gone && !process_exited_ && !threads_.empty()) return std::nullopt;
+      if (!image_gone && !process_exited_ && !threads_.empty() && !exec_suspected_ && !progressed) return std::nullopt;
       if (Clock::now() >= deadline) break;
       if (progressed) backoff.progressed();
       else backoff.idle();
@@ -333,7 +330,10 @@ Result<bool> Process::poll_pass(pid_t only_tid) {
   if (injected_fault("poll_pass", only_tid)) return make_error(ErrorKind::io, "waitpid: injected fault");
   std::vector<pid_t> tids;
   for (const auto& [tid, t] : threads_) {
-    if (t->stopped) continue;
+    // 0: the threads in a stop we collected too. One killed there (an execve in another
+    // thread, a SIGKILL) reports its exit, and must be reaped: an execing thread waits for
+    // every other one to be released (8.).
+    if (t->stopped && only_tid != 0) continue;
     if (only_tid > 0 && tid != only_tid) continue;
     if (only_tid < 0 && t->want == ThreadWant::run) continue;  // -1: only threads we wait for
     tids.push_back(tid);
@@ -341,21 +341,72 @@ Result<bool> Process::poll_pass(pid_t only_tid) {
   bool progressed = false;
   for (pid_t tid : tids) {
     ThreadInfo* t = find_thread(tid);
-    if (!t || t->stopped) continue;
+    if (!t) continue;
     int status = 0;
     pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
     if (r == 0) continue;
+    if (r > 0 && t->stopped) {
+      // Nothing but an exit, or the leader's tid taken over by an execing thread, comes from a
+      // thread in a stop we collected.
+      if (WIFEXITED(status) || WIFSIGNALED(status) || (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC)) {
+        handle_status(*t, status);
+        progressed = true;
+      }
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == ECHILD) {  // no longer our tracee (gone through exec, reaped elsewhere)
         threads_.erase(tid);
         progressed = true;
+        exec_suspected_ = true;  // 8. the execing thread's old tid vanishes
         continue;
       }
       return make_errno_error(ErrorKind::io, "waitpid for thread {}", tid);
     }
     handle_status(*t, status);
     progressed = true;
+  }
+  if (exec_suspected_ && !departure_ && !find_thread(pid_)) progressed |= collect_leader();
+  return progressed;
+}
+
+bool Process::collect_leader() {
+  // 8. The exec stop comes under the leader's tid, also after we dropped the (zombie) leader.
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG | __WALL) != pid_) return false;
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC) note_exec();
+  else if (WIFEXITED(status) || WIFSIGNALED(status)) note_exit(pid_, status);
+  return true;
+}
+
+bool Process::reap_unknown_threads() {
+  // A thread whose creation we have not seen yet (its creator's clone event not collected
+  // when the creator was killed) is still our tracee: an execing thread waits for it to be
+  // reaped (8.), a live one waits in its first stop.
+  bool progressed = false;
+  DIR* d = ::opendir(fmt::format("/proc/{}/task", pid_).c_str());
+  if (!d) return false;
+  std::vector<pid_t> unknown;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (!find_thread(tid)) unknown.push_back(tid);
+  }
+  ::closedir(d);
+  for (pid_t tid : unknown) {
+    int status = 0;
+    if (::waitpid(tid, &status, WNOHANG | __WALL) != tid) continue;
+    progressed = true;
+    if (WIFSTOPPED(status)) {
+      if ((status >> 16) == PTRACE_EVENT_EXEC) {
+        note_exec();
+        break;
+      }
+      handle_status(add_thread(tid, stopping_all_), status);  // adopted: serviced as any other
+    } else if (tid == pid_) {
+      note_exit(tid, status);
+    }
   }
   return progressed;
 }
@@ -474,10 +525,31 @@ bool Process::is_stopped(pid_t tid) const {
   return t && t->stopped;
 }
 
+bool Process::leader_replaced() {
+  ThreadInfo* t = find_thread(pid_);
+  if (!t || !t->stopped || t->foreign) return false;
+  // 8. Another thread's execve kills the leader out of a stop we collected, and the execing
+  //    thread's exec stop is reported under the same tid: a stopped leader with news is one.
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG | __WALL) != pid_) return false;
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC) {
+    note_exec();
+    return true;
+  }
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    note_exit(pid_, status);
+    threads_.erase(pid_);
+  }
+  return false;
+}
+
 Result<void> Process::resume_one(ThreadInfo& t) {
   const pid_t tid = t.tid;
   if (injected_fault("resume_one", tid))
     return make_error(ErrorKind::io, "resuming thread {} of process {}: injected fault", tid, pid_);
+  // Never PTRACE_CONT a new program out of an exec stop we did not see.
+  if (tid == pid_ && leader_replaced()) return Error(ErrorKind::thread_died, departure_text());
+  if (!find_thread(tid)) return make_error(ErrorKind::thread_died, "thread {} of process {} exited", tid, pid_);
   // 3. Raise the suppressed signals again. rt_tgsigqueueinfo keeps the siginfo of queued
   // signals (sigqueue, timers); the kernel refuses it for kernel- and kill()-sent ones, which
   // get a plain tgkill.

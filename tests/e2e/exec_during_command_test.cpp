@@ -124,33 +124,50 @@ TEST(TargetDeath, KilledDuringAPerThreadTransitionIsSaidAtOnce) {
       << r.out;
 }
 
-// The agent is being injected (dlopen runs in the borrowed main thread, the controller held
-// right after starting it) when another thread runs execve: nothing is left half-done (the
-// image dlopen loaded into is gone), and the controller says so instead of trying other
-// threads until --timeout.
-TEST(ExecDuringInjection, ControllerSaysTheProgramWasReplaced) {
+// The agent is being injected (the main thread borrowed, the controller held at a step of it)
+// when another thread runs execve: nothing is left half-done (the image being changed is
+// gone), and the controller says so instead of trying other threads until --timeout — or,
+// after dlopen returned, instead of resuming the new program out of its exec stop unseen.
+class ExecDuringInjection : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ExecDuringInjection, ControllerSaysTheProgramWasReplaced) {
+  const std::string step = GetParam();
   Target t(target_path("pt_exec"));
   const std::string pid = std::to_string(t.pid());
-  CliProcess apply({"--json", "apply", "--model", "per-thread", "--timeout", "60", pid, patch_path("pt_pair_fix")},
-                   {"LIVEGRAFT_PAUSE_AT=inject.call_started"});
-  ASSERT_TRUE(apply.wait_for_stderr("paused at kill point inject.call_started"));
+  CliProcess apply({"-v", "--json", "apply", "--model", "per-thread", "--timeout", "60", pid, patch_path("pt_pair_fix")},
+                   {"LIVEGRAFT_PAUSE_AT=" + step});
+  ASSERT_TRUE(apply.wait_for_stderr("paused at kill point " + step));
   ASSERT_EQ(::kill(t.pid(), SIGUSR1), 0);  // the sigwait thread execs
-  // The execing thread waits in its exec stop for the (paused) controller: one thread, traced.
+  // The execve has begun: every other thread is killed (a zombie until its paused tracer reaps
+  // it), and the execing one waits for that in de_thread ('D') or sits in its exec stop ('t').
   ASSERT_TRUE(wait_until([&] {
     auto st = thread_states(t.pid());
-    return st.size() == 1 && st[0] == 't';
-  })) << "the target did not reach its exec stop";
+    auto live = std::count_if(st.begin(), st.end(), [](char c) { return c != 'Z' && c != 'X'; });
+    auto execing = std::count_if(st.begin(), st.end(), [](char c) { return c == 'D' || c == 't'; });
+    return live == 1 && execing == 1;
+  })) << "the target did not begin its execve";
   ASSERT_EQ(::kill(apply.pid(), SIGCONT), 0);
   CliRun r = apply.finish();
   ASSERT_TRUE(r.json.is_object()) << r.out << r.err;
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_EQ(r.json.value("kind", ""), "thread_died") << r.out;
   const std::string error = r.json.value("error", "");
-  EXPECT_NE(error.find("process " + pid + " replaced its program (execve) while"), std::string::npos) << error;
+  EXPECT_NE(error.find("process " + pid + " replaced its program (execve) while"), std::string::npos) << error << "\n" << r.err;
   EXPECT_NE(error.find("nothing of it is in the new program"), std::string::npos) << error;
   EXPECT_EQ(error.find("could not inject"), std::string::npos) << error;
   expect_new_program_unharmed(t);
 }
+
+// The thread stopped and checked; the trampoline mapping being made (a remote mmap); dlopen
+// running; dlopen returned and the thread put back.
+INSTANTIATE_TEST_SUITE_P(Steps, ExecDuringInjection,
+                         ::testing::Values("inject.thread_stopped", "inject.syscall_started", "inject.call_started",
+                                           "inject.dlopen_done"),
+                         [](const auto& info) {
+                           std::string name = std::string(info.param).substr(7);
+                           name.erase(std::remove(name.begin(), name.end(), '_'), name.end());
+                           return name;
+                         });
 
 // The target is SIGKILLed while the agent is being injected: "inject_library retries until
 // timeout when target dies" — it used to try the (gone) threads again until --timeout and
