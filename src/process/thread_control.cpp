@@ -156,6 +156,7 @@ std::optional<Process::Departure> Process::check_departed(std::chrono::milliseco
         } else if (r < 0 && errno == ECHILD) {
           threads_.erase(tid);  // the execing thread's old tid
           progressed = true;
+          exec_suspected_ = true;
         }
       }
       // A zombie leader dropped earlier (5.) is reported once the other threads are reaped.
@@ -173,6 +174,7 @@ std::optional<Process::Departure> Process::check_departed(std::chrono::milliseco
     }
   }
   if (!departure_) {
+    if (!mem_fd_.valid()) return std::nullopt;  // everything detached: nothing to tell by
     // The kernel said nothing in time: a live thread means a new program, else an exit.
     bool live = false;
     if (DIR* d = ::opendir(fmt::format("/proc/{}/task", pid_).c_str())) {
@@ -184,8 +186,8 @@ std::optional<Process::Departure> Process::check_departed(std::chrono::milliseco
       ::closedir(d);
     }
     uint8_t byte = 0;
-    const bool image_gone = !mem_fd_.valid() || ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
-    if (live && !image_gone && !threads_.empty()) return std::nullopt;
+    const bool image_gone = ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
+    if (live && !image_gone) return std::nullopt;
     departure_ = Departure{live ? Departure::How::exec : Departure::How::exited, -1};
     process_exited_ = true;
   }

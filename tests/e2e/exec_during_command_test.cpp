@@ -106,6 +106,29 @@ INSTANTIATE_TEST_SUITE_P(Models, ExecDuringTransition,
                                   (info.param.trigger[0] == 'e' ? "LeaderExecs" : "OtherThreadExecs");
                          });
 
+// The same for a per-thread revert: a thread held inside the new outer() keeps it waiting.
+TEST(ExecDuringRevert, PerThreadControllerSaysTheProgramWasReplaced) {
+  Target t(target_path("pt_exec"));
+  const std::string pid = std::to_string(t.pid());
+  CliRun applied = livegraft({"apply", "--model", "per-thread", pid, patch_path("pt_pair_fix")});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  ASSERT_EQ(t.ask("c"), "220");
+  ASSERT_EQ(t.ask("b"), "started");
+  ASSERT_TRUE(wait_for_thread_in_syscall(t.pid(), {SYS_read}));
+  CliProcess revert({"-v", "--json", "revert", "--model", "per-thread", "--timeout", "60", pid, "pt-pair-fix"});
+  ASSERT_TRUE(revert.wait_for_stderr("waiting:"));
+  t.send("E");
+  CliRun r = revert.finish();
+  ASSERT_TRUE(r.json.is_object()) << r.out << r.err;
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_EQ(r.json.value("kind", ""), "thread_died") << r.out;
+  EXPECT_NE(r.json.value("error", "").find("process " + pid +
+                                           " replaced its program (execve) during the per-thread revert of patch 'pt-pair-fix'"),
+            std::string::npos)
+      << r.out;
+  expect_new_program_unharmed(t);
+}
+
 // The target is killed while the transition waits for its held thread: said at once.
 TEST(TargetDeath, KilledDuringAPerThreadTransitionIsSaidAtOnce) {
   Target t(target_path("pt_exec"));
