@@ -5,6 +5,10 @@
 //                            stderr (a test runs once with it to enumerate the steps)
 //   LIVEGRAFT_KILL_AT=N      the N-th kill point reached (1-based) raises SIGKILL
 //   LIVEGRAFT_KILL_AT=NAME   the first kill point called NAME raises SIGKILL
+//   LIVEGRAFT_PAUSE_AT=NAME  the first kill point called NAME prints "livegraft: paused at kill
+//                            point NAME" and stops the controller (SIGSTOP) until a SIGCONT:
+//                            the test does something to the target there (kills it, makes it
+//                            execve), then lets the controller go on
 //
 // Names are "<operation>.<step>", e.g. "inject.after_mmap", "apply.after_load". Without either
 // variable a kill point costs one getenv per process (cached) and does nothing.
@@ -24,6 +28,7 @@ struct KillPointConfig {
   bool trace = false;
   long at_number = 0;
   const char* at_name = nullptr;
+  const char* pause_at = nullptr;
   long reached = 0;
 };
 inline KillPointConfig& kill_point_config() {
@@ -37,6 +42,7 @@ inline KillPointConfig& kill_point_config() {
       if (end && *end == '\0' && n > 0) c.at_number = n;
       else c.at_name = at;
     }
+    if (const char* at = std::getenv("LIVEGRAFT_PAUSE_AT"); at && *at) c.pause_at = at;
     return c;
   }();
   return config;
@@ -47,8 +53,14 @@ inline KillPointConfig& kill_point_config() {
 // target (after one is complete, before the next begins), never inside one.
 inline void kill_point(const char* name) {
   auto& c = detail::kill_point_config();
-  if (!c.trace && !c.at_number && !c.at_name) return;
+  if (!c.trace && !c.at_number && !c.at_name && !c.pause_at) return;
   long n = ++c.reached;
+  if (c.pause_at && std::strcmp(c.pause_at, name) == 0) {
+    c.pause_at = nullptr;  // once
+    std::fprintf(stderr, "livegraft: paused at kill point %s\n", name);
+    std::fflush(stderr);
+    ::raise(SIGSTOP);
+  }
   if (c.trace) std::fprintf(stderr, "livegraft: kill point %ld %s\n", n, name);
   if ((c.at_number && n == c.at_number) || (c.at_name && std::strcmp(c.at_name, name) == 0)) {
     std::fflush(stderr);

@@ -126,6 +126,8 @@ Result<void> check_process(pid_t pid) {
 // [error] may be anything, even not_found ("the library as seen by process N" is gone with it).
 Error explain_death(pid_t pid, Error error, const char* operation) {
   if (error.kind == ErrorKind::invalid_argument || has_live_thread(pid)) return error;
+  // Already said by the step that held the process (departure_error, inject_library).
+  if (error.kind == ErrorKind::thread_died && error.message.rfind(fmt::format("process {} ", pid), 0) == 0) return error;
   return Error(ErrorKind::thread_died,
                fmt::format("process {} died during {} ({})", pid, operation, error.message), error.err,
                "nothing is left to undo: the process is gone");
@@ -227,7 +229,7 @@ Result<bool> safe_for_dlopen(Unwinder& unwinder, const Registers& regs) {
 // the attempt that switched (controller/reclaim.h).
 Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::PatchInfo>& patches, const std::vector<RemoteRange>& check,
                                      const std::vector<MemoryWrite>& writes, const OperationOptions& options,
-                                     GraceWatch* grace = nullptr) {
+                                     const std::string& during, GraceWatch* grace = nullptr) {
   LG_TRY(auto process, Process::seize(pid));
   process->detach_all_together();  // the switch stops every thread anyway
   kill_step("after_seize");
@@ -254,6 +256,7 @@ Result<TransitionStats> switch_world(pid_t pid, const std::vector<protocol::Patc
     stats = stw.run(check, writes, topts);
     if (!stats && options.blockers) *options.blockers = stw.blockers();
   }
+  if (!stats) stats = departure_error(*process, std::move(stats).error(), during);  // an exit or execve meanwhile
   process.reset();  // detach every thread
   kill_step("after_detach");
   return stats;
@@ -290,6 +293,9 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
         *process, agent_path,
         [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout));
     process->detach_all();  // thread by thread: the agent's control thread must run freely from now on
+    // An execve that began while dlopen ran completes while the threads are detached (its
+    // killed threads reaped): the agent went with the old image.
+    if (process->departure()) return injection_departure_error(*process, agent_path);
     stops = process->stop_record();
   }
   kill_step("after_inject");
@@ -433,7 +439,8 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
   GraceWatch grace = GraceWatch::from_status(now);
-  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options, &grace));
+  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options,
+                                  fmt::format("the stop-the-world apply of patch '{}'", plan.patch.name), &grace));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
   if (auto c = agent.call(protocol::CommitRequest{plan.patch.name}); !c)
     return Error(ErrorKind::agent,
@@ -493,7 +500,8 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   const auto& check = prep.plan.check;
   say(options, "switching back (stop-the-world)");
   GraceWatch grace = GraceWatch::from_status(status);
-  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options, &grace));
+  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options,
+                                  fmt::format("the stop-the-world revert of patch '{}'", patch_name), &grace));
   cancel.dismiss();  // the original code is live again: never cancel from here on
   if (auto f = client->call(protocol::FinishRevertRequest{patch_name}); !f)
     return Error(ErrorKind::agent,

@@ -38,6 +38,19 @@ Result<std::vector<uint8_t>> read_code(pid_t pid, RemoteAddr at, size_t n) {
 
 }  // namespace
 
+Error departure_error(Process& process, Error error, const std::string& during) {
+  if (!process.check_departed()) return error;
+  const pid_t pid = process.pid();
+  if (process.departure()->how == Process::Departure::How::exec)
+    return Error(ErrorKind::thread_died,
+                 fmt::format("{} during {}: the patch is no longer in it (the new program started without it and without "
+                             "the agent)",
+                             process.departure_text(), during),
+                 0, fmt::format("`livegraft status {}` shows the new program; apply the patch again if it needs it", pid));
+  return Error(ErrorKind::thread_died, fmt::format("{} during {}", process.departure_text(), during), 0,
+               "nothing is left to undo: the process is gone");
+}
+
 Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const std::vector<protocol::PatchInfo>& patches) {
   LG_TRY(auto unwinder, Unwinder::create(pid));
   unwinder->load_all_cfi();  // before any thread is stopped
@@ -221,13 +234,13 @@ namespace {
 // switcher's detach guard, so that it ends while the threads are still held.
 class SigtrapScope {
  public:
-  SigtrapScope(pid_t pid, Process& process, AgentClient& agent) : pid_(pid), unblocked_(process), agent_(agent) {}
+  SigtrapScope(pid_t pid, Process& process, AgentClient& agent) : pid_(pid), process_(process), unblocked_(process), agent_(agent) {}
   SigtrapScope(const SigtrapScope&) = delete;
   SigtrapScope& operator=(const SigtrapScope&) = delete;
   // After a failure: blocked again only when no int3 is left (the transition was reversed,
   // undone, or kept past its int3s); a transition kept with them leaves it unblocked, and says so.
   ~SigtrapScope() {
-    if (unblocked_.threads().empty()) return;
+    if (unblocked_.threads().empty() || process_.departure()) return;  // a program that exec'd or exited has no int3 of ours
     auto now = agent_.status();
     const protocol::PerThreadTransition* pt = now ? drivable(*now) : nullptr;
     if (now && !(pt && pt_info_from_status(*pt).poking)) {
@@ -250,6 +263,7 @@ class SigtrapScope {
 
  private:
   pid_t pid_;
+  Process& process_;
   SigtrapUnblock unblocked_;
   AgentClient& agent_;
 };
@@ -275,20 +289,27 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   GraceWatch grace = grace_for(now, *process, options);
   sw.watch(&grace);
 
-  kill_point("apply.per_thread_loaded");
-  // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
-  // dispatches by the thread's marker.
-  LG_TRY_VOID(agent.call(protocol::PokeBeginRequest{name}));
-  kill_point("apply.per_thread_int3_written");
-  LG_TRY_VOID(agent.call(protocol::SwitchEarlyRequest{name}));
-  abort_load.dismiss();  // threads may be switched from here on: reverse, never abort
-  kill_point("apply.per_thread_switch_early");
-  info.poking = true;
+  auto steps = [&]() -> Result<void> {
+    kill_point("apply.per_thread_loaded");
+    // 1. int3 on each entry: from here on a thread reaching one traps to its stub, which
+    // dispatches by the thread's marker.
+    LG_TRY_VOID(agent.call(protocol::PokeBeginRequest{name}));
+    kill_point("apply.per_thread_int3_written");
+    LG_TRY_VOID(agent.call(protocol::SwitchEarlyRequest{name}));
+    abort_load.dismiss();  // threads may be switched from here on: reverse, never abort
+    kill_point("apply.per_thread_switch_early");
+    info.poking = true;
 
-  // 2. Thread by thread, one stop each: the stop that finds a thread outside the entries being
-  // written also switches it; once all were seen outside, the entry jumps are written.
-  say(options, "switching threads one at a time (per-thread)");
-  LG_TRY_VOID(drive(sw, agent, name, info, plan.original_ranges(), options, false));
+    // 2. Thread by thread, one stop each: the stop that finds a thread outside the entries being
+    // written also switches it; once all were seen outside, the entry jumps are written.
+    say(options, "switching threads one at a time (per-thread)");
+    return drive(sw, agent, name, info, plan.original_ranges(), options, false);
+  };
+  if (auto r = steps(); !r) {
+    Error e = departure_error(*process, std::move(r).error(), fmt::format("the per-thread apply of patch '{}'", name));
+    if (process->departure()) abort_load.dismiss();  // nothing to abort: the agent went with the image
+    return e;
+  }
   reclaim_after(sw, agent, grace);
   sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
@@ -317,7 +338,8 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   sw.watch(&grace);
   kill_point("revert.per_thread_switching");
   say(options, "switching threads back one at a time (per-thread)");
-  LG_TRY_VOID(drive(sw, agent, patch_name, info, {}, options, false));
+  if (auto r = drive(sw, agent, patch_name, info, {}, options, false); !r)
+    return departure_error(*process, std::move(r).error(), fmt::format("the per-thread revert of patch '{}'", patch_name));
   reclaim_after(sw, agent, grace);
   sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
@@ -354,14 +376,18 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
   sw.watch(&grace);
   // Apply of a patch being applied: forward; revert of it: backward (and the other way round).
   bool want_reversed = (intent == Intent::apply) != (t.kind == protocol::TransitionKind::apply);
-  if (want_reversed != info.reversed) {
-    say(options, fmt::format("reversing the {} of '{}' in progress", kind, patch));
-    LG_TRY_VOID(agent.call(protocol::ReverseRequest{patch}));
-    info.reversed = want_reversed;
-  } else {
-    say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
-  }
-  LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, false));
+  auto steps = [&]() -> Result<void> {
+    if (want_reversed != info.reversed) {
+      say(options, fmt::format("reversing the {} of '{}' in progress", kind, patch));
+      LG_TRY_VOID(agent.call(protocol::ReverseRequest{patch}));
+      info.reversed = want_reversed;
+    } else {
+      say(options, fmt::format("continuing the {} of '{}' in progress", kind, patch));
+    }
+    return drive(sw, agent, patch, info, {}, options, false);
+  };
+  if (auto r = steps(); !r)
+    return departure_error(*process, std::move(r).error(), fmt::format("the per-thread {} of patch '{}'", kind, patch));
   reclaim_after(sw, agent, grace);
   sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
@@ -394,7 +420,8 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
   LG_TRY_VOID(sigtrap.begin(options));
   GraceWatch grace = grace_for(status, *process, options);
   sw.watch(&grace);
-  LG_TRY_VOID(drive(sw, agent, patch, info, {}, options, true));
+  if (auto r = drive(sw, agent, patch, info, {}, options, true); !r)
+    return departure_error(*process, std::move(r).error(), fmt::format("the forced transition of patch '{}'", patch));
   reclaim_after(sw, agent, grace);
   sigtrap.finish();  // after the reclaim: SIGTRAP stays unblocked while the agent writes int3s
   detach.dismiss();
@@ -413,7 +440,9 @@ Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status
   ScopeGuard detach([&] { sw.detach(); });
   SwitchGoal goal = goal_of(info, {}, false);
   goal.own_stack = true;  // the default rule (status knows no --allow-stack-switching)
-  LG_TRY(auto threads, sw.survey(goal));
+  auto surveyed = sw.survey(goal);
+  if (!surveyed) return departure_error(*process, std::move(surveyed).error(), "the survey of its threads");
+  auto threads = std::move(*surveyed);
   size_t switched = 0;
   nlohmann::json pending = nlohmann::json::array();
   for (const auto& s : threads) {

@@ -14,6 +14,7 @@
 #include "controller/agent_client.h"
 #include "controller/apply_plan.h"
 #include "controller/operations.h"
+#include "process/process.h"
 #include "unwind/unwinder.h"
 
 namespace lg {
@@ -42,6 +43,12 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
 // threads switched and, for the pending ones, what holds them and their stacks (each thread
 // stopped alone, briefly); the agent's ranges are dropped from it.
 Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status, nlohmann::json& out);
+
+// [error], met by a step of [during] ("the per-thread apply of patch 'fix'"), said plainly when
+// the process exited or replaced its program (execve) meanwhile, whatever the step was (a read
+// of memory that is gone, the agent's socket closed, a wait): "process N replaced its program
+// (execve) during ...: the patch is no longer in it". Else [error] as it is. Both models use it.
+Error departure_error(Process& process, Error error, const std::string& during);
 
 // An unwinder for process [pid] that knows the code and .eh_frame of [patches] (the agent's
 // status "patches"), so that stacks walk through patch code (both models use it).

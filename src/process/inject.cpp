@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "common/kill_point.h"
@@ -116,6 +117,14 @@ Result<void> dlopen_in(Process& process, pid_t tid, const LibcFunctions& fns, co
 
 }  // namespace
 
+Error injection_departure_error(const Process& process, const std::string& library_path) {
+  const bool exec = process.departure() && process.departure()->how == Process::Departure::How::exec;
+  return Error(ErrorKind::thread_died,
+               fmt::format("{} while {} was being loaded into it{}", process.departure_text(), library_path,
+                           exec ? ": nothing of it is in the new program" : ""),
+               0, exec ? fmt::format("`livegraft status {}` looks at the new program", process.pid()) : std::string());
+}
+
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
                             std::chrono::milliseconds timeout) {
@@ -130,13 +139,25 @@ Result<void> inject_library(Process& process, const std::string& library_path,
   const auto deadline = Clock::now() + timeout;
   auto backoff = std::chrono::milliseconds(1);
   std::string last_refusal;
+  // A step that found a thread gone tries the next thread, unless the whole process went away
+  // (or replaced its program): then nothing is left to try, and the reason is said at once. A
+  // dlopen cut short by either leaves nothing behind: the image it was loading into is gone.
+  auto departed = [&]() -> std::optional<Error> {
+    if (!process.check_departed()) return std::nullopt;
+    return injection_departure_error(process, library_path);
+  };
   for (;;) {
+    if (process.threads().empty())
+      if (auto gone = departed()) return *gone;
     for (pid_t tid : process.threads()) {
       auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (remaining.count() <= 0) break;
       auto stopped = ThreadStopScope::stop(process, tid, std::min(remaining, std::chrono::milliseconds(1000)));
       if (!stopped) {
-        if (stopped.error().kind == ErrorKind::thread_died) continue;
+        if (stopped.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         if (stopped.error().kind == ErrorKind::timeout) continue;
         return std::move(stopped).error();
       }
@@ -146,12 +167,18 @@ Result<void> inject_library(Process& process, const std::string& library_path,
       LG_TRY_VOID(check_seccomp_allows_injection(pid, tid));
       auto regs = process.get_regs(tid);
       if (!regs) {
-        if (regs.error().kind == ErrorKind::thread_died) continue;
+        if (regs.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         return std::move(regs).error();
       }
       auto safe = thread_is_safe(tid, *regs);
       if (!safe) {
-        if (safe.error().kind == ErrorKind::thread_died) continue;
+        if (safe.error().kind == ErrorKind::thread_died) {
+          if (auto gone = departed()) return *gone;
+          continue;
+        }
         return std::move(safe).error().context(fmt::format("checking thread {}", tid));
       }
       if (!*safe) {
@@ -161,6 +188,8 @@ Result<void> inject_library(Process& process, const std::string& library_path,
       auto loaded = dlopen_in(process, tid, fns, library_path, remaining);
       kill_point("inject.dlopen_done");
       auto resumed = stopped->resume();
+      if (!loaded || !resumed)
+        if (auto gone = departed()) return *gone;
       if (!loaded && loaded.error().kind == ErrorKind::thread_died) continue;
       if (!loaded) {
         Error e = std::move(loaded).error();
@@ -171,6 +200,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
         return std::move(resumed).error().context(
             fmt::format("{} was loaded into process {}, but the borrowed thread {} could not be resumed", library_path,
                         pid, tid));
+      if (auto gone = departed()) return *gone;  // an execve or exit noticed by now
       return ok_result();
     }
     if (Clock::now() >= deadline) break;

@@ -279,11 +279,17 @@ Result<Registers> Process::get_regs(pid_t tid) const {
 }
 
 Result<void> Process::set_regs(pid_t tid, const Registers& regs) {
+  if (tid == pid_ && leader_replaced()) return Error(ErrorKind::thread_died, departure_text());
   LG_TRY(ThreadInfo * t, stopped_thread(tid));
   if (injected_fault("set_regs", tid)) return make_error(ErrorKind::io, "PTRACE_SETREGS of thread {}: injected fault", tid);
   if (ptrace_req(PTRACE_SETREGS, t->tid, 0, reinterpret_cast<uint64_t>(&regs)) != 0)
     return make_errno_error(ErrorKind::io, "PTRACE_SETREGS of thread {}", tid);
   return ok_result();
+}
+
+std::string Process::gone_memory_text() const {
+  if (departure_) return departure_text();
+  return "its memory is gone (it exited or replaced its program with execve)";
 }
 
 Result<void> Process::read_memory(RemoteAddr addr, std::span<uint8_t> out) const {
@@ -296,8 +302,9 @@ Result<void> Process::read_memory(RemoteAddr addr, std::span<uint8_t> out) const
                               addr + static_cast<int64_t>(done), pid_);
     }
     if (n == 0)
-      return make_error(ErrorKind::io, "reading {} bytes at {} in process {}: address not mapped (or the process exited)",
-                        out.size() - done, addr + static_cast<int64_t>(done), pid_);
+      // 0 bytes, not EIO: the image this fd belongs to is gone (thread_control.cpp, 8.).
+      return make_error(ErrorKind::thread_died, "reading {} bytes at {} in process {}: {}",
+                        out.size() - done, addr + static_cast<int64_t>(done), pid_, gone_memory_text());
     done += static_cast<size_t>(n);
   }
   return ok_result();
@@ -314,8 +321,9 @@ Result<void> Process::write_memory(RemoteAddr addr, std::span<const uint8_t> byt
                               addr + static_cast<int64_t>(done), pid_);
     }
     if (n == 0)
-      return make_error(ErrorKind::io, "writing {} bytes at {} in process {}: address not mapped (or the process exited)",
-                        bytes.size() - done, addr + static_cast<int64_t>(done), pid_);
+      // 0 bytes, not EIO: the image this fd belongs to is gone (thread_control.cpp, 8.).
+      return make_error(ErrorKind::thread_died, "writing {} bytes at {} in process {}: {}",
+                        bytes.size() - done, addr + static_cast<int64_t>(done), pid_, gone_memory_text());
     done += static_cast<size_t>(n);
   }
   return ok_result();

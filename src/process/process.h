@@ -121,6 +121,26 @@ class Process {
   // Error thread_died when the whole process has exited.
   Result<void> poll_events();
 
+  // How the process went away while we held it, once we know (ptrace(2), "execve(2) under
+  // ptrace"; PTRACE_O_TRACEEXEC is among the seize options): it exited, a signal killed it, or
+  // it replaced its program with execve. After an execve the new program is let go at once
+  // (detached in its exec stop): nothing of the old image, the agent and patches included, is
+  // in it, and there is nothing for us to do there.
+  struct Departure {
+    enum class How { exited, killed, exec };
+    How how = How::exited;
+    int code = 0;  // the exit status, or the signal that killed it
+  };
+  const std::optional<Departure>& departure() const { return departure_; }
+  // "process N exited with status 3", "process N was killed by signal 9 (SIGKILL)", "process N
+  // replaced its program (execve)", "process N exited" while the details are not known.
+  std::string departure_text() const;
+  // Whether the process has gone away (or replaced its program) by now: collects what the
+  // kernel has to report, and when our view of its memory is gone (an exec or exit under way)
+  // waits up to [settle] for the kernel to say which. nullopt while it is still the program we
+  // seized. Callers use it to turn whatever error a step met into the plain reason.
+  std::optional<Departure> check_departed(std::chrono::milliseconds settle = std::chrono::milliseconds(2000));
+
   // Detaches everything now (the destructor does this too), thread by thread: each one is
   // stopped alone (so none is lost in a stop we have not collected), gets the signals that
   // arrived while we held it raised again, and is PTRACE_DETACHed before the next is stopped;
@@ -183,6 +203,15 @@ class Process {
   bool detach_together_ = false;
   pid_t tracer_tid_ = 0;
   bool process_exited_ = false;
+  std::optional<Departure> departure_;
+  void note_exec();  // thread_control.cpp: the exec stop of the leader's tid
+  void note_exit(pid_t tid, int status);
+  std::string gone_memory_text() const;
+  // The leader, in a stop we collected, was replaced by an execing thread (its exec stop noted).
+  bool leader_replaced();
+  bool collect_leader();
+  bool reap_unknown_threads();
+  bool exec_suspected_ = false;  // a tid we traced vanished (ECHILD): maybe an execve
   bool stopping_all_ = false;
   UniqueFd mem_fd_;
   std::optional<RemoteAddr> stub_site_;
@@ -215,7 +244,11 @@ class ThreadStopScope {
 // which [thread_is_safe] says yes (the caller rejects threads inside the dynamic loader or the
 // allocator). Threads are tried in turn, with backoff, until [timeout]. dlopen's address comes
 // from the target's libc .dynsym. On dlopen failure the target's dlerror() text is returned.
-// The library must exist and be readable by the target.
+// The library must exist and be readable by the target. When the process exits or replaces its
+// program meanwhile, says so at once (injection_departure_error) instead of trying other threads.
+// "process N replaced its program (execve) while LIB was being loaded into it: nothing of it is
+// in the new program" (or exited, was killed), kind thread_died: for a process::departure().
+Error injection_departure_error(const Process& process, const std::string& library_path);
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
                             std::chrono::milliseconds timeout);

@@ -68,7 +68,9 @@ struct Process::ThreadInfo {
 };
 
 // The options every seized thread gets (inherited by auto-attached new threads).
-constexpr uint64_t kSeizeOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD;
+// PTRACE_O_TRACEEXEC: an execve stops the execing thread (under the leader's tid) in a
+// PTRACE_EVENT_EXEC stop instead of letting the new program run on unnoticed (Process::departure).
+constexpr uint64_t kSeizeOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC;
 
 constexpr uint64_t kERestartNoIntr = static_cast<uint64_t>(-513);
 constexpr uint64_t kERestartRestartBlock = static_cast<uint64_t>(-516);

@@ -18,12 +18,19 @@
 //  6. A thread running remote code is resumed with PTRACE_SYSCALL, so that the marker syscall
 //     at the end of the code stops it (PTRACE_O_TRACESYSGOOD: WSTOPSIG is SIGTRAP | 0x80).
 //     Every other syscall-entry/exit stop on the way is passed on.
+//  8. execve (ptrace(2), "execve(2) under ptrace"): every other thread is killed and reports
+//     its exit (status 0) — the leader's is never reported —, and the execing thread, which
+//     takes the leader's tid, reports PTRACE_EVENT_EXEC under that tid (PTRACE_O_TRACEEXEC).
+//     Our /proc/PID/mem belongs to the old image and reads 0 bytes from then on. The new
+//     program is detached right in its exec stop (note_exec).
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <dirent.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -87,14 +94,118 @@ bool rewind_breakpoint(pid_t tid) {
 
 }  // namespace
 
+void Process::note_exit(pid_t tid, int status) {
+  if (tid != pid_) return;
+  process_exited_ = true;
+  if (departure_) return;
+  if (WIFEXITED(status)) departure_ = Departure{Departure::How::exited, WEXITSTATUS(status)};
+  else if (WIFSIGNALED(status)) departure_ = Departure{Departure::How::killed, WTERMSIG(status)};
+}
+
+void Process::note_exec() {  // 8.
+  departure_ = Departure{Departure::How::exec, 0};
+  process_exited_ = true;
+  ptrace_req(PTRACE_DETACH, pid_, 0, 0);  // the new program runs on, untraced
+  for (const auto& [tid, t] : threads_) {
+    int status = 0;
+    if (tid != pid_) (void)::waitpid(tid, &status, WNOHANG | __WALL);  // reap the killed threads
+  }
+  threads_.clear();
+}
+
+std::string Process::departure_text() const {
+  if (!departure_) return fmt::format("process {} exited", pid_);
+  switch (departure_->how) {
+    case Departure::How::exited:
+      if (departure_->code < 0) return fmt::format("process {} exited", pid_);
+      return fmt::format("process {} exited with status {}", pid_, departure_->code);
+    case Departure::How::killed: {
+      const char* name = sigabbrev_np(departure_->code);
+      return fmt::format("process {} was killed by signal {}{}", pid_, departure_->code,
+                         name ? fmt::format(" (SIG{})", name) : std::string());
+    }
+    case Departure::How::exec:
+      return fmt::format("process {} replaced its program (execve)", pid_);
+  }
+  return fmt::format("process {} exited", pid_);
+}
+
+std::optional<Process::Departure> Process::check_departed(std::chrono::milliseconds settle) {
+  if (check_tracer_thread().ok()) {
+    const auto deadline = Clock::now() + settle;
+    PollBackoff backoff;
+    for (;;) {
+      // Every thread, those in a stop we collected too: a stopped thread that was killed, or the
+      // leader's tid taken over by an execing thread, has something new to report.
+      bool progressed = false;
+      std::vector<pid_t> tids;
+      for (const auto& [tid, t] : threads_) tids.push_back(tid);
+      for (pid_t tid : tids) {
+        ThreadInfo* t = find_thread(tid);
+        if (!t || departure_) continue;
+        int status = 0;
+        pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+        if (r == tid) {
+          progressed = true;
+          if (WIFEXITED(status) || WIFSIGNALED(status) || (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC)) {
+            t->stopped = false;
+            handle_status(*t, status);
+          } else if (!t->stopped) {
+            handle_status(*t, status);
+          }
+        } else if (r < 0 && errno == ECHILD) {
+          threads_.erase(tid);  // the execing thread's old tid
+          progressed = true;
+          exec_suspected_ = true;
+        }
+      }
+      // A zombie leader dropped earlier (5.) is reported once the other threads are reaped.
+      if (!departure_ && !find_thread(pid_)) progressed |= collect_leader();
+      if (!departure_) progressed |= reap_unknown_threads();
+      if (departure_) break;
+      // Our view of the memory reads nothing once the image is gone (an unmapped address in a
+      // live image is EIO instead): an exec or an exit is under way.
+      uint8_t byte = 0;
+      const bool image_gone = mem_fd_.valid() && ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
+      if (!image_gone && !process_exited_ && !threads_.empty() && !exec_suspected_ && !progressed) return std::nullopt;
+      if (Clock::now() >= deadline) break;
+      if (progressed) backoff.progressed();
+      else backoff.idle();
+    }
+  }
+  if (!departure_) {
+    if (!mem_fd_.valid()) return std::nullopt;  // everything detached: nothing to tell by
+    // The kernel said nothing in time: a live thread means a new program, else an exit.
+    bool live = false;
+    if (DIR* d = ::opendir(fmt::format("/proc/{}/task", pid_).c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9') {
+          char st = thread_state_letter(pid_, static_cast<pid_t>(std::atoi(e->d_name)));
+          live |= st != 0 && st != 'Z' && st != 'X';
+        }
+      ::closedir(d);
+    }
+    uint8_t byte = 0;
+    const bool image_gone = ::pread(mem_fd_.get(), &byte, 1, 0) == 0;
+    if (live && !image_gone) return std::nullopt;
+    departure_ = Departure{live ? Departure::How::exec : Departure::How::exited, -1};
+    process_exited_ = true;
+  }
+  return departure_;
+}
+
 void Process::handle_status(ThreadInfo& t, int status) {
   const pid_t tid = t.tid;
   if (WIFEXITED(status) || WIFSIGNALED(status)) {  // 5.
-    if (tid == pid_) process_exited_ = true;
+    note_exit(tid, status);
     threads_.erase(tid);
     return;
   }
   if (!WIFSTOPPED(status)) return;
+  if ((status >> 16) == PTRACE_EVENT_EXEC && !t.foreign) {  // 8.
+    note_exec();
+    return;
+  }
   if (t.foreign) {
     ptrace_req(PTRACE_DETACH, tid, 0, 0);
     threads_.erase(tid);
@@ -221,7 +332,10 @@ Result<bool> Process::poll_pass(pid_t only_tid) {
   if (injected_fault("poll_pass", only_tid)) return make_error(ErrorKind::io, "waitpid: injected fault");
   std::vector<pid_t> tids;
   for (const auto& [tid, t] : threads_) {
-    if (t->stopped) continue;
+    // 0: the threads in a stop we collected too. One killed there (an execve in another
+    // thread, a SIGKILL) reports its exit, and must be reaped: an execing thread waits for
+    // every other one to be released (8.).
+    if (t->stopped && only_tid != 0) continue;
     if (only_tid > 0 && tid != only_tid) continue;
     if (only_tid < 0 && t->want == ThreadWant::run) continue;  // -1: only threads we wait for
     tids.push_back(tid);
@@ -229,21 +343,72 @@ Result<bool> Process::poll_pass(pid_t only_tid) {
   bool progressed = false;
   for (pid_t tid : tids) {
     ThreadInfo* t = find_thread(tid);
-    if (!t || t->stopped) continue;
+    if (!t) continue;
     int status = 0;
     pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
     if (r == 0) continue;
+    if (r > 0 && t->stopped) {
+      // Nothing but an exit, or the leader's tid taken over by an execing thread, comes from a
+      // thread in a stop we collected.
+      if (WIFEXITED(status) || WIFSIGNALED(status) || (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC)) {
+        handle_status(*t, status);
+        progressed = true;
+      }
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == ECHILD) {  // no longer our tracee (gone through exec, reaped elsewhere)
         threads_.erase(tid);
         progressed = true;
+        exec_suspected_ = true;  // 8. the execing thread's old tid vanishes
         continue;
       }
       return make_errno_error(ErrorKind::io, "waitpid for thread {}", tid);
     }
     handle_status(*t, status);
     progressed = true;
+  }
+  if (exec_suspected_ && !departure_ && !find_thread(pid_)) progressed |= collect_leader();
+  return progressed;
+}
+
+bool Process::collect_leader() {
+  // 8. The exec stop comes under the leader's tid, also after we dropped the (zombie) leader.
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG | __WALL) != pid_) return false;
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC) note_exec();
+  else if (WIFEXITED(status) || WIFSIGNALED(status)) note_exit(pid_, status);
+  return true;
+}
+
+bool Process::reap_unknown_threads() {
+  // A thread whose creation we have not seen yet (its creator's clone event not collected
+  // when the creator was killed) is still our tracee: an execing thread waits for it to be
+  // reaped (8.), a live one waits in its first stop.
+  bool progressed = false;
+  DIR* d = ::opendir(fmt::format("/proc/{}/task", pid_).c_str());
+  if (!d) return false;
+  std::vector<pid_t> unknown;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (!find_thread(tid)) unknown.push_back(tid);
+  }
+  ::closedir(d);
+  for (pid_t tid : unknown) {
+    int status = 0;
+    if (::waitpid(tid, &status, WNOHANG | __WALL) != tid) continue;
+    progressed = true;
+    if (WIFSTOPPED(status)) {
+      if ((status >> 16) == PTRACE_EVENT_EXEC) {
+        note_exec();
+        break;
+      }
+      handle_status(add_thread(tid, stopping_all_), status);  // adopted: serviced as any other
+    } else if (tid == pid_) {
+      note_exit(tid, status);
+    }
   }
   return progressed;
 }
@@ -253,9 +418,8 @@ void Process::drop_if_gone(ThreadInfo& t) {
   if (st == 0 || st == 'Z' || st == 'X') {
     int status = 0;
     // Reap it if the kernel has it for us; a zombie leader is reported only later (5.).
-    if (::waitpid(t.tid, &status, WNOHANG | __WALL) == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)) &&
-        t.tid == pid_)
-      process_exited_ = true;
+    if (::waitpid(t.tid, &status, WNOHANG | __WALL) == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)))
+      note_exit(t.tid, status);
     threads_.erase(t.tid);
   }
 }
@@ -280,7 +444,7 @@ Result<void> Process::wait_stopped(const std::vector<pid_t>& tids, std::chrono::
       return ok_result();
     }
     if (threads_.empty() || process_exited_)
-      return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+      return Error(ErrorKind::thread_died, departure_text());
 
     auto now = Clock::now();
     if (now - last_progress > std::chrono::milliseconds(50)) {
@@ -323,7 +487,7 @@ void Process::record_stops() {
 
 Result<void> Process::stop_all(std::chrono::milliseconds timeout) {
   LG_TRY_VOID(check_tracer_thread());
-  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  if (threads_.empty()) return Error(ErrorKind::thread_died, departure_text());
   stopping_all_ = true;  // threads born meanwhile must end up stopped too
   struct Reset {
     bool& flag;
@@ -339,7 +503,7 @@ Result<void> Process::stop_all(std::chrono::milliseconds timeout) {
     ptrace_req(PTRACE_INTERRUPT, tid);  // ESRCH: it is exiting; waitpid will tell
   }
   LG_TRY_VOID(wait_stopped({}, timeout));
-  if (threads_.empty()) return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+  if (threads_.empty()) return Error(ErrorKind::thread_died, departure_text());
   return ok_result();
 }
 
@@ -363,10 +527,31 @@ bool Process::is_stopped(pid_t tid) const {
   return t && t->stopped;
 }
 
+bool Process::leader_replaced() {
+  ThreadInfo* t = find_thread(pid_);
+  if (!t || !t->stopped || t->foreign) return false;
+  // 8. Another thread's execve kills the leader out of a stop we collected, and the execing
+  //    thread's exec stop is reported under the same tid: a stopped leader with news is one.
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG | __WALL) != pid_) return false;
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXEC) {
+    note_exec();
+    return true;
+  }
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    note_exit(pid_, status);
+    threads_.erase(pid_);
+  }
+  return false;
+}
+
 Result<void> Process::resume_one(ThreadInfo& t) {
   const pid_t tid = t.tid;
   if (injected_fault("resume_one", tid))
     return make_error(ErrorKind::io, "resuming thread {} of process {}: injected fault", tid, pid_);
+  // Never PTRACE_CONT a new program out of an exec stop we did not see.
+  if (tid == pid_ && leader_replaced()) return Error(ErrorKind::thread_died, departure_text());
+  if (!find_thread(tid)) return make_error(ErrorKind::thread_died, "thread {} of process {} exited", tid, pid_);
   // 3. Raise the suppressed signals again. rt_tgsigqueueinfo keeps the siginfo of queued
   // signals (sigqueue, timers); the kernel refuses it for kernel- and kill()-sent ones, which
   // get a plain tgkill.
@@ -452,7 +637,7 @@ Result<void> Process::poll_events() {
     if (!progressed) break;
   }
   if (threads_.empty() || process_exited_)
-    return make_error(ErrorKind::thread_died, "process {} exited", pid_);
+    return Error(ErrorKind::thread_died, departure_text());
   return ok_result();
 }
 
