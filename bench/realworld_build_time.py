@@ -11,8 +11,8 @@ each one after the other on the same tree,
      original from the cache, one compile);
   3. the fix applied and the project's incremental rebuild timed as run.sh times it
      (CCACHE_DISABLE=1, the case's incremental_build);
-  4. the fix reversed and the tree rebuilt (not part of the comparison: it makes the tree the
-     vulnerable build again for the next round).
+  4. the tree put back as it was before 3 (a copy made with cp -a, timestamps kept: the vulnerable
+     build again for the next round, without a rebuild).
 
 Both sides run without ccache, under the same nice level (run the bench under `nice`). Prints
 each run (wall, CPU = user+sys of the command and its children, load average), the medians, the
@@ -141,6 +141,9 @@ def main():
         if warm:
             lg_build("warm", i, cache)
         shutil.rmtree(cache, ignore_errors=True)
+        snapshot = os.path.join(bench, "src.vulnerable")
+        shutil.rmtree(snapshot, ignore_errors=True)
+        subprocess.run(["cp", "-a", src, snapshot], check=True)
         if not patch(reverse=False):
             die("the fix does not apply to the tree")
         rc, wall, cpu, l0 = timed(incremental, os.path.join(bench, f"incremental-{i}.log"), env)
@@ -148,10 +151,8 @@ def main():
             die(f"the incremental rebuild failed (see {bench}/incremental-{i}.log)")
         rows["incr"].append((wall, cpu, l0))
         print(f"  round {i} incremental rebuild: {wall:6.1f} s wall, {cpu:6.1f} s cpu, load {l0:.1f}", flush=True)
-        patch(reverse=True)
-        rc, _, _, _ = timed(incremental, os.path.join(bench, f"restore-{i}.log"), env)
-        if rc != 0:
-            die(f"rebuilding the vulnerable tree failed (see {bench}/restore-{i}.log)")
+        shutil.rmtree(src)
+        os.rename(snapshot, src)
 
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in rows.items() if v}
     loads = [r[2] for v in rows.values() for r in v]
