@@ -143,6 +143,25 @@ std::optional<fs::path> own_object(const CompileCommand& c) {
   return o;
 }
 
+// The builder's compiles leave out variable tracking (-fno-var-tracking
+// -fno-var-tracking-assignments): what the builder reads of the objects' DWARF (type layouts:
+// types, members, the DW_AT_type of parameters and variables, scopes; explain: inlined-subroutine
+// ranges) never includes a variable's location, which is all that tracking computes (7 % of
+// sqlite3.c's compile, with the debug binds before it). The patch object carries no DWARF. GCC
+// makes the same code with and without it (what -fcompare-debug checks); should the verification
+// against the target disagree, or the compiler refuse the option, the unit is compiled again with
+// the project's flags as they are. Not for clang (it has no such pass).
+bool can_drop_var_tracking(const CompileCommand& c) {
+  return !c.argv.empty() && fs::path(c.argv[0]).filename().string().find("clang") == std::string::npos;
+}
+
+CompileCommand without_var_tracking(const CompileCommand& c) {
+  CompileCommand out = c;
+  out.argv.push_back("-fno-var-tracking");
+  out.argv.push_back("-fno-var-tracking-assignments");
+  return out;
+}
+
 // Where a unit's original object comes from.
 enum class Original { own, cache, compile };
 
@@ -486,9 +505,12 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       // if it fails for the own or a cached object, the original is compiled.
       const std::optional<fs::path> own = own_object(orig_cmd);
       Original from = own ? Original::own : cache ? Original::cache : Original::compile;
+      bool lean = can_drop_var_tracking(orig_cmd);
       bool next_candidate = false;
       for (;;) {
         const bool reuse = from == Original::own;
+        const CompileCommand orig_c = lean ? without_var_tracking(orig_cmd) : orig_cmd;
+        const CompileCommand fixed_c = lean ? without_var_tracking(fixed_cmd) : fixed_cmd;
         const fs::path orig_o = reuse ? *own : work / "orig" / name, fixed_o = work / "patched" / name;
         step("compile " + rel);
         if (reuse)
@@ -500,17 +522,17 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
                                from == Original::cache ? " (unless the cache has it)" : "", rel,
                                u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
         const std::string fixed_compile =
-            ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+            ns_prefix.empty() ? object_command(fixed_c, fixed_o) : in_copy(object_command(orig_c, fixed_o));
         auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
         auto original = [&, from]() -> Side {
           if (from == Original::own) return Side{0, {}, {}, "original: the project's own object", {}, false, {}};
-          const std::string cmd = object_command(orig_cmd, orig_o);
+          const std::string cmd = object_command(orig_c, orig_o);
           if (from == Original::compile) {
             Side s = run_side(cmd);
             s.note = cache ? "original compiled, not cached" : "original compiled (no cache)";
             return s;
           }
-          auto key = cache->key(orig_cmd);
+          auto key = cache->key(orig_c);
           std::string why, log_key;
           if (key) {
             log_key = fmt::format("object cache: key {} of the original {} from\n{}", key->hex, rel, key->text);
@@ -543,6 +565,12 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
         if (!orig_side.message.empty()) progress(orig_side.message);
         if (orig_side.from_cache)
           progress(fmt::format("{}: the original from the cache ({})", rel, cache->dir().string()));
+        if (lean && (orig_side.rc != 0 || fixed_side.rc != 0) &&
+            (out + fixed_out).find("var-tracking") != std::string::npos) {
+          progress(fmt::format("{}: the compiler refuses -fno-var-tracking: compiling with the project's flags as they are", rel));
+          lean = false;
+          continue;
+        }
         if (orig_side.rc != 0)
           return fail(make_error(ErrorKind::io,
                                  "compiling the original {} in {} failed (the source tree must be the built tree the target "
@@ -560,6 +588,13 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
         if (r)
           for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
         const bool built_differently = !r && r.error().message.find(kTargetBuiltDifferently) != std::string::npos;
+        if (lean && !reuse && built_differently) {  // the original compiled (or cached) without variable tracking
+          progress(fmt::format("{}: without variable tracking the original is not the target's code; compiling with "
+                               "the project's flags as they are",
+                               rel));
+          lean = false;
+          continue;
+        }
         if (reuse && built_differently) {
           progress(fmt::format("{}: the project's own object is not the code in the target; compiling the original", rel));
           from = cache ? Original::cache : Original::compile;

@@ -273,3 +273,17 @@ TEST_F(BuildCacheTest, NoCacheCompilesTheOriginalAndStoresNothing) {
   ASSERT_EQ(build("w3", &out, "--no-cache"), 0) << out;
   EXPECT_EQ(out.find("from the cache"), std::string::npos) << out;
 }
+
+// The builder's compiles leave out variable tracking (what it reads of the DWARF has no variable
+// locations): both the original and the fixed compile, and the patch is still built.
+TEST_F(BuildCacheTest, CompilesLeaveOutVariableTracking) {
+  std::string out;
+  ASSERT_EQ(build("w1", &out, "--no-cache"), 0) << out;
+  const std::string log = slurp(dir_ / "w1" / "build.log");
+  size_t n = 0;
+  for (size_t at = log.find("-fno-var-tracking-assignments"); at != std::string::npos;
+       at = log.find("-fno-var-tracking-assignments", at + 1))
+    ++n;
+  EXPECT_EQ(n, 4u) << log;  // main.c and stats.c, each original and fixed
+  EXPECT_NE(out.find("CHANGED stats_average"), std::string::npos) << out;
+}
