@@ -335,8 +335,8 @@ std::optional<std::vector<std::string>> unit_dependencies(const CompileCommand& 
   return out;
 }
 
-std::string object_command(const CompileCommand& c, const fs::path& object) {
-  std::string cmd = "cd " + shell_quote(c.directory) + " && " + shell_quote(c.argv[0]) + " -c";
+std::vector<std::string> object_argv(const CompileCommand& c, const fs::path& object) {
+  std::vector<std::string> out = {c.argv[0], "-c"};
   for (size_t i = 1; i < c.argv.size(); ++i) {
     const std::string& a = c.argv[i];
     if (a == "-o" || a == "-MF" || a == "-MT" || a == "-MQ" || a == "-Xlinker" || a == "-T" || a == "-u" || a == "-z" ||
@@ -349,13 +349,21 @@ std::string object_command(const CompileCommand& c, const fs::path& object) {
     if (a == "-ffunction-sections" || a == "-fdata-sections") continue;
     if (linker_only(a)) continue;
     if (takes_value(a) && i + 1 < c.argv.size()) {
-      cmd += " " + shell_quote(a) + " " + shell_quote(c.argv[++i]);
+      out.push_back(a);
+      out.push_back(c.argv[++i]);
       continue;
     }
     if (!a.starts_with("-") && (is_linker_input(a) || (is_source_file(a) && abs_in(c.directory, a) != c.file))) continue;
-    cmd += " " + shell_quote(a);
+    out.push_back(a);
   }
-  cmd += " -ffunction-sections -fdata-sections -o " + shell_quote(object.string());
+  for (const char* a : {"-ffunction-sections", "-fdata-sections", "-o"}) out.push_back(a);
+  out.push_back(object.string());
+  return out;
+}
+
+std::string object_command(const CompileCommand& c, const fs::path& object) {
+  std::string cmd = "cd " + shell_quote(c.directory) + " &&";
+  for (const std::string& a : object_argv(c, object)) cmd += " " + shell_quote(a);
   return cmd;
 }
 

@@ -68,6 +68,8 @@ RecordedBuild read_records(const std::filesystem::path& record_dir);
 // (-ffunction-sections -fdata-sections): the project's own flags, -c added, the output,
 // dependency-file and linker-only arguments dropped. A shell command line (with `cd DIR &&`).
 std::string object_command(const CompileCommand& c, const std::filesystem::path& object);
+// The same compile as argv (run in c.directory): "-c" second, "-o OBJECT" last.
+std::vector<std::string> object_argv(const CompileCommand& c, const std::filesystem::path& object);
 
 // Replaces the path prefix `from` by `to` in every field of `c` (a path-boundary match).
 void rebase(CompileCommand& c, const std::string& from, const std::string& to);

@@ -19,6 +19,7 @@
 #include "builder/compile_commands.h"
 #include "builder/emit.h"
 #include "builder/line_map.h"
+#include "builder/object_cache.h"
 #include "builder/target.h"
 #include "builder/thread_start.h"
 #include "builder/type_layout.h"
@@ -43,33 +44,43 @@ int run_captured(const std::string& cmd, const fs::path& log, std::string* outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Runs two shell commands at the same time (the original and the fixed compile of a unit: the
-// wall time of one); their outputs go to *out_a/*out_b and to `log`. Returns both exit codes.
-std::pair<int, int> run_pair(const std::string& a, const std::string& b, const fs::path& log, std::string* out_a,
-                             std::string* out_b, const std::function<void(double)>& still_running, double every) {
-  std::string la = log.string() + ".a", lb = log.string() + ".b";
-  std::string cmd = fmt::format("( {} ) >{} 2>&1 & pa=$!; ( {} ) >{} 2>&1; rb=$?; wait $pa; ra=$?; exit $(( (ra != 0) * 2 + (rb != 0) ))", a,
-                                shell_quote(la), b, shell_quote(lb));
+// What one side of a unit's compile did: its exit code and output, and for the original where
+// its object came from (BuildTiming::note) and what to tell about the cache.
+struct Side {
+  int rc = 0;
+  std::string out;
+  std::string log;      // for build.log: the commands and their output, the cache key
+  std::string note;
+  std::string message;  // a progress line (a damaged cache entry, ...)
+  bool from_cache = false;
+  std::string entry;    // the cache entry it came from
+};
+
+Side run_side(const std::string& cmd) {
+  Side s;
+  FILE* p = popen(("( " + cmd + " ) 2>&1").c_str(), "r");
+  if (!p) return Side{-1, {}, "$ " + cmd + "\n(could not run)\n", {}, {}, false, {}};
+  char buf[8192];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) s.out.append(buf, n);
+  int status = pclose(p);
+  s.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  s.log = "$ " + cmd + "\n" + s.out;
+  return s;
+}
+
+// Runs the original's side (a cache lookup or a compile) and the fixed compile (a shell command)
+// at the same time: the wall time of the slower; both logged to `log` when both are done.
+std::pair<Side, Side> run_pair(const std::function<Side()>& original, const std::string& fixed, const fs::path& log,
+                               const std::function<void(double)>& still_running, double every) {
   auto started = std::chrono::steady_clock::now();
-  auto done = std::async(std::launch::async, [&cmd] { return std::system(cmd.c_str()); });
-  while (done.wait_for(std::chrono::duration<double>(every)) != std::future_status::ready)
-    if (still_running) still_running(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  int status = done.get();
-  int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  *out_a = slurp(la);
-  *out_b = slurp(lb);
-  std::ofstream(log, std::ios::app) << "$ " << a << "\n" << *out_a << "$ " << b << "\n" << *out_b;
-  std::error_code ec;
-  fs::remove(la, ec);
-  fs::remove(lb, ec);
-  if (rc == 255) return {-1, -1};
-  return {(rc & 2) ? 1 : 0, (rc & 1) ? 1 : 0};
+  auto a = std::async(std::launch::async, original);
+  auto b = std::async(std::launch::async, [&fixed] { return run_side(fixed); });
+  for (auto* f : {&a, &b})
+    while (f->wait_for(std::chrono::duration<double>(every)) != std::future_status::ready)
+      if (still_running) still_running(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  std::pair<Side, Side> r{a.get(), b.get()};
+  std::ofstream(log, std::ios::app) << r.first.log << r.second.log;
+  return r;
 }
 
 // The part of a tool's output a person needs: the lines that say error (or, without any, the
@@ -132,6 +143,29 @@ std::optional<fs::path> own_object(const CompileCommand& c) {
   return o;
 }
 
+// The builder's compiles leave out variable tracking (-fno-var-tracking
+// -fno-var-tracking-assignments): what the builder reads of the objects' DWARF (type layouts:
+// types, members, the DW_AT_type of parameters and variables, scopes; explain: inlined-subroutine
+// ranges) never includes a variable's location, which is all that tracking computes (the pass
+// is 7 % of sqlite3.c's compile; with the debug binds it keeps through every optimisation, 20 to
+// 24 % of httplib.cc's CPU, docs/performance.md). The patch object carries no DWARF. GCC
+// makes the same code with and without it (what -fcompare-debug checks); should the verification
+// against the target disagree, or the compiler refuse the option, the unit is compiled again with
+// the project's flags as they are. Not for clang (it has no such pass).
+bool can_drop_var_tracking(const CompileCommand& c) {
+  return !c.argv.empty() && fs::path(c.argv[0]).filename().string().find("clang") == std::string::npos;
+}
+
+CompileCommand without_var_tracking(const CompileCommand& c) {
+  CompileCommand out = c;
+  out.argv.push_back("-fno-var-tracking");
+  out.argv.push_back("-fno-var-tracking-assignments");
+  return out;
+}
+
+// Where a unit's original object comes from.
+enum class Original { own, cache, compile };
+
 // One translation unit and the commands that compiled it (libtool compiles a file twice:
 // -fPIC -DPIC -o .libs/x.o for the shared library, and again for the static one), best first.
 struct Unit {
@@ -154,6 +188,7 @@ std::string describe_timings(const ProjectBuildResult& r) {
     if (open) out += ")";
     open = false;
     out += fmt::format("{}{} {:.1f} s", out.empty() ? "" : ", ", t.step, t.seconds);
+    if (!t.note.empty()) out += " [" + t.note + "]";
   }
   if (open) out += ")";
   return fmt::format("{}; total {:.1f} s", out, r.total_seconds);
@@ -170,9 +205,11 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
   // The steps' wall times (result.timings): `step(name)` closes the one running and opens `name`.
   Clock::time_point step_start = start;
   std::string step_name;
+  std::string step_note;               // of the step running (where a compile's original came from)
   std::vector<BuildTiming> sub_steps;  // of the step running (the passes of a diff)
   auto step = [&](std::string name) {
-    if (!step_name.empty()) result.timings.push_back({step_name, since(step_start)});
+    if (!step_name.empty()) result.timings.push_back({step_name, since(step_start), std::move(step_note)});
+    step_note.clear();
     for (BuildTiming& t : sub_steps) result.timings.push_back(std::move(t));
     sub_steps.clear();
     step_name = std::move(name);
@@ -441,6 +478,14 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
 
   // 4. Each unit compiled as the original (in the source tree, read only) and as fixed (in the
   //    copy), with the builder's section flags; each pair diffed against the target.
+  // The cache of original objects (object_cache.h): none with --no-cache or without a home.
+  std::optional<ObjectCache> cache;
+  if (options.object_cache) {
+    std::optional<fs::path> dir = options.object_cache_dir ? std::optional<fs::path>(*options.object_cache_dir)
+                                                           : default_object_cache_dir();
+    if (dir) cache.emplace(*dir, default_object_cache_bytes());
+    else progress("no cache of original objects: neither XDG_CACHE_HOME nor HOME is set");
+  }
   fs::create_directories(work / "orig");
   fs::create_directories(work / "patched");
   std::vector<DiffResult> parts;
@@ -455,12 +500,18 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
       CompileCommand fixed_cmd = orig_cmd;
       rebase(fixed_cmd, source_dir.string(), src.string());
       const std::string name = fmt::format("{}-{}-{}.o", i, k, fs::path(u.file).stem().string());
-      // The project's own object is the original when its command already has the builder's
-      // section flags (and it is not older than the source): one compile instead of two. The
-      // code verification against the target still decides; if it fails, compile the original.
+      // Where the original comes from, first to last: the project's own object when its command
+      // already has the builder's section flags (and it is not older than the source); the cache
+      // of original objects; a compile. The code verification against the target still decides:
+      // if it fails for the own or a cached object, the original is compiled.
       const std::optional<fs::path> own = own_object(orig_cmd);
+      Original from = own ? Original::own : cache ? Original::cache : Original::compile;
+      bool lean = can_drop_var_tracking(orig_cmd);
       bool next_candidate = false;
-      for (bool reuse = own.has_value();; reuse = false) {
+      for (;;) {
+        const bool reuse = from == Original::own;
+        const CompileCommand orig_c = lean ? without_var_tracking(orig_cmd) : orig_cmd;
+        const CompileCommand fixed_c = lean ? without_var_tracking(fixed_cmd) : fixed_cmd;
         const fs::path orig_o = reuse ? *own : work / "orig" / name, fixed_o = work / "patched" / name;
         step("compile " + rel);
         if (reuse)
@@ -468,19 +519,65 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
                                "-ffunction-sections -fdata-sections)",
                                rel, fs::relative(*own, source_dir).string()));
         else
-          progress(fmt::format("compiling the original and the fixed {}{} (at the same time)", rel,
+          progress(fmt::format("compiling the original{} and the fixed {}{} (at the same time)",
+                               from == Original::cache ? " (unless the cache has it)" : "", rel,
                                u.candidates.size() > 1 ? fmt::format(" (command {} of {})", k + 1, u.candidates.size()) : ""));
         const std::string fixed_compile =
-            ns_prefix.empty() ? object_command(fixed_cmd, fixed_o) : in_copy(object_command(orig_cmd, fixed_o));
+            ns_prefix.empty() ? object_command(fixed_c, fixed_o) : in_copy(object_command(orig_c, fixed_o));
         auto still = [&](double s) { progress(fmt::format("still compiling {} ({:.0f} s so far)", rel, s)); };
-        auto [orig_rc, fixed_rc] = run_pair(reuse ? std::string("true") : object_command(orig_cmd, orig_o), fixed_compile, log,
-                                            &out, &fixed_out, still, options.heartbeat_seconds);
-        if (orig_rc != 0)
+        auto original = [&, from]() -> Side {
+          if (from == Original::own) return Side{0, {}, {}, "original: the project's own object", {}, false, {}};
+          const std::string cmd = object_command(orig_c, orig_o);
+          if (from == Original::compile) {
+            Side s = run_side(cmd);
+            s.note = cache ? "original compiled, not cached" : "original compiled (no cache)";
+            return s;
+          }
+          auto key = cache->key(orig_c);
+          std::string why, log_key;
+          if (key) {
+            log_key = fmt::format("object cache: key {} of the original {} from\n{}", key->hex, rel, key->text);
+            switch (cache->fetch(key->hex, orig_o, &why)) {
+              case CacheFetch::hit:
+                return Side{0, {}, log_key + fmt::format("object cache: hit {}\n", cache->entry_path(key->hex).string()),
+                            "original from the cache", {}, true, cache->entry_path(key->hex).string()};
+              case CacheFetch::damaged:
+              case CacheFetch::miss:
+                break;
+            }
+          }
+          Side s = run_side(cmd);
+          s.log = log_key + s.log;
+          s.message = why;
+          if (!key) {
+            s.note = "original compiled, not cacheable";
+            s.message = fmt::format("{}: the original is not cached: {}", rel, key.error().message);
+          } else if (s.rc == 0) {
+            auto stored = cache->store(key->hex, orig_o);
+            s.note = stored ? "original compiled, stored in the cache" : "original compiled, not stored";
+            if (!stored) s.message = fmt::format("{}: the original was not stored in the cache: {}", rel, stored.error().message);
+          }
+          return s;
+        };
+        auto [orig_side, fixed_side] = run_pair(original, fixed_compile, log, still, options.heartbeat_seconds);
+        out = orig_side.out;
+        fixed_out = fixed_side.out;
+        step_note = orig_side.note;
+        if (!orig_side.message.empty()) progress(orig_side.message);
+        if (orig_side.from_cache)
+          progress(fmt::format("{}: the original from the cache ({})", rel, cache->dir().string()));
+        if (lean && (orig_side.rc != 0 || fixed_side.rc != 0) &&
+            (out + fixed_out).find("var-tracking") != std::string::npos) {
+          progress(fmt::format("{}: the compiler refuses -fno-var-tracking: compiling with the project's flags as they are", rel));
+          lean = false;
+          continue;
+        }
+        if (orig_side.rc != 0)
           return fail(make_error(ErrorKind::io,
                                  "compiling the original {} in {} failed (the source tree must be the built tree the target "
                                  "came from):{}",
                                  rel, source_dir.string(), trimmed(out)));
-        if (fixed_rc != 0) {
+        if (fixed_side.rc != 0) {
           // A generated header the record-only mode left empty: the real build writes it.
           if (record_only) return again_with_real_build(fmt::format("compiling the fixed {} failed after the record-only build", rel));
           return fail(make_error(ErrorKind::io, "compiling the fixed {} failed:{}", rel, trimmed(fixed_out)));
@@ -492,8 +589,24 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
         if (r)
           for (const auto& [pass, seconds] : r->timings) sub_steps.push_back({"diff " + rel + ": " + pass, seconds});
         const bool built_differently = !r && r.error().message.find(kTargetBuiltDifferently) != std::string::npos;
+        if (lean && !reuse && built_differently) {  // the original compiled (or cached) without variable tracking
+          progress(fmt::format("{}: without variable tracking the original is not the target's code; compiling with "
+                               "the project's flags as they are",
+                               rel));
+          lean = false;
+          continue;
+        }
         if (reuse && built_differently) {
           progress(fmt::format("{}: the project's own object is not the code in the target; compiling the original", rel));
+          from = cache ? Original::cache : Original::compile;
+          continue;
+        }
+        if (orig_side.from_cache && built_differently) {
+          progress(fmt::format("{}: the original from the cache is not the code in the target; compiling it (the entry "
+                               "is removed)", rel));
+          std::error_code rm;
+          fs::remove(orig_side.entry, rm);
+          from = Original::compile;
           continue;
         }
         if (built_differently && k + 1 < u.candidates.size()) {

@@ -39,11 +39,16 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 "Run the build in the copy as it is (default: in a private mount namespace with the copy mounted over "
                 "DIR's path, when unshare allows, so absolute paths in build files mean the copy)");
   cmd->add_flag("--keep-work-dir", opts->keep_work_dir, "Keep the work directory on success too");
+  auto no_cache = std::make_shared<bool>(false);
+  cmd->add_flag("--no-cache", *no_cache,
+                "Compile every original (default: take it from the cache of original objects in "
+                "$XDG_CACHE_HOME/livegraft or ~/.cache/livegraft when an earlier build compiled it the same way)");
   cmd->add_flag("--immediate-ok", opts->immediate_ok,
                 "Flag the patch as safe without any consistency model (LIVEGRAFT_PATCH_IMMEDIATE): it may then be "
                 "applied with --model immediate. Only when old and new code may run in one call chain");
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
-  cmd->callback([opts, json, build_cmd, work, db, no_lines, no_bind, &global, &exit_code] {
+  cmd->callback([opts, json, build_cmd, work, db, no_lines, no_bind, no_cache, &global, &exit_code] {
+    opts->object_cache = !*no_cache;
     opts->bind_copy_over_source = !*no_bind;
     if (*json) global.json = true;
     if (!db->empty()) opts->compile_commands = *db;
@@ -72,7 +77,10 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
           {{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}, {"reasons", f.reasons}});
     j["warnings"] = r->warnings;
     j["timings"] = nlohmann::json::array();
-    for (const auto& t : r->timings) j["timings"].push_back({{"step", t.step}, {"seconds", t.seconds}});
+    for (const auto& t : r->timings) {
+      j["timings"].push_back({{"step", t.step}, {"seconds", t.seconds}});
+      if (!t.note.empty()) j["timings"].back()["note"] = t.note;
+    }
     j["total_seconds"] = r->total_seconds;
     if (global.json) return print_json_ok(j);
     for (const auto& f : r->functions) {
