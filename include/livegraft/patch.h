@@ -29,7 +29,7 @@
  *   ... LIVEGRAFT_OBJECT_SYMS(LIVEGRAFT_MAIN_EXECUTABLE, NULL, funcs, syms) ...
  *   LIVEGRAFT_PATCH("fix-parse", 0, objects);
  *
- * Only one target object per patch is supported in version 1 (the agent places the patch
+ * Only one target object per patch is supported in versions 1 and 2 (the agent places the patch
  * within +-2 GiB of that object); more are refused with a clear error.
  */
 #ifndef LIVEGRAFT_PATCH_H
