@@ -1,5 +1,5 @@
 /*
- * livegraft patch API, layout version 1.
+ * livegraft patch API, layout version 2 (readers accept version 1 too: below).
  *
  * A patch object is an ELF64 x86-64 relocatable object (ET_REL, compiled with -fPIC) whose
  * section ".livegraft" holds exactly one `struct livegraft_patch` (the root). The root points
@@ -19,9 +19,17 @@
  *   static struct livegraft_object objects[] = {
  *       LIVEGRAFT_OBJECT(LIVEGRAFT_MAIN_EXECUTABLE, NULL, funcs),   // any build-id
  *   };
+ *
+ * A static variable or function of the target that has several definitions (one per file that
+ * includes a header defining it) is reached through an undefined symbol of the patch that a
+ * livegraft_sym entry binds to one of them:
+ *
+ *   extern int counter_of_b;                 // any name the patch does not define
+ *   static struct livegraft_sym syms[] = { LIVEGRAFT_SYM("counter_of_b", "counter", 2) };
+ *   ... LIVEGRAFT_OBJECT_SYMS(LIVEGRAFT_MAIN_EXECUTABLE, NULL, funcs, syms) ...
  *   LIVEGRAFT_PATCH("fix-parse", 0, objects);
  *
- * Only one target object per patch is supported in version 1 (the agent places the patch
+ * Only one target object per patch is supported in versions 1 and 2 (the agent places the patch
  * within +-2 GiB of that object); more are refused with a clear error.
  */
 #ifndef LIVEGRAFT_PATCH_H
@@ -35,7 +43,10 @@ extern "C" {
 #endif
 
 #define LIVEGRAFT_MAGIC 0x5446524cu /* "LRFT" little-endian: 'L','R','F','T' */
-#define LIVEGRAFT_LAYOUT_VERSION 1u
+#define LIVEGRAFT_LAYOUT_VERSION 2u
+/* Version 1 is version 2 without livegraft_object.syms/nr_syms (its object is 72 bytes, with a
+ * zero `reserved` where version 2 has `syms`): readers of version 2 read it as such. */
+#define LIVEGRAFT_LAYOUT_VERSION_MIN 1u
 #define LIVEGRAFT_SECTION ".livegraft"
 
 /* The main executable of the process, as a livegraft_object name. */
@@ -57,6 +68,15 @@ struct livegraft_func {
   uint64_t flags;        /* reserved, 0 */
 };
 
+/* One undefined symbol of the patch bound to one definition of a name in the target object
+ * (a static of one translation unit among several of that name). Version 2. 32 bytes. */
+struct livegraft_sym {
+  const char *name;      /* the undefined symbol of the patch object this entry resolves */
+  const char *old_name;  /* the symbol's name in the target object */
+  uint64_t old_sympos;   /* which definition of old_name, as for livegraft_func (0: the only one) */
+  uint64_t flags;        /* reserved, 0 */
+};
+
 /* Callbacks for one target object (kernel livepatch pairing rules). Reserved in v1: must be
  * NULL; the agent refuses non-NULL callbacks until they are implemented. 32 bytes. */
 struct livegraft_callbacks {
@@ -72,7 +92,7 @@ struct livegraft_state {
   uint64_t version;
 };
 
-/* One target object. 72 bytes. */
+/* One target object. 80 bytes (72 in version 1, which ends with a zero `reserved` at 64). */
 struct livegraft_object {
   const char *name;      /* NULL: the main executable; else a soname ("libz.so.1"), a file name
                             or an absolute path of a mapped file */
@@ -80,7 +100,9 @@ struct livegraft_object {
   const struct livegraft_func *funcs;
   uint64_t nr_funcs;
   struct livegraft_callbacks callbacks;
-  uint64_t reserved;     /* 0 */
+  const struct livegraft_sym *syms;  /* NULL or nr_syms entries: undefined symbols of the patch
+                                        resolved by position instead of by name */
+  uint64_t nr_syms;
 };
 
 /* The root, the only content of section ".livegraft". 80 bytes. */
@@ -107,7 +129,8 @@ struct livegraft_patch {
 LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_func) == 32, "livegraft_func layout");
 LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_callbacks) == 32, "livegraft_callbacks layout");
 LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_state) == 16, "livegraft_state layout");
-LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_object) == 72, "livegraft_object layout");
+LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_sym) == 32, "livegraft_sym layout");
+LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_object) == 80, "livegraft_object layout");
 LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_patch) == 80, "livegraft_patch layout");
 
 #define LIVEGRAFT_ARRAY_SIZE_(a) (sizeof(a) / sizeof((a)[0]))
@@ -117,7 +140,11 @@ LIVEGRAFT_STATIC_ASSERT_(sizeof(struct livegraft_patch) == 80, "livegraft_patch 
 #define LIVEGRAFT_FUNC(old_name_, new_func_) LIVEGRAFT_FUNC_POS(old_name_, 0, new_func_)
 
 #define LIVEGRAFT_OBJECT(name_, build_id_, funcs_) \
-  { (name_), (build_id_), (funcs_), LIVEGRAFT_ARRAY_SIZE_(funcs_), { 0, 0, 0, 0 }, 0 }
+  { (name_), (build_id_), (funcs_), LIVEGRAFT_ARRAY_SIZE_(funcs_), { 0, 0, 0, 0 }, 0, 0 }
+#define LIVEGRAFT_OBJECT_SYMS(name_, build_id_, funcs_, syms_)                            \
+  { (name_), (build_id_), (funcs_), LIVEGRAFT_ARRAY_SIZE_(funcs_), { 0, 0, 0, 0 }, (syms_), \
+    LIVEGRAFT_ARRAY_SIZE_(syms_) }
+#define LIVEGRAFT_SYM(name_, old_name_, sympos_) { (name_), (old_name_), (uint64_t)(sympos_), 0 }
 
 #define LIVEGRAFT_PATCH(name_, flags_, objects_)                                                \
   __attribute__((used, section(LIVEGRAFT_SECTION))) const struct livegraft_patch               \

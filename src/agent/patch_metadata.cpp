@@ -5,6 +5,7 @@
 #include "elf/patch_checks.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 namespace lg::agent {
@@ -52,19 +53,29 @@ Result<PatchMetadata> read_patch_metadata(const LoadedObject& obj) {
   MetaReader r(obj);
   LG_TRY(auto root, r.read<livegraft_patch>(sec->lo.value, "the patch root"));
   if (root.magic != LIVEGRAFT_MAGIC) return make_error(ErrorKind::bad_patch, "{}: bad magic {:#x} in {}", obj.path(), root.magic, LIVEGRAFT_SECTION);
-  if (root.version != LIVEGRAFT_LAYOUT_VERSION || root.size != sizeof(livegraft_patch))
-    return make_error(ErrorKind::unsupported, "{}: metadata layout version {} (size {}); this agent reads version {}", obj.path(), root.version,
-                      root.size, LIVEGRAFT_LAYOUT_VERSION);
+  if (root.version < LIVEGRAFT_LAYOUT_VERSION_MIN || root.version > LIVEGRAFT_LAYOUT_VERSION || root.size != sizeof(livegraft_patch))
+    return make_error(ErrorKind::unsupported, "{}: metadata layout version {} (size {}); this agent reads versions {} to {}", obj.path(),
+                      root.version, root.size, LIVEGRAFT_LAYOUT_VERSION_MIN, LIVEGRAFT_LAYOUT_VERSION);
   if (root.nr_objects != 1)
     return make_error(ErrorKind::unsupported, "{}: the patch has {} target objects; version 1 supports exactly one", obj.path(), root.nr_objects);
   if (root.states || root.nr_states)
     return make_error(ErrorKind::unsupported, "{}: system states are not supported yet", obj.path());
   PatchMetadata m;
+  m.version = root.version;
   m.flags = root.flags;
   LG_TRY(m.name, r.string(reinterpret_cast<uint64_t>(root.name), "the patch name"));
   if (!elf::valid_patch_name(m.name))
     return make_error(ErrorKind::bad_patch, "{}: patch name '{}' is not 1-64 characters of [A-Za-z0-9_.-] (and not '.' or '..')", obj.path(), m.name);
-  LG_TRY(auto o, r.read<livegraft_object>(reinterpret_cast<uint64_t>(root.objects), "the object array"));
+  // Version 1's object is 72 bytes: version 2's without nr_syms (its zero `reserved` is `syms`).
+  livegraft_object o{};
+  if (root.version >= 2) {
+    LG_TRY(o, r.read<livegraft_object>(reinterpret_cast<uint64_t>(root.objects), "the object array"));
+  } else {
+    struct V1Object { unsigned char bytes[offsetof(livegraft_object, nr_syms)]; };
+    LG_TRY(auto v1, r.read<V1Object>(reinterpret_cast<uint64_t>(root.objects), "the object array"));
+    std::memcpy(&o, v1.bytes, sizeof v1.bytes);
+    if (o.syms) return make_error(ErrorKind::bad_patch, "{}: the object's reserved field is not 0 (layout version 1)", obj.path());
+  }
   if (o.name) {
     LG_TRY(auto n, r.string(reinterpret_cast<uint64_t>(o.name), "the object name"));
     m.object_name = std::move(n);
@@ -89,6 +100,17 @@ Result<PatchMetadata> read_patch_metadata(const LoadedObject& obj) {
     if (!in_code)
       return make_error(ErrorKind::bad_patch, "{}: the replacement of '{}' ({:#x}) is not code of the patch", obj.path(), fm.old_name, fm.new_func);
     m.funcs.push_back(std::move(fm));
+  }
+  if (o.nr_syms > kMaxFuncs || (o.nr_syms && !o.syms) || (o.syms && !o.nr_syms))
+    return make_error(ErrorKind::bad_patch, "{}: the object has {} bound symbols (syms {})", obj.path(), o.nr_syms,
+                      o.syms ? "set" : "NULL");
+  for (uint64_t i = 0; i < o.nr_syms; ++i) {
+    LG_TRY(auto s, r.read<livegraft_sym>(reinterpret_cast<uint64_t>(o.syms) + i * sizeof(livegraft_sym), "a bound symbol entry"));
+    PatchSymMeta sm;
+    LG_TRY(sm.name, r.string(reinterpret_cast<uint64_t>(s.name), "a bound symbol's name"));
+    LG_TRY(sm.old_name, r.string(reinterpret_cast<uint64_t>(s.old_name), "a bound symbol's old_name"));
+    sm.old_sympos = s.old_sympos;
+    m.syms.push_back(std::move(sm));
   }
   return m;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -34,9 +35,14 @@ Error refused(const std::string& patched_path, const Diagnostics& diag) {
 
 void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics& diag) {
   const Object& orig = *r.orig;
+  // The original object's own local functions and objects: which of several files of one name
+  // in the target is this one (locate()).
+  std::set<std::string> unit_locals;
+  for (const Symbol& s : orig.symbols)
+    if (s.defined() && s.is_local() && (s.is_function() || s.is_object())) unit_locals.insert(s.name);
   for (FunctionChange& fc : r.functions) {
     if (fc.status != Status::changed) continue;
-    auto where = locate(target, fc.name, orig.source_file, fc.local);
+    auto where = locate(target, fc.name, orig.source_file, fc.local, &unit_locals);
     if (!where.ok()) {
       diag.refusals.push_back(fmt::format("changed function {}: {}", fc.name, where.error().message));
       continue;
@@ -49,19 +55,24 @@ void check_against_target(DiffResult& r, const TargetBinary& target, Diagnostics
       if (!v.ok()) diag.refusals.push_back(v.error().message);
     }
   }
+  // References the patch leaves to the target: a name with several definitions there (a
+  // header's static, one copy per file that includes it) is bound to the one of this file,
+  // found like a changed static function's, by its position (emit: "name,N" + livegraft_sym).
   for (const auto& [name, ext] : r.inclusion.externals) {
-    if (!ext.local_in_original) continue;
-    auto where = locate(target, name, orig.source_file, true);
-    if (!where.ok()) {
-      diag.refusals.push_back(fmt::format("{} (used by {}) must stay bound to the running program's copy: {}",
-                                          name, ext.first_user, where.error().message));
-    } else if (where->count > 1) {
-      // The loader resolves undefined symbols by name; it cannot choose between several locals.
-      diag.refusals.push_back(fmt::format(
-          "{} (used by {}) is a static symbol with {} definitions in {}: the loader cannot tell which one the "
-          "patch means (v1 limitation; patch the functions that use it in a separate patch or rename it)",
-          name, ext.first_user, where->count, target.path));
+    if (ext.local_in_original) {
+      auto where = locate(target, name, orig.source_file, true, &unit_locals);
+      if (!where.ok())
+        diag.refusals.push_back(fmt::format("{} (used by {}) must stay bound to the running program's copy: {}",
+                                            name, ext.first_user, where.error().message));
+      else if (where->sympos)
+        r.bound[name] = where->sympos;
+      continue;
     }
+    // A global of the target whose name a static elsewhere also has: the global one. (Not in
+    // the target at all, or ambiguous among globals: left to the loader's lookup by name.)
+    if (std::count_if(target.symbols.begin(), target.symbols.end(), [&](const TargetSymbol& s) { return s.name == name; }) < 2)
+      continue;
+    if (auto where = locate(target, name, orig.source_file, false); where.ok() && where->sympos) r.bound[name] = where->sympos;
   }
 }
 

@@ -3,6 +3,7 @@
 // needs out. Runs the passes load -> correlate -> compare -> include; emit.h writes the object.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,10 @@ struct DiffResult {
   std::vector<std::string> line_only;     // functions that differ only in __LINE__ values
   std::vector<std::string> new_data;      // NEW variables the patch defines
   std::vector<std::string> externals;     // names the loader resolves in the target
+  // Externals with several definitions in the target, bound to one: name -> its old_sympos (the
+  // definition of the original object's own file for a static). The patch names them "name,N"
+  // with a livegraft_sym entry (emit.h).
+  std::map<std::string, uint64_t> bound;
   std::vector<std::string> warnings;
   // Wall time of each pass (load, correlate, compare, include, verify), seconds.
   std::vector<std::pair<std::string, double>> timings;

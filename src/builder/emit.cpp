@@ -10,6 +10,8 @@
 #include <deque>
 #include <map>
 
+#include <fmt/format.h>
+
 #include "builder/resolve.h"
 #include "common/scope_guard.h"
 #include "livegraft/patch.h"
@@ -306,7 +308,18 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
     }
   }
   std::map<std::string, size_t> undefined;
-  auto external = [&](const std::string& name) {
+  // A reference bound to one definition of a name with several in the target: the undefined
+  // symbol "name,N" and a livegraft_sym {"name,N", name, N}, so that parts meaning different
+  // copies of one static (a header's, in two changed files) keep them apart.
+  std::map<std::string, std::pair<std::string, uint64_t>> bound;
+  auto external = [&](size_t pi, const std::string& name) {
+    if (auto b = parts[pi]->bound.find(name); b != parts[pi]->bound.end() && b->second != 0) {
+      std::string ref = fmt::format("{},{}", name, b->second);
+      bound.emplace(ref, std::make_pair(name, b->second));
+      auto [it, inserted] = undefined.emplace(ref, 0);
+      if (inserted) it->second = w.add_symbol(ref, STB_GLOBAL, STT_NOTYPE, SHN_UNDEF, 0, 0);
+      return it->second;
+    }
     if (auto g = globals.find(name); g != globals.end()) return g->second;
     auto [it, inserted] = undefined.emplace(name, 0);
     if (inserted) it->second = w.add_symbol(name, STB_GLOBAL, STT_NOTYPE, SHN_UNDEF, 0, 0);
@@ -340,7 +353,7 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
       return;
     }
     std::string name = t.symbol->defined() ? out_name(*t.symbol) : t.symbol->name;
-    w.add_rela(out_section, offset, r.type, external(name), t.addend);
+    w.add_rela(out_section, offset, r.type, external(pi, name), t.addend);
   };
   size_t eh_at = 0;
   for (size_t pi = 0; pi < parts.size(); ++pi) {
@@ -352,12 +365,13 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
     if (!eh.bytes.empty()) eh_at += eh.bytes.size() - 4;
   }
 
-  // Metadata: [object][funcs...][strings] in .livegraft.meta; the root in .livegraft.
+  // Metadata: [object][funcs...][syms...][strings] in .livegraft.meta; the root in .livegraft.
   std::vector<uint8_t>& m = w.section(meta_out).data;
   size_t meta_sym = w.section(meta_out).symbol;
   const size_t objects_off = 0;
   const size_t funcs_off = sizeof(livegraft_object);
-  m.resize(funcs_off + nr_funcs * sizeof(livegraft_func));
+  const size_t syms_off = funcs_off + nr_funcs * sizeof(livegraft_func);
+  m.resize(syms_off + bound.size() * sizeof(livegraft_sym));
   auto add_meta_string = [&](const std::string& s) {
     size_t at = m.size();
     m.insert(m.end(), s.begin(), s.end());
@@ -369,7 +383,18 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
   if (meta.object_name) w.add_rela(meta_out, objects_off + offsetof(livegraft_object, name), R_X86_64_64, meta_sym, add_meta_string(*meta.object_name));
   if (meta.build_id) w.add_rela(meta_out, objects_off + offsetof(livegraft_object, build_id), R_X86_64_64, meta_sym, add_meta_string(*meta.build_id));
   w.add_rela(meta_out, objects_off + offsetof(livegraft_object, funcs), R_X86_64_64, meta_sym, funcs_off);
+  object.nr_syms = bound.size();
+  if (!bound.empty()) w.add_rela(meta_out, objects_off + offsetof(livegraft_object, syms), R_X86_64_64, meta_sym, syms_off);
   std::memcpy(m.data() + objects_off, &object, sizeof object);
+  size_t j = 0;
+  for (const auto& [ref, what] : bound) {
+    livegraft_sym sym{};
+    sym.old_sympos = what.second;
+    size_t at = syms_off + j++ * sizeof(livegraft_sym);
+    std::memcpy(m.data() + at, &sym, sizeof sym);
+    w.add_rela(meta_out, at + offsetof(livegraft_sym, name), R_X86_64_64, meta_sym, add_meta_string(ref));
+    w.add_rela(meta_out, at + offsetof(livegraft_sym, old_name), R_X86_64_64, meta_sym, add_meta_string(what.first));
+  }
   size_t k = 0;
   for (size_t pi = 0; pi < parts.size(); ++pi) {
     for (const Symbol* s : parts[pi]->inclusion.replaced) {

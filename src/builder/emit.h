@@ -2,10 +2,13 @@
 //  - the copied sections of every part (one part per changed translation unit), their RELA
 //    sections rewritten to the new symbol table, and a .eh_frame for the copied code;
 //  - defined symbols under the original's names; references to the original as undefined
-//    global symbols named like the original's symbol (the agent's loader resolves them in the
-//    target, local symbols included); a global defined by one part satisfies the others;
+//    global symbols named like the original's symbol (the controller resolves them in the
+//    target, local symbols included); a global defined by one part satisfies the others; a
+//    reference to a name with several definitions in the target (a header's static, one copy
+//    per file) as the undefined symbol "name,N" bound by a livegraft_sym to definition N, the
+//    one of the part's own file (DiffResult::bound);
 //  - the ".livegraft" root (include/livegraft/patch.h, one struct livegraft_patch) and, in
-//    ".livegraft.meta", the object and function arrays and the strings, all through
+//    ".livegraft.meta", the object, function and bound-symbol arrays and the strings, all through
 //    R_X86_64_64 relocations.
 #pragma once
 

@@ -13,6 +13,7 @@ std::string format_text(const DiffResult& r) {
     for (const std::string& why : f.reasons) out += fmt::format("  because it {}\n", why);
   }
   for (const std::string& d : r.new_data) out += fmt::format("NEW DATA {}\n", d);
+  for (const auto& [name, sympos] : r.bound) out += fmt::format("BOUND {} (sympos {})\n", name, sympos);
   for (const std::string& l : r.line_only) out += fmt::format("LINE-ONLY {}\n", l);
   for (const std::string& w : r.warnings) out += fmt::format("warning: {}\n", w);
   return out;
@@ -26,6 +27,8 @@ nlohmann::json to_json(const DiffResult& r) {
   j["new_data"] = r.new_data;
   j["line_only"] = r.line_only;
   j["externals"] = r.externals;
+  j["bound"] = nlohmann::json::array();
+  for (const auto& [name, sympos] : r.bound) j["bound"].push_back({{"name", name}, {"sympos", sympos}});
   j["warnings"] = r.warnings;
   return j;
 }

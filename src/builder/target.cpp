@@ -3,6 +3,7 @@
 #include <gelf.h>
 #include <libelf.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -66,6 +67,7 @@ void read_symbol_table(Elf* elf, Elf_Scn* table, TargetBinary& t) {
   gelf_getshdr(table, &sh);
   Elf_Data* d = elf_getdata(table, nullptr);
   std::string file;
+  size_t group = 0;
   for (size_t i = 1; d && i < sh.sh_size / std::max<uint64_t>(sh.sh_entsize, 1); ++i) {
     GElf_Sym s;
     if (!gelf_getsym(d, static_cast<int>(i), &s)) continue;
@@ -74,11 +76,13 @@ void read_symbol_table(Elf* elf, Elf_Scn* table, TargetBinary& t) {
     uint8_t type = GELF_ST_TYPE(s.st_info), bind = GELF_ST_BIND(s.st_info);
     if (type == STT_FILE) {
       file = base_name(name);
+      ++group;
       t.source_files.insert(file);
       continue;
     }
     if (!counts_for_sympos(s.st_shndx != SHN_UNDEF, type)) continue;  // the old_sympos rule: src/elf/sympos.h
-    t.symbols.push_back({name, type, bind, s.st_value, s.st_size, bind == STB_LOCAL ? file : std::string()});
+    bool local = bind == STB_LOCAL;
+    t.symbols.push_back({name, type, bind, s.st_value, s.st_size, local ? file : std::string(), local ? group : 0});
   }
 }
 
@@ -194,7 +198,7 @@ Result<TargetBinary> load_target(const std::string& path, const DebugFileOptions
 }
 
 Result<Located> locate(const TargetBinary& target, const std::string& name, const std::string& source_file,
-                       bool local) {
+                       bool local, const std::set<std::string>* unit_locals) {
   Located out;
   std::vector<size_t> all;
   for (size_t i = 0; i < target.symbols.size(); ++i)
@@ -213,18 +217,44 @@ Result<Located> locate(const TargetBinary& target, const std::string& name, cons
     return out;
   }
   std::string file = base_name(source_file);
-  size_t pick = 0, matches = 0;
+  std::vector<size_t> matches;  // positions in `all`
   for (size_t k = 0; k < all.size(); ++k) {
     const TargetSymbol& s = target.symbols[all[k]];
-    bool match = local ? (s.bind == STB_LOCAL && s.file == file) : s.bind != STB_LOCAL;
-    if (match) {
-      pick = k;
-      ++matches;
-    }
+    if (local ? (s.bind == STB_LOCAL && s.file == file) : s.bind != STB_LOCAL) matches.push_back(k);
   }
-  if (matches != 1)
-    return make_error(ErrorKind::unsupported, "{} has {} definitions in {} and {} of them belong to {}: cannot tell which one is meant",
-                      name, all.size(), target.path, matches, local ? file : std::string("the global scope"));
+  // Several files of that name (src/a/util.c, src/b/util.c): the one whose locals are the
+  // original object's. A group with a local function or object the original does not have is
+  // another file.
+  if (local && matches.size() > 1 && unit_locals) {
+    std::vector<size_t> fitting;
+    for (size_t k : matches) {
+      size_t group = target.symbols[all[k]].group;
+      bool fits = std::all_of(target.symbols.begin(), target.symbols.end(), [&](const TargetSymbol& s) {
+        return s.group != group || (s.type != STT_FUNC && s.type != STT_OBJECT) || unit_locals->contains(s.name);
+      });
+      if (fits) fitting.push_back(k);
+    }
+    if (!fitting.empty()) matches = std::move(fitting);
+  }
+  if (matches.size() != 1) {
+    std::vector<std::string> candidates;
+    for (size_t k : matches) {
+      const TargetSymbol& s = target.symbols[all[k]];
+      candidates.push_back(fmt::format("#{} at {:#x} (the {} locals after file symbol #{})", k + 1, s.value, s.file, s.group));
+    }
+    std::string scope = local ? file : std::string("the global scope");
+    if (matches.empty())
+      return make_error(ErrorKind::unsupported, "{} has {} definitions in {} and none of them belongs to {}: cannot tell which one is meant",
+                        name, all.size(), target.path, scope);
+    return make_error(ErrorKind::unsupported,
+                      "{} has {} definitions in {} and {} of them belong to {}: cannot tell which one is meant{}: {}{}", name,
+                      all.size(), target.path, matches.size(), scope,
+                      local ? fmt::format(" (several files named {}, with the same local symbols)", file) : std::string(),
+                      fmt::join(candidates, "; "),
+                      local ? "; rename the file or the symbol, or write the patch by hand with LIVEGRAFT_SYM (docs/patch-format.md)"
+                            : "");
+  }
+  size_t pick = matches[0];
   out.symbol = &target.symbols[all[pick]];
   out.sympos = sympos_for(pick, all.size());  // the controller selects it again with choose_sympos()
   return out;

@@ -21,6 +21,9 @@ struct TargetSymbol {
   uint8_t type = 0, bind = 0;
   uint64_t value = 0, size = 0;
   std::string file;  // the STT_FILE that precedes a local symbol in .symtab ("a.c"), "" for globals
+  // Which STT_FILE's run of locals it is in (1 for the first STT_FILE, 0 before any and for
+  // globals): two files of one name are two groups.
+  size_t group = 0;
 };
 
 struct TargetBinary {
@@ -63,8 +66,12 @@ struct Located {
 };
 
 // Finds the definition of `name` that belongs to `source_file` (the original object's STT_FILE)
-// when several exist. Errors: not found (a stripped binary or another build), or ambiguous.
+// when several exist: for a local, among the locals that follow an STT_FILE of that name; when
+// several files have that name, the one whose run of local functions and objects are all
+// locals of the original object (`unit_locals`: their names), like kpatch's matching of a
+// file's local symbols. Errors: not found (a stripped binary or another build), or ambiguous
+// (the message lists the candidates: position, address, file).
 Result<Located> locate(const TargetBinary& target, const std::string& name, const std::string& source_file,
-                       bool local);
+                       bool local, const std::set<std::string>* unit_locals = nullptr);
 
 }  // namespace lg::builder

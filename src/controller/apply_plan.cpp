@@ -391,6 +391,21 @@ Result<ApplyPlan> plan_apply(pid_t pid, const std::string& patch_path, const std
   }
 
   for (const auto& u : plan.patch.undefined) {
+    // Bound by position (livegraft_sym, layout version 2): one definition among several of a
+    // name, chosen in the table old_sympos counts in (the same as for replaced functions).
+    if (const PatchSym* b = obj.sym(u.name)) {
+      LG_TRY_VOID(image.open_symbols(*target));
+      auto sym = find_old_symbol(*target, b->old_name, b->old_sympos);
+      if (!sym)
+        return std::move(sym).error().context(fmt::format("patch '{}' binds '{}' to definition {} of '{}'",
+                                                          plan.patch.name, u.name, b->old_sympos, b->old_name));
+      if (sym->type == STT_TLS || sym->type == STT_GNU_IFUNC)
+        return make_error(ErrorKind::unsupported, "patch '{}' binds '{}' to '{}' of {}, which is {}: not supported in patches",
+                          plan.patch.name, u.name, b->old_name, target->path,
+                          sym->type == STT_TLS ? "thread-local" : "an IFUNC");
+      plan.symbols[u.name] = target->runtime(sym->value).value;
+      continue;
+    }
     LG_TRY(auto r, image.lookup_in(*target, u.name));
     if (r && !r->ifunc) {
       plan.symbols[u.name] = r->addr.value;

@@ -258,10 +258,12 @@ class PatchReader {
     if (magic != LIVEGRAFT_MAGIC)
       return bad("section {} has magic {:#010x}, expected {:#010x}", sec, magic, LIVEGRAFT_MAGIC);
     LG_TRY(uint16_t version, read_int<uint16_t>(rs, offsetof(livegraft_patch, version), "livegraft_patch.version"));
-    if (version != LIVEGRAFT_LAYOUT_VERSION)
-      return unsupported("patch layout version {} in section {}, but this livegraft reads layout version {}; rebuild "
-                         "the patch against this livegraft's <livegraft/patch.h>",
-                         version, sec, LIVEGRAFT_LAYOUT_VERSION);
+    if (version < LIVEGRAFT_LAYOUT_VERSION_MIN || version > LIVEGRAFT_LAYOUT_VERSION)
+      return unsupported("patch layout version {} in section {}, but this livegraft reads layout versions {} to {}; "
+                         "rebuild the patch against this livegraft's <livegraft/patch.h>",
+                         version, sec, LIVEGRAFT_LAYOUT_VERSION_MIN, LIVEGRAFT_LAYOUT_VERSION);
+    out.version = version;
+    version_ = version;
     LG_TRY(uint16_t size, read_int<uint16_t>(rs, offsetof(livegraft_patch, size), "livegraft_patch.size"));
     if (root->size != sizeof(livegraft_patch) || size != sizeof(livegraft_patch))
       return bad("section {} is {} bytes and declares size {}; layout version {} needs exactly {} (one struct "
@@ -298,16 +300,53 @@ class PatchReader {
     if (!objects) return bad("patch '{}' has nr_objects {} but objects is NULL", out.name, nr_objects);
     for (uint32_t i = 0; i < nr_objects; ++i) {
       LG_TRY(auto obj, read_object(*objects, i));
+      for (const PatchSym& s : obj.syms)
+        if (std::none_of(out.undefined.begin(), out.undefined.end(), [&](const PatchUndefined& u) { return u.name == s.name; }))
+          return bad("objects[{}].syms binds '{}', which is not an undefined symbol of the patch", i, s.name);
       out.objects.push_back(std::move(obj));
+    }
+    return ok_result();
+  }
+
+  // Version 2's object is 80 bytes; version 1's ends with a zero `reserved` where `syms` is.
+  uint64_t object_size() const { return version_ >= 2 ? sizeof(livegraft_object) : offsetof(livegraft_object, nr_syms); }
+
+  Result<void> read_syms(size_t sec, uint64_t base, const std::string& what, PatchTargetObject& obj) const {
+    LG_TRY(uint64_t nr_syms, read_int<uint64_t>(sec, base + offsetof(livegraft_object, nr_syms), what + ".nr_syms"));
+    LG_TRY(auto syms, read_ptr(sec, base + offsetof(livegraft_object, syms), what + ".syms"));
+    if (!syms) {
+      if (nr_syms != 0) return bad("{} has nr_syms {} but syms is NULL", what, nr_syms);
+      return ok_result();
+    }
+    LG_TRY(auto at_syms, bytes_at(syms->section, syms->offset, 0, what + ".syms"));
+    (void)at_syms;
+    const ElfSection& ss = sections_[syms->section];
+    if (nr_syms > (ss.size - syms->offset) / sizeof(livegraft_sym))
+      return bad("{}.nr_syms is {}, but {} holds at most {} entries after {}", what, nr_syms, ss.name,
+                 (ss.size - syms->offset) / sizeof(livegraft_sym), where(syms->section, syms->offset));
+    for (uint64_t j = 0; j < nr_syms; ++j) {
+      const uint64_t at = syms->offset + j * sizeof(livegraft_sym);
+      std::string w = fmt::format("{}.syms[{}]", what, j);
+      PatchSym s;
+      LG_TRY(auto name, read_string(syms->section, at + offsetof(livegraft_sym, name), w + ".name"));
+      LG_TRY(auto old_name, read_string(syms->section, at + offsetof(livegraft_sym, old_name), w + ".old_name"));
+      if (!name || name->empty() || !old_name || old_name->empty()) return bad("{}: name or old_name is NULL or empty", w);
+      s.name = *name;
+      s.old_name = *old_name;
+      LG_TRY(s.old_sympos, read_int<uint64_t>(syms->section, at + offsetof(livegraft_sym, old_sympos), w + ".old_sympos"));
+      LG_TRY(uint64_t flags, read_int<uint64_t>(syms->section, at + offsetof(livegraft_sym, flags), w + ".flags"));
+      if (flags != 0) return bad("{} ('{}').flags is {:#x}, must be 0 (reserved)", w, s.name, flags);
+      if (obj.sym(s.name)) return bad("{}.syms binds '{}' twice", what, s.name);
+      obj.syms.push_back(std::move(s));
     }
     return ok_result();
   }
 
   Result<PatchTargetObject> read_object(const Pointer& array, uint32_t i) const {
     const size_t sec = array.section;
-    const uint64_t base = array.offset + static_cast<uint64_t>(i) * sizeof(livegraft_object);
+    const uint64_t base = array.offset + static_cast<uint64_t>(i) * object_size();
     std::string what = fmt::format("objects[{}]", i);
-    LG_TRY(auto whole, bytes_at(sec, base, sizeof(livegraft_object), what));
+    LG_TRY(auto whole, bytes_at(sec, base, object_size(), what));
     (void)whole;
     PatchTargetObject obj;
     LG_TRY(obj.name, read_string(sec, base + offsetof(livegraft_object, name), what + ".name"));
@@ -327,8 +366,12 @@ class PatchReader {
       LG_TRY(auto p, read_ptr(sec, base + offsetof(livegraft_object, callbacks) + off, what + ".callbacks." + cb));
       if (p) return unsupported("{}.callbacks.{} is set; callbacks are reserved in layout version 1 and must be NULL", what, cb);
     }
-    LG_TRY(uint64_t reserved, read_int<uint64_t>(sec, base + offsetof(livegraft_object, reserved), what + ".reserved"));
-    if (reserved != 0) return bad("{}.reserved is {:#x}, must be 0", what, reserved);
+    if (version_ >= 2) {
+      LG_TRY_VOID(read_syms(sec, base, what, obj));
+    } else {
+      LG_TRY(uint64_t reserved, read_int<uint64_t>(sec, base + offsetof(livegraft_object, syms), what + ".reserved"));
+      if (reserved != 0) return bad("{}.reserved is {:#x}, must be 0 in layout version 1", what, reserved);
+    }
     LG_TRY(uint64_t nr_funcs, read_int<uint64_t>(sec, base + offsetof(livegraft_object, nr_funcs), what + ".nr_funcs"));
     if (nr_funcs == 0) return bad("{} ({}) has no functions (nr_funcs is 0)", what, obj.name.value_or("main executable"));
     LG_TRY(auto funcs, read_ptr(sec, base + offsetof(livegraft_object, funcs), what + ".funcs"));
@@ -393,6 +436,7 @@ class PatchReader {
   std::vector<ElfSection> sections_;
   std::vector<ElfSymbol> symbols_;
   std::map<size_t, std::map<uint64_t, Reloc>> relocs_;  // target section -> offset -> relocation
+  uint16_t version_ = LIVEGRAFT_LAYOUT_VERSION;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
@@ -27,10 +28,24 @@ struct PatchFunc {
   std::vector<uint8_t> new_code;  // the new_size bytes of the replacement, as in the file
 };
 
+// An undefined symbol of the patch bound to one definition of a name in the target object
+// (struct livegraft_sym, layout version 2): resolved by (old_name, old_sympos), not by name.
+struct PatchSym {
+  std::string name;      // the patch's undefined symbol ("counter,2")
+  std::string old_name;  // the target's symbol ("counter")
+  uint64_t old_sympos = 0;
+};
+
 struct PatchTargetObject {
   std::optional<std::string> name;      // nullopt: the main executable
   std::optional<std::string> build_id;  // lower-case hex, nullopt: any
   std::vector<PatchFunc> funcs;
+  std::vector<PatchSym> syms;           // empty in layout version 1
+  const PatchSym* sym(std::string_view undefined_name) const {
+    for (const PatchSym& s : syms)
+      if (s.name == undefined_name) return &s;
+    return nullptr;
+  }
 };
 
 struct PatchUndefined {
@@ -40,6 +55,7 @@ struct PatchUndefined {
 
 struct PatchObject {
   std::string path;
+  uint16_t version = 0;  // the layout version of the file (LIVEGRAFT_LAYOUT_VERSION_MIN..LIVEGRAFT_LAYOUT_VERSION)
   std::string name;
   uint32_t flags = 0;
   std::vector<PatchTargetObject> objects;

@@ -2,12 +2,18 @@
 //   orig.c | orig.cpp        the original translation unit
 //   patched.c | patched.cpp  the same file with the fix
 //   other*.c | other*.cpp    optional: more translation units of the target binary
+//   other*/                  optional: a directory of more units (a file named like the
+//                            patched one, unit.c: two files of one name in the target)
+//   *.h                      headers the units include (the case directory is on the path)
 //   flags.txt                optional: extra compiler flags (one line)
 //   target-flags.txt         optional: the target's copy of the original is compiled with these
 //                            flags instead (a target that does not match the rebuild)
 //   expected.txt             the expected changes, one per line, exactly as `livegraft diff`
 //                            prints them ("CHANGED f", "CHANGED f (sympos 2)", "NEW g",
-//                            "NEW DATA x", "LINE-ONLY h"); lines "EXTERNAL name" must be among
+//                            "NEW DATA x", "LINE-ONLY h", "BOUND counter (sympos 2)": a
+//                            reference bound to one of several definitions in the target,
+//                            which the emitted patch must carry as a livegraft_sym entry
+//                            "counter,2"); lines "EXTERNAL name" must be among
 //                            the names left to the loader; "REASON f text": one of the reasons
 //                            given for CHANGED f (the indented "  because it ..." lines) starts
 //                            with text; an empty file = nothing to patch
@@ -89,6 +95,7 @@ TEST_P(Golden, DiffMatchesExpectation) {
   fs::create_directories(work);
   std::string flags = "-O2 -fPIC -ffunction-sections -fdata-sections";
   if (fs::exists(dir / "flags.txt")) flags += " " + trim(slurp(dir / "flags.txt"));
+  flags += " -I" + dir.string();
 
   std::string out;
   auto compile = [&](const fs::path& src, const fs::path& obj) {
@@ -120,6 +127,15 @@ TEST_P(Golden, DiffMatchesExpectation) {
   for (const auto& e : fs::directory_iterator(dir)) {
     std::string name = e.path().filename();
     if (!name.starts_with("other")) continue;
+    if (e.is_directory()) {
+      fs::create_directories(work / name);
+      for (const auto& u : fs::directory_iterator(e.path())) {
+        fs::path obj = work / name / (u.path().stem().string() + ".o");
+        compile(u.path(), obj);
+        link += " " + obj.string();
+      }
+      continue;
+    }
     fs::path obj = work / (e.path().stem().string() + ".o");
     compile(e.path(), obj);
     link += " " + obj.string();
@@ -199,6 +215,17 @@ TEST_P(Golden, DiffMatchesExpectation) {
     EXPECT_GT(f.new_size, 0u);
   }
   EXPECT_EQ(in_patch, replaced);
+  // Every bound reference is an undefined symbol "name,N" with its livegraft_sym entry.
+  std::set<std::string> bound_want, bound_got;
+  for (const auto& [name, sympos] : result->bound) bound_want.insert(name + "," + std::to_string(sympos));
+  for (const auto& b : patch->objects[0].syms) {
+    EXPECT_EQ(b.name, b.old_name + "," + std::to_string(b.old_sympos));
+    bound_got.insert(b.name);
+    EXPECT_TRUE(std::any_of(patch->undefined.begin(), patch->undefined.end(), [&](const auto& u) { return u.name == b.name; }))
+        << b.name << " should be an undefined symbol of the patch";
+  }
+  EXPECT_EQ(bound_got, bound_want);
+  EXPECT_EQ(patch->version, LIVEGRAFT_LAYOUT_VERSION);
   // `livegraft build --immediate-ok`: the root's flags carry LIVEGRAFT_PATCH_IMMEDIATE.
   EXPECT_EQ(patch->flags, 0u);
   PatchMetadata immediate = meta;

@@ -11,7 +11,9 @@
 # Prints a table (markdown) on stdout; details per case in $WORK/NAME/ (default
 # build/realworld/NAME/).
 #
-# Environment: BUILD_DIR (livegraft's build, default build), WORK, LIVEGRAFT_DEBIAN_SOURCES.
+# Environment: BUILD_DIR (livegraft's build, default build), WORK, LIVEGRAFT_DEBIAN_SOURCES;
+# REUSE=1: a case whose vulnerable tree an earlier run built ($WORK/NAME/built) is not fetched
+# and built again (squid's tree takes an hour on 2 cores), only the rest is run again.
 # Exit: 0 every case that ran was patched live, 1 some case failed, 77 no case could run
 # (sources unavailable: no apt or no network).
 set -uo pipefail
@@ -69,8 +71,14 @@ rows=()
 ran=0 live=0 skipped=0
 for case in "$@"; do
   w=$work_root/$case
-  rm -rf "$w"
-  mkdir -p "$w"
+  reuse=
+  if [ "${REUSE:-}" = 1 ] && [ -f "$w/built" ]; then
+    reuse=1
+    rm -f "$w/result" "$w/answers" "$w/functions" "$w/build_seconds" "$w/incremental_seconds"
+  else
+    rm -rf "$w"
+    mkdir -p "$w"
+  fi
   result= functions= build_s= incr_s= target_kind= cve= pkg= bs=
   (
     # Each case in a subshell: its variables and functions are its own.
@@ -94,36 +102,47 @@ for case in "$@"; do
         exit 77
       fi
     fi
-    if ! tree=$("$root/scripts/fetch-debian-source.sh" "$PKG" "$cache" 2>"$w/fetch.log" | tail -n 1) || [ -z "$tree" ]; then
-      echo "skipped: source unavailable ($(tail -n 1 "$w/fetch.log"))" >"$w/result"
-      exit 77
-    fi
-    cp -a "$tree" "$w/src"
-    cd "$w/src" || exit 1
-    # The vulnerable tree: every Debian patch but the fix. Like quilt: pop the patches from the
-    # end of the series down to the fix, then push the later ones again (as long as they apply
-    # without it).
-    series=$(sed -e 's/#.*//' debian/patches/series | awk 'NF { print $1 }')
-    later=()
-    popped=
-    for p in $(echo "$series" | tac); do
-      patch -R -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1 ||
-        { echo "reversing $p failed: $(tail -n 2 "$w/prepare.log" | oneline)" >"$w/result"; exit 1; }
-      [ "$p" = "$FIX" ] && { popped=1; break; }
-      later=("$p" "${later[@]}")
-    done
-    [ -n "$popped" ] || { echo "$FIX is not in debian/patches/series" >"$w/result"; exit 1; }
-    for p in "${later[@]}"; do
-      if ! patch -p1 --batch --quiet --dry-run <"debian/patches/$p" >>"$w/prepare.log" 2>&1; then
-        echo "$p does not apply without the fix: left out with the patches after it" >>"$w/prepare.log"
-        break
+    if [ -n "$reuse" ]; then
+      cd "$w/src" || exit 1
+      # The last run's incremental rebuild left the fix in the tree: out again.
+      if [ -f "$w/fix-applied" ]; then
+        patch -R -p1 --batch --quiet <"$w/fix.diff" >/dev/null && rm -f "$w/fix-applied" &&
+          incremental_build >"$w/build.log" 2>&1 ||
+          { echo "reusing the tree: taking the fix out again failed" >"$w/result"; exit 1; }
       fi
-      patch -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1
-    done
-    cp "debian/patches/$FIX" "$w/fix.diff"
-    if ! build_vulnerable >"$w/build.log" 2>&1; then
-      echo "the vulnerable build failed: $(tail -n 3 "$w/build.log" | oneline)" >"$w/result"
-      exit 1
+    else
+      if ! tree=$("$root/scripts/fetch-debian-source.sh" "$PKG" "$cache" 2>"$w/fetch.log" | tail -n 1) || [ -z "$tree" ]; then
+        echo "skipped: source unavailable ($(tail -n 1 "$w/fetch.log"))" >"$w/result"
+        exit 77
+      fi
+      cp -a "$tree" "$w/src"
+      cd "$w/src" || exit 1
+      # The vulnerable tree: every Debian patch but the fix. Like quilt: pop the patches from the
+      # end of the series down to the fix, then push the later ones again (as long as they apply
+      # without it).
+      series=$(sed -e 's/#.*//' debian/patches/series | awk 'NF { print $1 }')
+      later=()
+      popped=
+      for p in $(echo "$series" | tac); do
+        patch -R -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1 ||
+          { echo "reversing $p failed: $(tail -n 2 "$w/prepare.log" | oneline)" >"$w/result"; exit 1; }
+        [ "$p" = "$FIX" ] && { popped=1; break; }
+        later=("$p" "${later[@]}")
+      done
+      [ -n "$popped" ] || { echo "$FIX is not in debian/patches/series" >"$w/result"; exit 1; }
+      for p in "${later[@]}"; do
+        if ! patch -p1 --batch --quiet --dry-run <"debian/patches/$p" >>"$w/prepare.log" 2>&1; then
+          echo "$p does not apply without the fix: left out with the patches after it" >>"$w/prepare.log"
+          break
+        fi
+        patch -p1 --batch --quiet <"debian/patches/$p" >>"$w/prepare.log" 2>&1
+      done
+      cp "debian/patches/$FIX" "$w/fix.diff"
+      if ! build_vulnerable >"$w/build.log" 2>&1; then
+        echo "the vulnerable build failed: $(tail -n 3 "$w/build.log" | oneline)" >"$w/result"
+        exit 1
+      fi
+      touch "$w/built"
     fi
     cd "$w" || exit 1
     cp "$cases_dir/$case"/probe.* "$w/" 2>/dev/null
@@ -192,7 +211,7 @@ PY
     stop_probe
     # The project's own incremental rebuild of the fix, for comparison: in the vulnerable tree
     # itself (a CMake build directory names its source tree by absolute path; a copy would not do).
-    cd "$w/src" && patch -p1 --batch --quiet <"$w/fix.diff" >/dev/null
+    cd "$w/src" && patch -p1 --batch --quiet <"$w/fix.diff" >/dev/null && touch "$w/fix-applied"
     t0=$(now)
     # Without ccache: Meson uses it on its own when installed, and the fixed unit may be cached
     # from an earlier run (cpp-httplib: 2.9 s instead of 162.6 s).

@@ -217,6 +217,51 @@ TEST_F(ProtocolTest, OneTransitionAtATimeAndAbortLeavesNothing) {
   EXPECT_TRUE(call({{"op", "status"}})["functions"].empty());
 }
 
+// Layout version 2's bound symbols (livegraft_sym): the undefined symbol is resolved to the
+// address the request gives under its name (the controller chose the definition); a version-1
+// patch (72-byte object, no syms) still loads.
+int lg_bound_copy = 40;
+TEST_F(ProtocolTest, BoundSymbolAndLayoutVersionOnePatchesLoad) {
+  auto bound = compile("bound", R"(
+    #include <stddef.h>
+    #include <livegraft/patch.h>
+    extern int copy_of_b;
+    static int fixed(int x) { return x + copy_of_b; }
+    static struct livegraft_func funcs[] = { LIVEGRAFT_FUNC("lg_host_target", fixed) };
+    static struct livegraft_sym syms[] = { LIVEGRAFT_SYM("copy_of_b", "counter", 2) };
+    static struct livegraft_object objects[] = { LIVEGRAFT_OBJECT_SYMS(LIVEGRAFT_MAIN_EXECUTABLE, NULL, funcs, syms) };
+    LIVEGRAFT_PATCH("fix-bound", 0, objects);
+  )");
+  json funcs = json::array({func_entry("lg_host_target", lg_host_target)});
+  json req = load_request(bound, funcs);
+  req["symbols"]["copy_of_b"] = reinterpret_cast<uint64_t>(&lg_bound_copy);
+  auto r = call(req);
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  auto st = call({{"op", "status"}});
+  ASSERT_EQ(st["functions"].size(), 1u);
+  EXPECT_EQ(reinterpret_cast<int (*)(int)>(st["functions"][0]["stub"].get<uint64_t>())(2), 42);
+  ASSERT_EQ(op("abort", "fix-bound")["ok"], true);
+
+  auto old = compile("v1layout", R"(
+    #include <stddef.h>
+    #include <livegraft/patch.h>
+    static int fixed(int x) { return x * 7; }
+    static struct livegraft_func funcs[] = { LIVEGRAFT_FUNC("lg_host_target", fixed) };
+    struct v1_object { const char *name, *build_id; const struct livegraft_func *funcs; uint64_t nr_funcs;
+                       struct livegraft_callbacks callbacks; uint64_t reserved; };
+    static const struct v1_object objects[] = { { 0, 0, funcs, 1, { 0, 0, 0, 0 }, 0 } };
+    __attribute__((used, section(".livegraft"))) const struct livegraft_patch root =
+        { LIVEGRAFT_MAGIC, 1, 80, 0, 1, "fix-v1-layout", (const struct livegraft_object *)objects, 0, 0, {0, 0, 0, 0} };
+  )");
+  r = call(load_request(old, funcs));
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  st = call({{"op", "status"}});
+  ASSERT_EQ(st["functions"].size(), 1u);
+  EXPECT_EQ(reinterpret_cast<int (*)(int)>(st["functions"][0]["stub"].get<uint64_t>())(3), 21);
+  ASSERT_EQ(op("abort", "fix-v1-layout")["ok"], true);
+  EXPECT_EQ(target_ptr(3), 4);
+}
+
 TEST_F(ProtocolTest, AbandonedTransitionsAreSettledFromTheAgentsOwnMemory) {
   auto v1 = compile("c1", patch_source("fix-c1", "return x + 1000;", "lg_host_other"));
   json funcs = json::array({func_entry("lg_host_other", lg_host_other)});

@@ -1,0 +1,5 @@
+#include "counter.h"
+int a_step(void) {
+  bump(1);
+  return counter;
+}
