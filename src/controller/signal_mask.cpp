@@ -145,8 +145,10 @@ void SigtrapUnblock::restore() {
     // handler, whose mask (SIGTRAP and the handler's sa_mask added) the kernel replaces by `set`
     // again at its sigreturn: let it leave the handler and look again. A thread whose mask stays
     // other than `set` set one of its own since, and keeps it.
-    for (int look = 0; look < 20; look++) {
-      if (look > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // (On a loaded machine the thread may wait long for a CPU there: up to about a second.)
+    auto wait = std::chrono::milliseconds(0);
+    for (int look = 0; look < 25; look++, wait = std::min(wait * 2 + std::chrono::milliseconds(1), std::chrono::milliseconds(64))) {
+      std::this_thread::sleep_for(wait);
       if (!process_.stop_thread(c.tid, std::chrono::seconds(2))) break;  // gone, or its stop failed: left unblocked (safe)
       auto now = process_.get_sigmask(c.tid);
       const bool settled = !now || *now == c.set;

@@ -52,6 +52,16 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds tim
   return true;
 }
 
+// The controller says it pauses, then stops itself (SIGSTOP): a SIGCONT sent between the two is
+// lost and it stays stopped. Wait for the stop first (seen once under load: a 120 s hang).
+void resume_paused_controller(pid_t controller) {
+  ASSERT_TRUE(wait_until([&] {
+    auto st = thread_states(controller);
+    return !st.empty() && std::all_of(st.begin(), st.end(), [](char c) { return c == 'T'; });
+  })) << "the controller did not stop at its kill point";
+  ASSERT_EQ(::kill(controller, SIGCONT), 0);
+}
+
 // The new image: the same pid, generation 1, the old code, no agent.
 void expect_new_program_unharmed(Target& t) {
   EXPECT_EQ(t.read_line(), "ready") << "the new program did not start";
@@ -169,7 +179,7 @@ TEST_P(ExecDuringInjection, ControllerSaysTheProgramWasReplaced) {
     auto execing = std::count_if(st.begin(), st.end(), [](char c) { return c == 'D' || c == 't'; });
     return live == 1 && execing == 1;
   })) << "the target did not begin its execve";
-  ASSERT_EQ(::kill(apply.pid(), SIGCONT), 0);
+  ASSERT_NO_FATAL_FAILURE(resume_paused_controller(apply.pid()));
   CliRun r = apply.finish();
   ASSERT_TRUE(r.json.is_object()) << r.out << r.err;
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -207,7 +217,7 @@ TEST(TargetDeath, KilledWhileTheAgentIsInjectedIsSaidAtOnce) {
     auto st = thread_states(t.pid());
     return std::all_of(st.begin(), st.end(), [](char c) { return c == 'Z' || c == 'X'; });
   })) << "the target did not die";
-  ASSERT_EQ(::kill(apply.pid(), SIGCONT), 0);
+  ASSERT_NO_FATAL_FAILURE(resume_paused_controller(apply.pid()));
   CliRun r = apply.finish();
   ASSERT_TRUE(r.json.is_object()) << r.out << r.err;
   EXPECT_EQ(r.exit_code, 1) << r.out;

@@ -120,6 +120,12 @@ TEST(PerThreadLoad, ForcingTheSwitchWithoutTheStackCheckMixesFormats) {
       // It timed out while the entry jumps were being written: undone, nothing to force.
       continue;
     }
+    if (k.exit_code == 5 && livegraft({"--json", "status", pid}).json["transition"].value("phase", "") == "poking") {
+      // Kept before its entry jumps were written (a loaded machine): force refuses that phase by
+      // design; take it back and try again.
+      ASSERT_EQ(pt({"revert", "--timeout", "20", pid, "pt-format-fix"}).exit_code, 0);
+      continue;
+    }
     if (k.exit_code == 5) {
       CliRun f = livegraft({"force", pid});
       ASSERT_EQ(f.exit_code, 0) << f.err;
