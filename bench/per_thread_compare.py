@@ -1,7 +1,8 @@
 """Two livegraft builds on the same idle targets, interleaved (one target per build, whose agent it
 injected): apply+revert cycles of compute_plus2, medians. Run from a build directory:
   python3 ../bench/per_thread_compare.py THREADS OLD/livegraft ./livegraft   (ROUNDS=5 by default)
-Each binary needs its agent beside it (liblivegraft-agent.so). The machine is noisy: compare
+Each binary needs its agent beside it (liblivegraft-agent.so) and uses the compute_plus2 patch of its own
+build (patches/compute_plus2.o beside it: the patch layout changed in session 5). The machine is noisy: compare
 only numbers from one run."""
 import subprocess, json, sys, os, statistics
 n=int(sys.argv[1]); bins=sys.argv[2:]; rounds=int(os.environ.get('ROUNDS','5'))
@@ -13,7 +14,7 @@ res={b:[] for b in bins}
 for _ in range(rounds):
   for b in bins:
     p=procs[b]
-    r = subprocess.run([b, '--json', 'apply', '--model', 'per-thread', str(p.pid), 'patches/compute_plus2.o'], capture_output=True, text=True)
+    r = subprocess.run([b, '--json', 'apply', '--model', 'per-thread', str(p.pid), os.path.join(os.path.dirname(os.path.abspath(b)), 'patches/compute_plus2.o')], capture_output=True, text=True)
     j=json.loads(r.stdout); t=j.get('transition') or sys.exit(r.stdout)
     r2 = subprocess.run([b, '--json', 'revert', '--model', 'per-thread', str(p.pid), 'compute-plus2'], capture_output=True, text=True)
     t2 = json.loads(r2.stdout)['transition']
