@@ -102,20 +102,23 @@ std::string describe_threads(const std::vector<BlockingThread>& threads) {
 }
 
 Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
-  // Per-thread unblocks SIGTRAP for its int3 phase instead (SigtrapUnblock); stop-the-world
-  // writes no int3.
-  if (options.model != ConsistencyModel::immediate) return {};
+  // Stop-the-world writes no int3. Per-thread has SigtrapUnblock, but a target was still seen
+  // killed by SIGTRAP on about one first apply in six on the loaded machine
+  // (e2e.StrangerSigtrap, not understood yet): it refuses too, and the unblocking stays as a
+  // net for a thread that starts blocking SIGTRAP after this check.
+  if (options.model == ConsistencyModel::stop_the_world) return {};
   std::vector<BlockingThread> blocking = threads_blocking_sigtrap(pid);
   if (blocking.empty()) return {};
+  const char* model = options.model == ConsistencyModel::immediate ? "immediate" : "per-thread";
   return Error(ErrorKind::unsafe,
-               fmt::format("{} thread(s) of process {} block SIGTRAP ({}): the immediate model writes each entry jump with an "
-                           "int3 while the threads run, before it holds them, and a thread that executes it with SIGTRAP blocked is "
-                           "killed by the kernel (the whole process dumps core) instead of reaching the agent's handler; nothing was "
-                           "changed",
-                           blocking.size(), pid, describe_threads(blocking)),
+               fmt::format("{} thread(s) of process {} block SIGTRAP ({}): the {} model writes each entry jump with an "
+                           "int3 while the threads run, and a thread that executes it with SIGTRAP blocked is killed by the kernel "
+                           "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
+                           blocking.size(), pid, describe_threads(blocking), model),
                0,
-               fmt::format("{} with --model per-thread (it unblocks SIGTRAP in those threads while its int3s are in place) or "
-                           "--model stop-the-world (no int3; docs/consistency.md)",
+               fmt::format("{} with --model stop-the-world (or set LIVEGRAFT_MODEL=stop-the-world): it writes while every thread "
+                           "is stopped, with no int3 (servers that block every signal in their worker threads, HAProxy among them, "
+                           "need it; docs/consistency.md)",
                            op));
 }
 
