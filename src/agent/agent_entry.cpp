@@ -141,7 +141,7 @@ constexpr long kChildServeDelayNs = 20 * 1000 * 1000;
 
 void* control_thread(void*) {
   // Named by itself before serving, so that whoever got an answer also sees the name.
-  ::pthread_setname_np(::pthread_self(), "livegraft-agent");
+  ::pthread_setname_np(::pthread_self(), lg::protocol::kAgentThreadName);
   try {
     if (g_settle_in_child) {
       timespec delay{0, kChildServeDelayNs};

@@ -468,7 +468,7 @@ class Executor {
 
  private:
   void loop() {
-    ::pthread_setname_np(::pthread_self(), "livegraft-exec");
+    ::pthread_setname_np(::pthread_self(), lg::protocol::kAgentExecThreadName);
     for (;;) {
       Job job;
       {

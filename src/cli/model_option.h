@@ -14,6 +14,7 @@
 #include "cli/output.h"
 #include "cli/pid_option.h"
 #include "controller/operations.h"
+#include "protocol/protocol.h"
 
 namespace lg::cli {
 
@@ -96,7 +97,7 @@ inline int agent_thread_count(int pid) {
   for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
     std::ifstream comm(task.path() / "comm");
     std::string name;
-    if (std::getline(comm, name) && (name == "livegraft-agent" || name == "livegraft-exec")) ++n;
+    if (std::getline(comm, name) && protocol::is_agent_thread_name(name)) ++n;
   }
   return n;
 }

@@ -80,4 +80,19 @@ Result<std::vector<Mapping>> read_proc_maps(pid_t pid) {
   return parse_proc_maps(text);
 }
 
+std::optional<std::string_view> proc_status_field(std::string_view status, std::string_view name) {
+  for (size_t pos = 0; pos < status.size();) {
+    size_t end = status.find('\n', pos);
+    if (end == std::string_view::npos) end = status.size();
+    std::string_view line = status.substr(pos, end - pos);
+    if (line.size() > name.size() && line.starts_with(name) && line[name.size()] == ':') {
+      line.remove_prefix(name.size() + 1);
+      while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+      return line;
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
 }  // namespace lg

@@ -4,7 +4,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/remote.h"
@@ -30,5 +32,8 @@ Result<std::vector<Mapping>> parse_proc_maps(const std::string& text);
 Result<std::string> read_proc_maps_text(pid_t pid);
 // Reads a small /proc file completely.
 Result<std::string> read_text_file(const std::string& path);
+// The value of the "NAME:" line of a /proc/.../status text (blanks after the colon skipped), or
+// nullopt when there is no such line.
+std::optional<std::string_view> proc_status_field(std::string_view status, std::string_view name);
 
 }  // namespace lg

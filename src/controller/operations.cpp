@@ -64,9 +64,8 @@ bool has_live_thread(pid_t pid) {
 }
 
 long status_field(const std::string& status, const char* name) {
-  auto pos = status.find(fmt::format("\n{}:", name));
-  if (pos == std::string::npos) return -1;
-  return std::strtol(status.c_str() + pos + std::strlen(name) + 2, nullptr, 10);
+  auto v = proc_status_field(status, name);
+  return v ? std::strtol(std::string(*v).c_str(), nullptr, 10) : -1;
 }
 
 // Checked before anything else so that every later error can assume the process exists, is a

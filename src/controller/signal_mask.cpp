@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/proc_maps.h"
+#include "protocol/protocol.h"
 #include "process/process.h"
 
 namespace lg {
@@ -39,28 +40,10 @@ struct ThreadMask {
 std::optional<ThreadMask> read_thread_mask(pid_t pid, pid_t tid) {
   auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
   if (!text) return std::nullopt;
-  ThreadMask m;
-  m.tid = tid;
-  bool have_mask = false;
-  size_t pos = 0;
-  while (pos < text->size()) {
-    size_t end = text->find('\n', pos);
-    if (end == std::string::npos) end = text->size();
-    std::string_view line(text->data() + pos, end - pos);
-    auto value = [&](std::string_view key) {
-      std::string_view v = line.substr(key.size());
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-      return std::string(v);
-    };
-    if (line.starts_with("Name:")) m.name = value("Name:");
-    if (line.starts_with("SigBlk:")) {
-      m.blocked = std::strtoull(value("SigBlk:").c_str(), nullptr, 16);
-      have_mask = true;
-    }
-    pos = end + 1;
-  }
-  if (!have_mask) return std::nullopt;
-  return m;
+  auto blocked = proc_status_field(*text, "SigBlk");
+  if (!blocked) return std::nullopt;
+  auto name = proc_status_field(*text, "Name");
+  return ThreadMask{tid, std::string(name.value_or("")), std::strtoull(std::string(*blocked).c_str(), nullptr, 16)};
 }
 
 }  // namespace
@@ -73,7 +56,7 @@ std::vector<BlockingThread> threads_blocking_sigtrap(pid_t pid) {
       if (e->d_name[0] == '.') continue;
       auto m = read_thread_mask(pid, static_cast<pid_t>(std::atoi(e->d_name)));
       if (!m) continue;
-      if (m->name.rfind("livegraft-", 0) == 0) continue;  // the agent's threads never run patched code
+      if (protocol::is_agent_thread_name(m->name)) continue;  // the agent's threads never run patched code
       if (program_blocks_sigtrap(m->blocked)) blocking.push_back(*m);
     }
     ::closedir(d);

@@ -126,8 +126,8 @@ std::string syscall_name(int nr) {
 }
 
 long status_field(const std::string& text, const char* name) {
-  auto pos = text.find(fmt::format("\n{}:", name));
-  return pos == std::string::npos ? 0 : std::atol(text.c_str() + pos + std::strlen(name) + 2);
+  auto v = proc_status_field(text, name);
+  return v ? std::atol(std::string(*v).c_str()) : 0;
 }
 
 Error refusal(pid_t pid, pid_t tid, const std::string& why) {

@@ -69,9 +69,8 @@ bool is_crash(const siginfo_t& info, pid_t pid) {
 uint64_t blocked_signals(pid_t pid, pid_t tid) {
   auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
   if (!text) return 0;
-  auto pos = text->find("\nSigBlk:");
-  if (pos == std::string::npos) return 0;
-  return std::strtoull(text->c_str() + pos + 8, nullptr, 16);
+  auto blocked = proc_status_field(*text, "SigBlk");
+  return blocked ? std::strtoull(std::string(*blocked).c_str(), nullptr, 16) : 0;
 }
 
 // 7. Moves a thread that just executed an int3 (0xcc; or `int $3`, cd 03) back onto it, also

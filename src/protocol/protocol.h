@@ -41,6 +41,12 @@ inline constexpr size_t kMaxLine = 1 << 20;  // a request or response line, with
 
 // ---- Transport facts both sides need (docs/agent-protocol.md, Transport).
 // "/tmp/livegraft-<uid>"
+// The names (comm) of the agent's own threads: they run only agent code, never a patched
+// function of the program, and reports count them apart.
+inline constexpr const char* kAgentThreadName = "livegraft-agent";
+inline constexpr const char* kAgentExecThreadName = "livegraft-exec";
+inline bool is_agent_thread_name(std::string_view comm) { return comm == kAgentThreadName || comm == kAgentExecThreadName; }
+
 std::string socket_dir(uid_t uid);
 // "/tmp/livegraft-<uid>/agent-<pid>.sock"
 std::string socket_path(uid_t uid, pid_t pid);
