@@ -129,41 +129,21 @@ void check_new_exceptions(const Object& orig, const Object& patched, const std::
   }
 }
 
-// A replacement whose new code (or new data) takes the address of a replaced function, not to
-// call or jump to it but to keep it (`lea` of a callback, a function pointer in a table): the
-// pointer leads into the patch, the program may store it (squid's icpHandleUdp registers itself
-// with its event loop on every call), and after a revert it would call freed code. Refused until
-// the builder binds such a reference to the original function, whose entry the patch redirects
-// while it is applied (found on squid CVE-2026-33515: the first request after the revert crashed).
-void check_address_of_replaced(const Object& patched, const Inclusion& inclusion, Diagnostics& diag) {
-  std::set<const Symbol*> replaced(inclusion.replaced.begin(), inclusion.replaced.end());
-  auto is_branch = [](const Section& sec, const Relocation& r) {
-    if (r.type == R_X86_64_PLT32) return true;
-    if (!sec.is_text() || r.type != R_X86_64_PC32 || r.offset < 2 || r.offset > sec.data.size()) return false;
-    const uint8_t op = sec.data[r.offset - 1], prefix = sec.data[r.offset - 2];
-    return op == 0xe8 || op == 0xe9 || (prefix == 0x0f && op >= 0x80 && op <= 0x8f);  // call, jmp, jcc rel32
-  };
-  std::vector<const Symbol*> users(inclusion.replaced.begin(), inclusion.replaced.end());
-  users.insert(users.end(), inclusion.added_functions.begin(), inclusion.added_functions.end());
-  users.insert(users.end(), inclusion.added_data.begin(), inclusion.added_data.end());
-  std::set<std::string> said;
-  for (const Symbol* user : users) {
-    const Section* sec = patched.section_of(*user);
-    if (!sec) continue;
-    for (const Relocation& r : sec->relocations) {
-      if (r.offset < user->value || r.offset >= user->value + std::max<uint64_t>(user->size, 1) || is_branch(*sec, r)) continue;
-      RelocTarget t = resolve_target(patched, r);
-      if (t.kind != TargetKind::symbol || !replaced.count(t.symbol)) continue;
-      const int64_t at = t.addend + (is_pc_relative(r.type) && t.addend == -4 ? 4 : 0);
-      if (at != 0) continue;  // inside the function (a jump table's label): the patch's own code
-      const std::string& f = t.symbol->twin ? t.symbol->twin->name : t.symbol->name;
-      if (!said.insert(user->name + "\n" + f).second) continue;
-      diag.refusals.push_back(fmt::format(
-          "{} takes the address of {} (at {}+{:#x}), which the patch replaces: the pointer would lead into the patch, and a "
-          "program that keeps it (a callback it registers, a table) would call freed code after a revert. Not supported yet "
-          "(the reference would have to be bound to the original {}, whose entry the patch redirects); keep the code that "
-          "takes the address out of the fix",
-          user->name, f, user->name, r.offset - user->value, f));
+// Where the patch keeps the address of a function it replaces (squid's icpHandleUdp registers
+// itself with its event loop on every call): the emitted reference is to the original, so the
+// pointer the program keeps outlives a revert (it crashed at the first request after one, on
+// squid CVE-2026-33515, when it led into the patch).
+void find_kept_addresses(DiffResult& r) {
+  for (size_t index : r.inclusion.sections) {
+    const Section& sec = r.patched->sections[index];
+    for (const Relocation& rel : sec.relocations) {
+      const Symbol* f = kept_address_of_replaced(*r.patched, sec, rel, r.inclusion.replaced);
+      if (!f) continue;
+      const std::string& name = f->twin ? f->twin->name : f->name;
+      uint64_t sympos = 0;
+      for (const FunctionChange& fc : r.functions)
+        if (fc.status == Status::changed && fc.name == name) sympos = fc.sympos;
+      r.originals[name] = sympos;
     }
   }
 }
@@ -192,7 +172,6 @@ Result<DiffResult> diff_objects(const DiffOptions& options) {
   r.inclusion = include(*r.orig, *r.patched, diag);
   lap("include");
   check_new_exceptions(*r.orig, *r.patched, r.inclusion.replaced, diag);
-  check_address_of_replaced(*r.patched, r.inclusion, diag);
 
   if (!r.inclusion.replaced.empty()) {
     Explainer why(*r.orig, *r.patched);
@@ -207,6 +186,7 @@ Result<DiffResult> diff_objects(const DiffOptions& options) {
   for (const auto& [name, ext] : r.inclusion.externals) r.externals.push_back(name);
 
   if (options.target) check_against_target(r, *options.target, diag);
+  find_kept_addresses(r);
   lap("verify");
   r.warnings = diag.warnings;
   if (!diag.ok()) return refused(options.patched_path, diag);

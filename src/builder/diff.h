@@ -37,6 +37,11 @@ struct DiffResult {
   // definition of the original object's own file for a static). The patch names them "name,N"
   // with a livegraft_sym entry (emit.h).
   std::map<std::string, uint64_t> bound;
+  // CHANGED functions whose address the patch's code or data keeps (a callback it registers, a
+  // table): name -> old_sympos. Such a reference takes the original's address ("name,N" with a
+  // livegraft_sym, N may be 0): while the patch is applied its entry leads to the newest
+  // version, and after a revert it is the original again, never freed code (emit.h).
+  std::map<std::string, uint64_t> originals;
   std::vector<std::string> warnings;
   // Wall time of each pass (load, correlate, compare, include, verify), seconds.
   std::vector<std::pair<std::string, double>> timings;

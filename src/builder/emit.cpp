@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -312,23 +313,55 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
   // symbol "name,N" and a livegraft_sym {"name,N", name, N}, so that parts meaning different
   // copies of one static (a header's, in two changed files) keep them apart.
   std::map<std::string, std::pair<std::string, uint64_t>> bound;
+  auto bound_symbol = [&](const std::string& name, uint64_t sympos) {
+    std::string ref = fmt::format("{},{}", name, sympos);
+    bound.emplace(ref, std::make_pair(name, sympos));
+    auto [it, inserted] = undefined.emplace(ref, 0);
+    if (inserted) it->second = w.add_symbol(ref, STB_GLOBAL, STT_NOTYPE, SHN_UNDEF, 0, 0);
+    return it->second;
+  };
   auto external = [&](size_t pi, const std::string& name) {
-    if (auto b = parts[pi]->bound.find(name); b != parts[pi]->bound.end() && b->second != 0) {
-      std::string ref = fmt::format("{},{}", name, b->second);
-      bound.emplace(ref, std::make_pair(name, b->second));
-      auto [it, inserted] = undefined.emplace(ref, 0);
-      if (inserted) it->second = w.add_symbol(ref, STB_GLOBAL, STT_NOTYPE, SHN_UNDEF, 0, 0);
-      return it->second;
-    }
+    if (auto b = parts[pi]->bound.find(name); b != parts[pi]->bound.end() && b->second != 0)
+      return bound_symbol(name, b->second);
     if (auto g = globals.find(name); g != globals.end()) return g->second;
     auto [it, inserted] = undefined.emplace(name, 0);
     if (inserted) it->second = w.add_symbol(name, STB_GLOBAL, STT_NOTYPE, SHN_UNDEF, 0, 0);
     return it->second;
   };
 
-  // Relocations of the copied sections and of the unwind table.
-  auto emit_relocation = [&](size_t pi, size_t out_section, const Relocation& r, uint64_t offset) {
+  // A kept address of a replaced function (DiffResult::originals) is the original's: "name,N",
+  // N its old_sympos (0 for a unique name), so that the pointer the program stores still leads
+  // somewhere valid after a revert. Also across parts: a global another part replaces.
+  std::map<std::string, std::pair<std::string, uint64_t>> replaced_globals;
+  auto sympos_of = [&](size_t pi, const Symbol& f) -> uint64_t {
+    for (const FunctionChange& fc : parts[pi]->functions)
+      if (fc.status == Status::changed && fc.name == out_name(f)) return fc.sympos;
+    return 0;
+  };
+  for (size_t pi = 0; pi < parts.size(); ++pi)
+    for (const Symbol* f : parts[pi]->inclusion.replaced)
+      if (f->bind != STB_LOCAL) replaced_globals[out_name(*f)] = {out_name(*f), sympos_of(pi, *f)};
+  auto kept_original = [&](size_t pi, const Section& from, const Relocation& r) -> std::optional<size_t> {
     const Object& obj = *parts[pi]->patched;
+    if (const Symbol* f = kept_address_of_replaced(obj, from, r, parts[pi]->inclusion.replaced))
+      return bound_symbol(out_name(*f), sympos_of(pi, *f));
+    const Symbol& raw = obj.symbols[r.symbol];
+    const int64_t at = r.addend + (is_pc_relative(r.type) && r.addend == -4 ? 4 : 0);
+    if (raw.defined() || at != 0 || is_branch_relocation(from, r)) return std::nullopt;
+    auto g = replaced_globals.find(raw.name);
+    if (g == replaced_globals.end()) return std::nullopt;
+    return bound_symbol(g->second.first, g->second.second);
+  };
+
+  // Relocations of the copied sections (`from`) and of the unwind table (`from` null).
+  auto emit_relocation = [&](size_t pi, size_t out_section, const Relocation& r, uint64_t offset, const Section* from) {
+    const Object& obj = *parts[pi]->patched;
+    if (from) {
+      if (auto original = kept_original(pi, *from, r)) {
+        w.add_rela(out_section, offset, r.type, *original, resolve_target(obj, r).addend);
+        return;
+      }
+    }
     const Symbol& raw = obj.symbols[r.symbol];
     bool got = r.type == R_X86_64_GOTPCREL || r.type == R_X86_64_GOTPCRELX || r.type == R_X86_64_REX_GOTPCRELX;
     if (got) {
@@ -359,9 +392,10 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
   for (size_t pi = 0; pi < parts.size(); ++pi) {
     const Object& obj = *parts[pi]->patched;
     for (size_t index : parts[pi]->inclusion.sections)
-      for (const Relocation& r : obj.sections[index].relocations) emit_relocation(pi, maps[pi].section[index], r, r.offset);
+      for (const Relocation& r : obj.sections[index].relocations)
+        emit_relocation(pi, maps[pi].section[index], r, r.offset, &obj.sections[index]);
     const EhFrameSubset& eh = parts[pi]->inclusion.eh_frame;
-    for (const Relocation& r : eh.relocations) emit_relocation(pi, eh_out, r, eh_at + r.offset);
+    for (const Relocation& r : eh.relocations) emit_relocation(pi, eh_out, r, eh_at + r.offset, nullptr);
     if (!eh.bytes.empty()) eh_at += eh.bytes.size() - 4;
   }
 

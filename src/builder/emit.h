@@ -6,7 +6,9 @@
 //    target, local symbols included); a global defined by one part satisfies the others; a
 //    reference to a name with several definitions in the target (a header's static, one copy
 //    per file) as the undefined symbol "name,N" bound by a livegraft_sym to definition N, the
-//    one of the part's own file (DiffResult::bound);
+//    one of the part's own file (DiffResult::bound); a kept address of a replaced function (a
+//    callback registered, a table: DiffResult::originals) as "name,N" too (N may be 0), bound
+//    to the original, whose entry the patch redirects;
 //  - the ".livegraft" root (include/livegraft/patch.h, one struct livegraft_patch) and, in
 //    ".livegraft.meta", the object, function and bound-symbol arrays and the strings, all through
 //    R_X86_64_64 relocations.

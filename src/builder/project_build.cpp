@@ -626,6 +626,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     DiffResult& r = *chosen;
     for (const auto& w : r.warnings) result.warnings.push_back(rel + ": " + w);
     for (const auto& l : r.line_only) result.line_only.push_back(l);
+    result.originals.insert(r.originals.begin(), r.originals.end());
     if (r.functions.empty()) continue;
     progress(fmt::format("{}: {} function(s) changed or new", rel, r.functions.size()));
     result.changed_files.push_back(rel);

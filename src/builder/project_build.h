@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,7 @@ struct ProjectBuildResult {
   std::vector<std::string> recompiled;      // units the build recompiled that go into the target
   std::vector<FunctionChange> functions;    // across all of them
   std::vector<std::string> line_only;       // functions that differ only in __LINE__ values
+  std::map<std::string, uint64_t> originals; // replaced functions whose kept address is the original's
   std::vector<TypeLayoutChange> type_changes;
   size_t line_directives = 0;               // #line directives inserted into the fixed sources
   std::vector<std::string> warnings;

@@ -14,6 +14,8 @@ std::string format_text(const DiffResult& r) {
   }
   for (const std::string& d : r.new_data) out += fmt::format("NEW DATA {}\n", d);
   for (const auto& [name, sympos] : r.bound) out += fmt::format("BOUND {} (sympos {})\n", name, sympos);
+  for (const auto& [name, sympos] : r.originals)
+    out += sympos ? fmt::format("ORIGINAL {} (sympos {})\n", name, sympos) : fmt::format("ORIGINAL {}\n", name);
   for (const std::string& l : r.line_only) out += fmt::format("LINE-ONLY {}\n", l);
   for (const std::string& w : r.warnings) out += fmt::format("warning: {}\n", w);
   return out;
@@ -29,6 +31,8 @@ nlohmann::json to_json(const DiffResult& r) {
   j["externals"] = r.externals;
   j["bound"] = nlohmann::json::array();
   for (const auto& [name, sympos] : r.bound) j["bound"].push_back({{"name", name}, {"sympos", sympos}});
+  j["originals"] = nlohmann::json::array();
+  for (const auto& [name, sympos] : r.originals) j["originals"].push_back({{"name", name}, {"sympos", sympos}});
   j["warnings"] = r.warnings;
   return j;
 }

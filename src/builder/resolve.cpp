@@ -119,4 +119,25 @@ RelocTarget resolve_target(const Object& obj, const Relocation& rel) {
   return t;
 }
 
+bool is_branch_relocation(const Section& sec, const Relocation& r) {
+  if (r.type == R_X86_64_PLT32) return true;
+  if (!sec.is_text() || r.type != R_X86_64_PC32 || r.offset < 2 || r.offset > sec.data.size()) return false;
+  const uint8_t op = sec.data[r.offset - 1], prefix = sec.data[r.offset - 2];
+  return op == 0xe8 || op == 0xe9 || (prefix == 0x0f && op >= 0x80 && op <= 0x8f);  // call, jmp, jcc rel32
+}
+
+const Symbol* kept_address_of_replaced(const Object& patched, const Section& sec, const Relocation& r,
+                                       const std::vector<const Symbol*>& replaced) {
+  if (replaced.empty() || is_branch_relocation(sec, r)) return nullptr;
+  RelocTarget t = resolve_target(patched, r);
+  if (t.kind != TargetKind::symbol || !t.symbol || !t.symbol->defined()) return nullptr;
+  const int64_t at = t.addend + (is_pc_relative(r.type) && t.addend == -4 ? 4 : 0);
+  if (at != 0) return nullptr;
+  for (const Symbol* f : replaced)
+    if (f == t.symbol || (t.symbol->shndx == f->shndx && t.symbol->value == f->value &&
+                          (t.symbol->type == STT_FUNC || t.symbol->type == STT_NOTYPE)))
+      return f;
+  return nullptr;
+}
+
 }  // namespace lg::builder

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "builder/object.h"
 
@@ -34,6 +35,18 @@ RelocTarget resolve_target(const Object& obj, const Relocation& rel);
 // The name a symbol target compares under: the original's name for a correlated symbol of the
 // patched object, the symbol's own name otherwise.
 std::string compare_name(const Symbol& sym);
+
+// True when `r` is the rel32 of a call, jmp or jcc, or a PLT32: the code goes to the target
+// rather than keeping its address.
+bool is_branch_relocation(const Section& sec, const Relocation& r);
+
+// The function of `replaced` (CHANGED functions, symbols of `patched`) whose entry address `r`
+// takes to keep it -- a `lea` of a callback, a GOT load, a function pointer in data -- rather
+// than to call or jump to it; nullptr otherwise. GCC's aliases of a function (f.localalias, a
+// section symbol plus offset) count as the function. A reference inside a function (a jump
+// table's label) is the patch's own code, not a kept address.
+const Symbol* kept_address_of_replaced(const Object& patched, const Section& sec, const Relocation& r,
+                                       const std::vector<const Symbol*>& replaced);
 
 // True when a defined object is anonymous read-only data that is compared by content.
 bool is_content_keyed(const Object& obj, const Symbol& sym);

@@ -75,6 +75,8 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
     for (const auto& f : r->functions)
       j["functions"].push_back(
           {{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}, {"reasons", f.reasons}});
+    j["originals"] = nlohmann::json::array();
+    for (const auto& [name, sympos] : r->originals) j["originals"].push_back({{"name", name}, {"sympos", sympos}});
     j["warnings"] = r->warnings;
     j["timings"] = nlohmann::json::array();
     for (const auto& t : r->timings) {
@@ -88,6 +90,10 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
       for (const auto& why : f.reasons) std::cout << "  because it " << why << "\n";
     }
     for (const auto& f : r->line_only) std::cout << "LINE-ONLY " << f << "\n";
+    for (const auto& [name, sympos] : r->originals)
+      std::cout << "ORIGINAL " << name << (sympos ? fmt::format(" (sympos {})", sympos) : "")
+                << "\n  the new code keeps its address: bound to the original " << name
+                << ", whose entry leads to the newest version (valid after a revert)\n";
     for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
     std::cout << "wrote " << opts->output_path << "\n";
   });

@@ -13,7 +13,8 @@
 //                            "NEW DATA x", "LINE-ONLY h", "BOUND counter (sympos 2)": a
 //                            reference bound to one of several definitions in the target,
 //                            which the emitted patch must carry as a livegraft_sym entry
-//                            "counter,2"); lines "EXTERNAL name" must be among
+//                            "counter,2"; "ORIGINAL f": the patch keeps f's address, bound to
+//                            the original f, "f,0" or "f,N"); lines "EXTERNAL name" must be among
 //                            the names left to the loader; "REASON f text": one of the reasons
 //                            given for CHANGED f (the indented "  because it ..." lines) starts
 //                            with text; an empty file = nothing to patch
@@ -218,6 +219,7 @@ TEST_P(Golden, DiffMatchesExpectation) {
   // Every bound reference is an undefined symbol "name,N" with its livegraft_sym entry.
   std::set<std::string> bound_want, bound_got;
   for (const auto& [name, sympos] : result->bound) bound_want.insert(name + "," + std::to_string(sympos));
+  for (const auto& [name, sympos] : result->originals) bound_want.insert(name + "," + std::to_string(sympos));
   for (const auto& b : patch->objects[0].syms) {
     EXPECT_EQ(b.name, b.old_name + "," + std::to_string(b.old_sympos));
     bound_got.insert(b.name);

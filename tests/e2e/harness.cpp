@@ -1,6 +1,9 @@
 #include "harness.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -89,6 +92,17 @@ CliRun CliProcess::finish(std::chrono::milliseconds timeout) {
 }
 
 CliRun livegraft(const std::vector<std::string>& args, int as_uid) { return CliProcess(args, {}, as_uid).finish(); }
+
+int shell(const std::string& cmd, std::string* out) {
+  std::string text;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) text.append(buf, n);
+  int st = pclose(p);
+  if (out) *out = text;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env) {
   return CliProcess(args, env).finish();

@@ -56,6 +56,8 @@ struct CliRun {
 
 // Runs `livegraft ARGS...` to completion (with a generous timeout), optionally as [uid].
 CliRun livegraft(const std::vector<std::string>& args, int as_uid = -1);
+// Runs a shell command; its exit code (-1 when it did not exit), stdout and stderr in *out.
+int shell(const std::string& cmd, std::string* out = nullptr);
 // Same with extra environment entries "K=V" (LIVEGRAFT_KILL_AT=3, ...).
 CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env);
 

@@ -18,17 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int sh(const std::string& cmd, std::string* out = nullptr) {
-  std::string text;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[512];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) text.append(buf, n);
-  int st = pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 class StaticCopies : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -38,7 +27,7 @@ class StaticCopies : public ::testing::Test {
     src_ = dir_ + "/src";
     fs::copy(fs::path(LG_SOURCE_DIR) / "tests/programs/static_copies", src_, fs::copy_options::recursive);
     std::string out;
-    ASSERT_EQ(sh("make -s -C " + src_, &out), 0) << out;
+    ASSERT_EQ(shell("make -s -C " + src_, &out), 0) << out;
     exe_ = src_ + "/static_copies";
   }
   void TearDown() override {
@@ -59,7 +48,7 @@ class StaticCopies : public ::testing::Test {
     ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
     // The patch names b.c's copies by their position among same-named symbols (#2: after a.c's).
     std::string readelf;
-    ASSERT_EQ(sh("readelf -sW " + fix, &readelf), 0);
+    ASSERT_EQ(shell("readelf -sW " + fix, &readelf), 0);
     EXPECT_NE(readelf.find("UND counter,2"), std::string::npos) << readelf;
     EXPECT_NE(readelf.find("UND bump,2"), std::string::npos) << readelf;
 
@@ -87,8 +76,8 @@ TEST_F(StaticCopies, FixOfOneFileUsesThatFilesCopyOfAHeaderStatic) {
 TEST_F(StaticCopies, StrippedTargetWithDebugFileBindsTheSameCopy) {
   std::string out;
   const std::string debug = dir_ + "/static_copies.debug";
-  ASSERT_EQ(sh("objcopy --only-keep-debug " + exe_ + " " + debug + " && strip --strip-all " + exe_, &out), 0) << out;
-  ASSERT_EQ(sh("readelf -n " + exe_ + " | awk '/Build ID/ {print $3}'", &out), 0);
+  ASSERT_EQ(shell("objcopy --only-keep-debug " + exe_ + " " + debug + " && strip --strip-all " + exe_, &out), 0) << out;
+  ASSERT_EQ(shell("readelf -n " + exe_ + " | awk '/Build ID/ {print $3}'", &out), 0);
   std::string id = out.substr(0, out.find('\n'));
   ASSERT_GT(id.size(), 2u);
   fs::path root = dir_ + "/debug-root";

@@ -1,6 +1,7 @@
 /* The fix makes handle() register itself as the next callback (squid's icpHandleUdp calls
- * Comm::SetSelect(fd, COMM_SELECT_READ, icpHandleUdp, ...) every time): the patch's `lea` of
- * handle would point into the patch, and the program keeps the pointer past a revert. */
+ * Comm::SetSelect(fd, COMM_SELECT_READ, icpHandleUdp, ...) every time). The patch must take
+ * the ORIGINAL handle's address ("handle,0"): a pointer into the patch would outlive a revert.
+ * -fPIC: the address is loaded from the GOT (R_X86_64_REX_GOTPCRELX against handle). */
 typedef int (*callback)(int);
 callback next;
 

@@ -1,0 +1,3 @@
+typedef int (*callback)(int);
+extern callback next_handler;
+int handle(int x);
