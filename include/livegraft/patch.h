@@ -58,6 +58,11 @@ extern "C" {
  * its author states that old and new versions may run in one call chain, and that a thread
  * still inside old code (or inside the patch after a revert) is harmless. */
 #define LIVEGRAFT_PATCH_IMMEDIATE (1u << 1)
+/* The patch's new code keeps the address of one of its own new functions (a callback it
+ * registers, a table): the program may still hold it after a revert, so a revert switches
+ * back but keeps the patch's code and data mapped for the life of the process (no destructors,
+ * its unwind info stays registered). `livegraft build` sets it when it sees such a reference. */
+#define LIVEGRAFT_PATCH_KEEP_CODE (1u << 2)
 
 /* One replaced function. 32 bytes. */
 struct livegraft_func {

@@ -235,6 +235,7 @@ json Agent::handle(protocol::Request request, int fd) noexcept {
 protocol::StatusResponse Agent::status() const {
   protocol::StatusResponse out;
   for (const auto& p : registry_.patches()) out.patches.push_back(patch_info(*p));
+  for (const auto& p : registry_.kept()) out.kept.push_back(patch_info(*p));
   for (const auto& [addr, f] : registry_.functions())
     out.functions.push_back({f.old_addr, f.stub.code, f.stub.slot, f.jump_addr, f.orig_bytes, f.stack});
   out.disabled = registry_.disabled();

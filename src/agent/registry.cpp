@@ -79,7 +79,11 @@ Result<Patch*> Registry::find_in(std::string_view name, TransitionKind kind) {
 }
 
 void Registry::drop_patch(const Patch* p) {
-  std::erase_if(patches_, [&](const auto& q) { return q.get() == p; });
+  // A patch whose new functions' addresses the program may keep (LIVEGRAFT_PATCH_KEEP_CODE)
+  // leaves the registry but stays mapped: a kept callback still runs.
+  for (auto& q : patches_)
+    if (q.get() == p && q->keep_code) kept_.push_back(std::move(q));
+  std::erase_if(patches_, [&](const auto& q) { return !q || q.get() == p; });
 }
 
 Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
@@ -116,6 +120,7 @@ Result<Plan> Registry::load(const LoadRequest& req, std::string* loaded_name) {
   patch->path = req.path;
   patch->object_name = req.object_name;
   patch->model = req.model;
+  patch->keep_code = (meta.flags & LIVEGRAFT_PATCH_KEEP_CODE) != 0;
   std::vector<bool> used(meta.funcs.size(), false);
   for (const auto& f : req.funcs) {
     size_t k = 0;

@@ -116,6 +116,7 @@ struct Patch {
   Model model = Model::stop_the_world;  // how it was applied
   std::vector<RemoteRange> thunks;      // switch thunks that lead into this patch's code
   bool generation = false;              // stop-the-world: switched by a generation word (and reverted so)
+  bool keep_code = false;               // LIVEGRAFT_PATCH_KEEP_CODE: never unmapped once loaded
 };
 
 struct FuncEntry {
@@ -194,6 +195,8 @@ class Registry {
   Result<void> mark_forced(std::string_view name);
 
   const std::vector<std::unique_ptr<Patch>>& patches() const { return patches_; }
+  // Reverted (or forced away) patches whose code stays mapped.
+  const std::vector<std::unique_ptr<Patch>>& kept() const { return kept_; }
   const std::map<uint64_t, FuncEntry>& functions() const { return funcs_; }
   const std::optional<Transition>& transition() const { return transition_; }
   const Patch* find(std::string_view name) const;
@@ -241,7 +244,8 @@ class Registry {
   std::optional<Transition> transition_;
   std::optional<std::string> disabled_;
   CodeArena arena_;
-  std::vector<std::unique_ptr<Patch>> kept_;  // unloaded after a forced transition: never unmapped
+  // Unloaded after a forced transition, or flagged LIVEGRAFT_PATCH_KEEP_CODE: never unmapped.
+  std::vector<std::unique_ptr<Patch>> kept_;
   uint64_t next_transition_id_ = 0;
 
   // Pieces that left the hot path, waiting for a grace period (docs/consistency.md, "Memory").

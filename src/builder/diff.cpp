@@ -132,12 +132,14 @@ void check_new_exceptions(const Object& orig, const Object& patched, const std::
 // Where the patch keeps the address of a function it replaces (squid's icpHandleUdp registers
 // itself with its event loop on every call): the emitted reference is to the original, so the
 // pointer the program keeps outlives a revert (it crashed at the first request after one, on
-// squid CVE-2026-33515, when it led into the patch).
+// squid CVE-2026-33515, when it led into the patch). A kept address of a NEW function has no
+// original: the patch then keeps its code mapped after a revert (kept_new).
 void find_kept_addresses(DiffResult& r) {
   for (size_t index : r.inclusion.sections) {
     const Section& sec = r.patched->sections[index];
     for (const Relocation& rel : sec.relocations) {
-      const Symbol* f = kept_address_of_replaced(*r.patched, sec, rel, r.inclusion.replaced);
+      if (const Symbol* g = kept_address_of(*r.patched, sec, rel, r.inclusion.added_functions)) r.kept_new.insert(g->name);
+      const Symbol* f = kept_address_of(*r.patched, sec, rel, r.inclusion.replaced);
       if (!f) continue;
       const std::string& name = f->twin ? f->twin->name : f->name;
       uint64_t sympos = 0;

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,9 @@ struct DiffResult {
   // livegraft_sym, N may be 0): while the patch is applied its entry leads to the newest
   // version, and after a revert it is the original again, never freed code (emit.h).
   std::map<std::string, uint64_t> originals;
+  // NEW functions whose address the patch's code or data keeps: the program may hold it after
+  // a revert, so the patch is flagged LIVEGRAFT_PATCH_KEEP_CODE (its code stays mapped).
+  std::set<std::string> kept_new;
   std::vector<std::string> warnings;
   // Wall time of each pass (load, correlate, compare, include, verify), seconds.
   std::vector<std::pair<std::string, double>> timings;

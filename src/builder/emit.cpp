@@ -343,7 +343,7 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
       if (f->bind != STB_LOCAL) replaced_globals[out_name(*f)] = {out_name(*f), sympos_of(pi, *f)};
   auto kept_original = [&](size_t pi, const Section& from, const Relocation& r) -> std::optional<size_t> {
     const Object& obj = *parts[pi]->patched;
-    if (const Symbol* f = kept_address_of_replaced(obj, from, r, parts[pi]->inclusion.replaced))
+    if (const Symbol* f = kept_address_of(obj, from, r, parts[pi]->inclusion.replaced))
       return bound_symbol(out_name(*f), sympos_of(pi, *f));
     const Symbol& raw = obj.symbols[r.symbol];
     const int64_t at = r.addend + (is_pc_relative(r.type) && r.addend == -4 ? 4 : 0);
@@ -450,6 +450,8 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
   root.size = sizeof(livegraft_patch);
   root.nr_objects = 1;
   root.flags = meta.immediate ? LIVEGRAFT_PATCH_IMMEDIATE : 0;
+  for (const DiffResult* p : parts)
+    if (!p->kept_new.empty()) root.flags |= LIVEGRAFT_PATCH_KEEP_CODE;
   std::vector<uint8_t>& rd = w.section(root_out).data;
   rd.resize(sizeof root);
   std::memcpy(rd.data(), &root, sizeof root);

@@ -627,6 +627,7 @@ Result<ProjectBuildResult> build_project_patch(const ProjectBuildOptions& option
     for (const auto& w : r.warnings) result.warnings.push_back(rel + ": " + w);
     for (const auto& l : r.line_only) result.line_only.push_back(l);
     result.originals.insert(r.originals.begin(), r.originals.end());
+    result.kept_new.insert(r.kept_new.begin(), r.kept_new.end());
     if (r.functions.empty()) continue;
     progress(fmt::format("{}: {} function(s) changed or new", rel, r.functions.size()));
     result.changed_files.push_back(rel);

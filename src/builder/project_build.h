@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,7 @@ struct ProjectBuildResult {
   std::vector<FunctionChange> functions;    // across all of them
   std::vector<std::string> line_only;       // functions that differ only in __LINE__ values
   std::map<std::string, uint64_t> originals; // replaced functions whose kept address is the original's
+  std::set<std::string> kept_new;            // new functions whose address is kept (LIVEGRAFT_PATCH_KEEP_CODE)
   std::vector<TypeLayoutChange> type_changes;
   size_t line_directives = 0;               // #line directives inserted into the fixed sources
   std::vector<std::string> warnings;

@@ -16,6 +16,7 @@ std::string format_text(const DiffResult& r) {
   for (const auto& [name, sympos] : r.bound) out += fmt::format("BOUND {} (sympos {})\n", name, sympos);
   for (const auto& [name, sympos] : r.originals)
     out += sympos ? fmt::format("ORIGINAL {} (sympos {})\n", name, sympos) : fmt::format("ORIGINAL {}\n", name);
+  for (const std::string& k : r.kept_new) out += fmt::format("KEPT {}\n", k);
   for (const std::string& l : r.line_only) out += fmt::format("LINE-ONLY {}\n", l);
   for (const std::string& w : r.warnings) out += fmt::format("warning: {}\n", w);
   return out;
@@ -33,6 +34,7 @@ nlohmann::json to_json(const DiffResult& r) {
   for (const auto& [name, sympos] : r.bound) j["bound"].push_back({{"name", name}, {"sympos", sympos}});
   j["originals"] = nlohmann::json::array();
   for (const auto& [name, sympos] : r.originals) j["originals"].push_back({{"name", name}, {"sympos", sympos}});
+  j["kept_new"] = r.kept_new;
   j["warnings"] = r.warnings;
   return j;
 }

@@ -126,14 +126,14 @@ bool is_branch_relocation(const Section& sec, const Relocation& r) {
   return op == 0xe8 || op == 0xe9 || (prefix == 0x0f && op >= 0x80 && op <= 0x8f);  // call, jmp, jcc rel32
 }
 
-const Symbol* kept_address_of_replaced(const Object& patched, const Section& sec, const Relocation& r,
-                                       const std::vector<const Symbol*>& replaced) {
-  if (replaced.empty() || is_branch_relocation(sec, r)) return nullptr;
+const Symbol* kept_address_of(const Object& patched, const Section& sec, const Relocation& r,
+                              const std::vector<const Symbol*>& functions) {
+  if (functions.empty() || is_branch_relocation(sec, r)) return nullptr;
   RelocTarget t = resolve_target(patched, r);
   if (t.kind != TargetKind::symbol || !t.symbol || !t.symbol->defined()) return nullptr;
   const int64_t at = t.addend + (is_pc_relative(r.type) && t.addend == -4 ? 4 : 0);
   if (at != 0) return nullptr;
-  for (const Symbol* f : replaced)
+  for (const Symbol* f : functions)
     if (f == t.symbol || (t.symbol->shndx == f->shndx && t.symbol->value == f->value &&
                           (t.symbol->type == STT_FUNC || t.symbol->type == STT_NOTYPE)))
       return f;

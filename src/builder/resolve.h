@@ -40,13 +40,13 @@ std::string compare_name(const Symbol& sym);
 // rather than keeping its address.
 bool is_branch_relocation(const Section& sec, const Relocation& r);
 
-// The function of `replaced` (CHANGED functions, symbols of `patched`) whose entry address `r`
-// takes to keep it -- a `lea` of a callback, a GOT load, a function pointer in data -- rather
+// The function of `functions` (CHANGED or NEW functions, symbols of `patched`) whose entry
+// address `r` takes to keep it -- a `lea` of a callback, a GOT load, a function pointer in data -- rather
 // than to call or jump to it; nullptr otherwise. GCC's aliases of a function (f.localalias, a
 // section symbol plus offset) count as the function. A reference inside a function (a jump
 // table's label) is the patch's own code, not a kept address.
-const Symbol* kept_address_of_replaced(const Object& patched, const Section& sec, const Relocation& r,
-                                       const std::vector<const Symbol*>& replaced);
+const Symbol* kept_address_of(const Object& patched, const Section& sec, const Relocation& r,
+                              const std::vector<const Symbol*>& functions);
 
 // True when a defined object is anonymous read-only data that is compared by content.
 bool is_content_keyed(const Object& obj, const Symbol& sym);

@@ -77,6 +77,7 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
           {{"name", f.name}, {"status", builder::to_string(f.status)}, {"sympos", f.sympos}, {"reasons", f.reasons}});
     j["originals"] = nlohmann::json::array();
     for (const auto& [name, sympos] : r->originals) j["originals"].push_back({{"name", name}, {"sympos", sympos}});
+    j["kept_new"] = r->kept_new;
     j["warnings"] = r->warnings;
     j["timings"] = nlohmann::json::array();
     for (const auto& t : r->timings) {
@@ -94,6 +95,9 @@ void add_build_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
       std::cout << "ORIGINAL " << name << (sympos ? fmt::format(" (sympos {})", sympos) : "")
                 << "\n  the new code keeps its address: bound to the original " << name
                 << ", whose entry leads to the newest version (valid after a revert)\n";
+    for (const auto& name : r->kept_new)
+      std::cout << "KEPT " << name << "\n  the new code keeps the address of this new function: the patch's code stays "
+                   "mapped after a revert (LIVEGRAFT_PATCH_KEEP_CODE), so a pointer the program holds still runs\n";
     for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
     std::cout << "wrote " << opts->output_path << "\n";
   });

@@ -438,7 +438,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   // 3. Switch under stop-the-world.
   say(options, "switching (stop-the-world)");
   GraceWatch grace = GraceWatch::from_status(now);
-  LG_TRY(auto stats, switch_world(pid, now.patches, check, writes, options,
+  LG_TRY(auto stats, switch_world(pid, now.mapped_patches(), check, writes, options,
                                   fmt::format("the stop-the-world apply of patch '{}'", plan.patch.name), &grace));
   abort_load.dismiss();  // the jumps are live: never unload the patch from here on
   if (auto c = agent.call(protocol::CommitRequest{plan.patch.name}); !c)
@@ -499,7 +499,7 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   const auto& check = prep.plan.check;
   say(options, "switching back (stop-the-world)");
   GraceWatch grace = GraceWatch::from_status(status);
-  LG_TRY(auto stats, switch_world(pid, status.patches, check, writes, options,
+  LG_TRY(auto stats, switch_world(pid, status.mapped_patches(), check, writes, options,
                                   fmt::format("the stop-the-world revert of patch '{}'", patch_name), &grace));
   cancel.dismiss();  // the original code is live again: never cancel from here on
   if (auto f = client->call(protocol::FinishRevertRequest{patch_name}); !f)

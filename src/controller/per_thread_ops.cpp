@@ -281,7 +281,7 @@ Result<nlohmann::json> apply_per_thread(pid_t pid, const std::string& abs_path, 
   LG_TRY(auto info, pt_info(loaded.plan));
   LG_TRY(auto now, agent.status());
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, now.patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, now.mapped_patches()));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
@@ -329,7 +329,7 @@ Result<nlohmann::json> revert_per_thread(pid_t pid, const std::string& patch_nam
   LG_TRY(auto prep, agent.call(protocol::PrepareRevertRequest{patch_name, protocol::Model::per_thread}));
   LG_TRY(auto info, pt_info(prep.plan));
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.mapped_patches()));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
@@ -367,7 +367,7 @@ Result<std::optional<nlohmann::json>> handle_transition_in_progress(pid_t pid, A
   PtInfo info = pt_info_from_status(*pt);
   // Seizing first makes sure no other controller drives it (ptrace admits one tracer).
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.mapped_patches()));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
@@ -413,7 +413,7 @@ Result<nlohmann::json> force_per_thread(pid_t pid, AgentClient& agent, const pro
                              patch, pid),
                  0, fmt::format("`livegraft {} {} ...` continues it; force it after that if it still waits", protocol::to_string(status.transition->kind), pid));
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.mapped_patches()));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   SigtrapScope sigtrap(pid, *process, agent);
@@ -435,7 +435,7 @@ Result<void> survey_transition(pid_t pid, const protocol::StatusResponse& status
   if (!pt) return ok_result();
   PtInfo info = pt_info_from_status(*pt);
   LG_TRY(auto process, Process::seize(pid));
-  LG_TRY(auto unwinder, unwinder_for(pid, status.patches));
+  LG_TRY(auto unwinder, unwinder_for(pid, status.mapped_patches()));
   PerThreadSwitcher sw(*process, *unwinder);
   ScopeGuard detach([&] { sw.detach(); });
   SwitchGoal goal = goal_of(info, {}, false);

@@ -270,7 +270,7 @@ class PatchReader {
                  "livegraft_patch)",
                  sec, root->size, size, version, sizeof(livegraft_patch));
     LG_TRY(out.flags, read_int<uint32_t>(rs, offsetof(livegraft_patch, flags), "livegraft_patch.flags"));
-    constexpr uint32_t kKnownFlags = LIVEGRAFT_PATCH_REPLACE | LIVEGRAFT_PATCH_IMMEDIATE;
+    constexpr uint32_t kKnownFlags = LIVEGRAFT_PATCH_REPLACE | LIVEGRAFT_PATCH_IMMEDIATE | LIVEGRAFT_PATCH_KEEP_CODE;
     if (out.flags & ~kKnownFlags) return bad("unknown patch flags {:#x}", out.flags & ~kKnownFlags);
     if (out.flags & LIVEGRAFT_PATCH_REPLACE)
       return Error(ErrorKind::unsupported,

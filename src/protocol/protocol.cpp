@@ -672,6 +672,11 @@ json encode(const StatusResponse& r) {
   json out = ok_json();
   out["disabled"] = nullable(r.disabled);
   out["patches"] = std::move(patches);
+  if (!r.kept.empty()) {
+    json kept = json::array();
+    for (const auto& p : r.kept) kept.push_back(encode(p));
+    out["kept"] = std::move(kept);
+  }
   out["functions"] = std::move(funcs);
   out["transition"] = r.transition ? encode(*r.transition) : json(nullptr);
   out["trap_redirects"] = r.trap_redirects;
@@ -710,6 +715,12 @@ const PatchInfo* StatusResponse::find_patch(std::string_view name) const {
   for (const auto& p : patches)
     if (p.name == name) return &p;
   return nullptr;
+}
+
+std::vector<PatchInfo> StatusResponse::mapped_patches() const {
+  std::vector<PatchInfo> all = patches;
+  all.insert(all.end(), kept.begin(), kept.end());
+  return all;
 }
 
 std::optional<int> response_version(const json& j) noexcept {
@@ -772,6 +783,8 @@ Result<StatusResponse> decode_status(const json& j) noexcept {
     r.disabled = d.nullable_str(j, "", "disabled");
     if (const json* ps = d.array(j, "", "patches"))
       for (size_t i = 0; i < ps->size() && !d.failed(); ++i) r.patches.push_back(decode_patch_info(d, (*ps)[i], Decoder::index("patches", i)));
+    if (const json* ks = d.array(j, "", "kept", false))
+      for (size_t i = 0; i < ks->size() && !d.failed(); ++i) r.kept.push_back(decode_patch_info(d, (*ks)[i], Decoder::index("kept", i)));
     if (const json* fs = d.array(j, "", "functions")) {
       for (size_t i = 0; i < fs->size() && !d.failed(); ++i) {
         std::string at = Decoder::index("functions", i);

@@ -240,11 +240,17 @@ struct ArenaInfo {
 struct StatusResponse {
   std::optional<std::string> disabled;
   std::vector<PatchInfo> patches;
+  // Reverted patches whose code stays mapped (LIVEGRAFT_PATCH_KEEP_CODE, or a forced
+  // transition): no longer applied, but a thread may run their code (a kept callback), so the
+  // unwinder needs their regions and CFI. Optional ("kept"), absent from older agents.
+  std::vector<PatchInfo> kept;
   std::vector<FunctionInfo> functions;
   std::optional<TransitionInfo> transition;
   uint64_t trap_redirects = 0;
   std::optional<ArenaInfo> arena;  // absent from an agent that does not report it
   const PatchInfo* find_patch(std::string_view name) const;
+  // patches and kept: every patch whose code is mapped (for the unwinder).
+  std::vector<PatchInfo> mapped_patches() const;
 };
 
 struct MemWrite {  // verify [old_bytes] at [addr], then write [new_bytes]

@@ -14,7 +14,9 @@
 //                            reference bound to one of several definitions in the target,
 //                            which the emitted patch must carry as a livegraft_sym entry
 //                            "counter,2"; "ORIGINAL f": the patch keeps f's address, bound to
-//                            the original f, "f,0" or "f,N"); lines "EXTERNAL name" must be among
+//                            the original f, "f,0" or "f,N"; "KEPT g": the patch keeps the
+//                            address of its NEW function g, flagged LIVEGRAFT_PATCH_KEEP_CODE);
+//                            lines "EXTERNAL name" must be among
 //                            the names left to the loader; "REASON f text": one of the reasons
 //                            given for CHANGED f (the indented "  because it ..." lines) starts
 //                            with text; an empty file = nothing to patch
@@ -229,13 +231,15 @@ TEST_P(Golden, DiffMatchesExpectation) {
   EXPECT_EQ(bound_got, bound_want);
   EXPECT_EQ(patch->version, LIVEGRAFT_LAYOUT_VERSION);
   // `livegraft build --immediate-ok`: the root's flags carry LIVEGRAFT_PATCH_IMMEDIATE.
-  EXPECT_EQ(patch->flags, 0u);
+  // A kept address of a NEW function: LIVEGRAFT_PATCH_KEEP_CODE.
+  const uint32_t keep = result->kept_new.empty() ? 0u : static_cast<uint32_t>(LIVEGRAFT_PATCH_KEEP_CODE);
+  EXPECT_EQ(patch->flags, keep);
   PatchMetadata immediate = meta;
   immediate.immediate = true;
   ASSERT_TRUE(emit_patch_object({&*result}, immediate, (work / "immediate.o").string()).ok());
   auto imm = lg::read_patch_object((work / "immediate.o").string());
   ASSERT_TRUE(imm.ok()) << imm.error().describe();
-  EXPECT_EQ(imm->flags, static_cast<uint32_t>(LIVEGRAFT_PATCH_IMMEDIATE));
+  EXPECT_EQ(imm->flags, static_cast<uint32_t>(LIVEGRAFT_PATCH_IMMEDIATE) | keep);
 #endif
 }
 

@@ -65,6 +65,39 @@ TEST_P(KeptAddress, CallbackRegisteredByTheFixIsTheOriginalAndOutlivesTheRevert)
   EXPECT_EQ(t.ask("x"), "43 original");
 }
 
+// The fix registers a NEW function (tests/e2e/patches/callback_new.diff): there is no original
+// to bind to, so the patch is flagged LIVEGRAFT_PATCH_KEEP_CODE and a revert keeps its code
+// mapped. The program still holds the new handler after the revert and calls it: it answers
+// (the fixed handler's answer), where an unmapped patch would kill it with SIGSEGV.
+TEST_P(KeptAddress, NewFunctionRegisteredByTheFixStaysMappedAfterTheRevert) {
+  Target t(src_ + "/callback_self");
+  EXPECT_EQ(t.ask("x"), "42 original");
+  const std::string fix = dir_ + "/fix.o";
+  CliRun b = livegraft({"build", "--source", src_, "--diff",
+                        std::string(LG_SOURCE_DIR) + "/tests/e2e/patches/callback_new.diff", "--target",
+                        "/proc/" + std::to_string(t.pid()) + "/exe", "-o", fix, "--json"});
+  ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
+  ASSERT_TRUE(b.json.is_object()) << b.out;
+  EXPECT_EQ(b.json["kept_new"], nlohmann::json::array({"handle_checked"})) << b.out;
+
+  CliRun a = livegraft({"apply", std::to_string(t.pid()), fix, "--model", GetParam()});
+  ASSERT_EQ(a.exit_code, 0) << a.out << a.err;
+  EXPECT_EQ(t.ask("x"), "42 elsewhere");  // the new handle registered handle_checked
+  EXPECT_EQ(t.ask("x"), "43 elsewhere");  // which answers
+  CliRun r = livegraft({"revert", std::to_string(t.pid()), "fix", "--model", GetParam()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  CliRun s = livegraft({"--json", "status", std::to_string(t.pid())});
+  ASSERT_EQ(s.exit_code, 0) << s.out << s.err;
+  EXPECT_TRUE(s.json["patches"].empty()) << s.out;
+  // Still mapped: the agent keeps it and lists it, with its regions, for the unwinder.
+  ASSERT_TRUE(s.json["kept"].is_array()) << s.out;
+  ASSERT_EQ(s.json["kept"].size(), 1u) << s.out;
+  EXPECT_EQ(s.json["kept"][0]["name"], "fix") << s.out;
+  EXPECT_FALSE(s.json["kept"][0]["regions"].empty()) << s.out;
+  EXPECT_EQ(t.ask("x"), "43 elsewhere");  // the kept pointer still runs
+  EXPECT_TRUE(t.alive());
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, KeptAddress, ::testing::Values("per-thread", "stop-the-world"),
                          [](const auto& info) {
                            std::string n = info.param;

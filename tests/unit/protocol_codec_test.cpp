@@ -299,6 +299,23 @@ TEST(ProtocolCodec, ResponsesRoundTrip) {
   EXPECT_EQ(ab->arena->retired_upto, 9u);
   EXPECT_EQ(ab->arena->retired_ranges.size(), 1u);
   EXPECT_FALSE(decode_status(sj)->arena);
+  // Reverted patches whose code stays mapped ("kept"): optional, and the unwinder's patches are
+  // the applied ones and these.
+  EXPECT_FALSE(sj.contains("kept"));
+  EXPECT_TRUE(decode_status(sj)->kept.empty());
+  PatchInfo gone = p;
+  gone.name = "old-fix";
+  s.kept = {gone};
+  json kj = encode(s);
+  auto kb = decode_status(kj);
+  ASSERT_TRUE(kb.ok()) << kb.error().message;
+  EXPECT_EQ(encode(*kb), kj);
+  ASSERT_EQ(kb->kept.size(), 1u);
+  EXPECT_EQ(kb->find_patch("old-fix"), nullptr);  // not applied
+  ASSERT_EQ(kb->mapped_patches().size(), 2u);
+  EXPECT_EQ(kb->mapped_patches()[1].name, "old-fix");
+  kj["kept"] = 5;
+  EXPECT_FALSE(decode_status(kj).ok());
   auto rb = decode_reclaim(encode(ReclaimResponse{64, 9}));
   ASSERT_TRUE(rb.ok()) << rb.error().message;
   EXPECT_EQ(rb->freed, 64u);
