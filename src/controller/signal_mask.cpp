@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -128,9 +129,10 @@ Result<void> SigtrapUnblock::begin(const std::vector<BlockingThread>& threads, s
                                b.tid, b.name, process_.pid()),
                    0, "use --model stop-the-world for this process (it writes while every thread is stopped, with no int3)");
     }
-    Result<void> set = !mask ? Result<void>(mask.error()) : !stale ? Result<void>(stale.error())
-                       : *mask & trap                     ? process_.set_sigmask(b.tid, *mask & ~trap)
-                                                          : ok_result();
+    Result<void> set = ok_result();
+    if (!mask) set = Result<void>(mask.error());
+    else if (!stale) set = Result<void>(stale.error());
+    else if (*mask & trap) set = process_.set_sigmask(b.tid, *mask & ~trap);
     if (set && (*mask & trap)) changed_.push_back({b.tid, *mask, *mask & ~trap});
     auto resumed = process_.resume_thread(b.tid);
     if (!set || !resumed) {
@@ -158,6 +160,10 @@ void SigtrapUnblock::restore() {
         // A trap that cannot be taken leaves SIGTRAP unblocked: the safe side.
         settled = true;
         if (take_pending_trap(c.tid)) (void)process_.set_sigmask(c.tid, c.original);
+        else
+          std::cerr << fmt::format("livegraft: warning: SIGTRAP stays unblocked in thread {} of process {}: a breakpoint trap queued "
+                                   "for it could not be taken first (blocked, it would kill the process later)\n",
+                                   c.tid, process_.pid());
       }
       (void)process_.resume_thread(c.tid);
       if (settled) break;
