@@ -38,22 +38,24 @@ std::string describe_threads(const std::vector<BlockingThread>& threads);
 
 // For `op` ("apply", "revert") with the immediate model, which writes its int3s before it holds
 // any thread: refused (unsafe) when a thread blocks SIGTRAP, with the threads named and a hint
-// for the other models. Best effort: a thread may block it later.
+// for the other models. Best effort: a thread may block it later. Other models: nothing.
 Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op);
 
 // The per-thread model's way through: while its int3s are in place, the threads that block
 // SIGTRAP have it unblocked (each stopped alone for it, PTRACE_SETSIGMASK), so a thread that
 // meets one reaches the agent's handler. restore() blocks it again, in each thread whose mask
-// is still the one set here (a thread that set its own since keeps it), once no int3 is left;
-// a transition left with its int3s (--on-timeout keep, a controller killed) leaves SIGTRAP
-// unblocked, the safe side. Not covered: a thread that blocks SIGTRAP again itself, or is born
-// with it blocked, while the int3s are in place (docs/consistency.md).
+// is still the one set here (a thread that set its own since keeps it), once no int3 is left,
+// after taking a breakpoint trap still queued for it (take_pending_trap); a transition left
+// with its int3s (--on-timeout keep, a controller killed) leaves SIGTRAP unblocked, the safe
+// side. Not covered: a thread that blocks SIGTRAP again itself, or is born with it blocked,
+// while the int3s are in place (docs/consistency.md).
 class SigtrapUnblock {
  public:
   explicit SigtrapUnblock(Process& process) : process_(process) {}
   SigtrapUnblock(const SigtrapUnblock&) = delete;
   SigtrapUnblock& operator=(const SigtrapUnblock&) = delete;
   // Unblocks SIGTRAP in [threads], one stopped at a time; on error every change is undone.
+  // Refused (unsafe) when such a thread already has a breakpoint trap queued behind its mask.
   Result<void> begin(const std::vector<BlockingThread>& threads, std::chrono::milliseconds timeout);
   void restore();
   // The threads whose mask was changed and not yet restored.
@@ -64,6 +66,9 @@ class SigtrapUnblock {
     pid_t tid;
     uint64_t original, set;
   };
+  // Takes a breakpoint trap queued for the stopped thread [tid] (its SIGTRAP unblocked) before
+  // SIGTRAP is blocked again; false if one may be left.
+  bool take_pending_trap(pid_t tid);
   Process& process_;
   std::vector<Changed> changed_;
 };

@@ -80,6 +80,16 @@ class Process {
   // PTRACE_SETSIGMASK, src/process/sigmask.cpp).
   Result<uint64_t> get_sigmask(pid_t tid) const;
   Result<void> set_sigmask(pid_t tid, uint64_t mask);
+  // Whether a SIGTRAP raised by the kernel for an int3 the thread executed (SI_KERNEL) waits in
+  // the private signal queue of a thread stopped by us (PTRACE_PEEKSIGINFO). A thread stopped by
+  // PTRACE_INTERRUPT just as it executed one is in that state: the kernel reports the interrupt
+  // stop before it dequeues the trap, with rip one past the int3 (sigmask.cpp).
+  Result<bool> kernel_sigtrap_pending(pid_t tid) const;
+  // Takes that SIGTRAP out of the queue of a stopped thread that does not block SIGTRAP: the
+  // thread is let go with no interrupt asked, the kernel dequeues the trap first and reports its
+  // signal-delivery-stop, where rip goes back onto the int3's address and the signal is
+  // suppressed (thread_control.cpp, 7.), and the thread stops again right after.
+  Result<void> take_pending_sigtrap(pid_t tid, std::chrono::milliseconds timeout);
 
   // Memory through /proc/PID/mem (works on read-only text too, as ptrace does).
   Result<void> read_memory(RemoteAddr addr, std::span<uint8_t> out) const;

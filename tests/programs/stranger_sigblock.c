@@ -5,7 +5,9 @@
  * mask and serves the test.
  * A thread that executes an int3 while SIGTRAP is blocked is not given to a handler: the kernel
  * resets SIGTRAP to its default action (core dump) for the whole process (force_sig_info).
- *   "c" waits for a fresh result of a worker and prints it; "q" quits. */
+ *   "c" waits for a fresh result of a worker and prints it; "q" quits.
+ *   "t" executes an int3 in the main thread and prints "trapped" (only under a tracer that takes
+ *   the trap: e2e.StrangerSigtrap.ThreadWithATrapQueuedBehindItsMask...). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -48,6 +50,9 @@ int main(void) {
       while (atomic_load(&calls) < seen + 2) {
       }
       printf("%d\n", atomic_load(&last));
+    } else if (line[0] == 't') {
+      __asm__ volatile("int3");
+      printf("trapped\n");
     } else if (line[0] == 'q') {
       break;
     }
