@@ -230,7 +230,7 @@ PY
     under_load=
     if [ -n "$load_pid" ]; then
       kill -TERM $load_pid
-      wait $load_pid || { echo "wrong answers under load: $(tail -n 1 "$w/load.log" | oneline 400)" >"$w/result"; exit 1; }
+      wait $load_pid || { echo "under load, a wrong or failed answer: $(tail -n 1 "$w/load.log" | oneline 400)" >"$w/result"; exit 1; }
       under_load=" under load ($(grep -o '[0-9]* requests' "$w/load.log"), none wrong)"
       load_pid=
     fi
