@@ -13,6 +13,8 @@ was wrong, a request failed, an apply or revert failed or the server died. BUILD
 build (default build/ of the repository)."""
 import importlib.util, os, re, subprocess, sys, threading, time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.abspath(os.path.join(here, "..", "..", ".."))
 spec = importlib.util.spec_from_file_location("mc", os.path.join(here, "memcached-client.py"))
