@@ -190,23 +190,49 @@ PY
       echo "build refused: $(echo "$msg" | oneline)" >"$w/result"
       exit 1
     fi
+    # A case that defines probe_load (a load generator: requests over loopback, answers classified
+    # by VULNERABLE and FIXED) has it run during the apply and the revert, so that the transition
+    # happens on busy threads. It is told each step with a signal, SIGRTMIN+1 applied, +2 reverting,
+    # +3 reverted (one each: two steps in quick succession cannot merge into one),
+    # stopped with SIGTERM, and fails the case (exit status) for a wrong or failed answer (it runs
+    # in a subshell of its own: it must exec the generator, so that the signals reach it).
+    load_pid=
+    if declare -F probe_load >/dev/null; then
+      rm -f "$w/load.ready"
+      probe_load >"$w/load.log" 2>&1 &
+      load_pid=$!
+      trap 'stop_probe; [ -z "$load_pid" ] || kill -9 $load_pid 2>/dev/null' EXIT
+      for _ in $(seq 300); do [ -f "$w/load.ready" ] || ! kill -0 $load_pid 2>/dev/null && break; sleep 0.1; done
+      [ -f "$w/load.ready" ] || { echo "the load generator did not start: $(tail -n 1 "$w/load.log" | oneline)" >"$w/result"; kill $load_pid 2>/dev/null; exit 1; }
+    fi
+    load_step() { [ -z "$load_pid" ] || kill -s "RTMIN+$1" $load_pid; }
     # LIVEGRAFT_APPLY_ARGS: a case's own apply/revert options (e.g. --allow-stack-switching, with why).
     if ! "$livegraft" apply "$probe_pid" "$w/fix.o" --agent "$agent" ${LIVEGRAFT_APPLY_ARGS[@]+"${LIVEGRAFT_APPLY_ARGS[@]}"} >"$w/apply.log" 2>&1; then
       echo "apply refused: $(grep -v '^$' "$w/apply.log" | head -n 4 | oneline)" >"$w/result"
       exit 1
     fi
+    load_step 1
     after=$(ask)
     echo "after apply: $after" >>"$w/answers"
     if ! [[ $after =~ $FIXED ]]; then
       echo "applied, but the fix is not observed (answer: $after)" >"$w/result"
       exit 1
     fi
+    load_step 2
     "$livegraft" revert "$probe_pid" fix ${LIVEGRAFT_APPLY_ARGS[@]+"${LIVEGRAFT_APPLY_ARGS[@]}"} >"$w/revert.log" 2>&1 || { echo "revert failed: $(head -n 3 "$w/revert.log" | oneline)" >"$w/result"; exit 1; }
+    load_step 3
     reverted=$(ask)
     echo "after revert: $reverted" >>"$w/answers"
     if ! [[ $reverted =~ $VULNERABLE ]]; then
       echo "reverted, but the old behaviour is not back (answer: $reverted)" >"$w/result"
       exit 1
+    fi
+    under_load=
+    if [ -n "$load_pid" ]; then
+      kill -TERM $load_pid
+      wait $load_pid || { echo "under load, a wrong or failed answer: $(tail -n 1 "$w/load.log" | oneline 400)" >"$w/result"; exit 1; }
+      under_load=" under load ($(grep -o '[0-9]* requests' "$w/load.log"), none wrong)"
+      load_pid=
     fi
     stop_probe
     # The project's own incremental rebuild of the fix, for comparison: in the vulnerable tree
@@ -218,7 +244,7 @@ PY
     CCACHE_DISABLE=1 incremental_build >"$w/incremental.log" 2>&1
     t1=$(now)
     elapsed "$t0" "$t1" >"$w/incremental_seconds"
-    echo "patched live; fix observed, reverted" >"$w/result"
+    echo "patched live${under_load}; fix observed, reverted" >"$w/result"
     exit 0
   )
   status=$?
