@@ -127,7 +127,7 @@ Error injection_departure_error(const Process& process, const std::string& libra
 
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
-                            std::chrono::milliseconds timeout) {
+                            std::chrono::milliseconds timeout, std::chrono::milliseconds call_timeout) {
   const pid_t pid = process.pid();
   if (library_path.empty() || library_path[0] != '/')
     return make_error(ErrorKind::invalid_argument, "library path '{}' must be absolute (the target's cwd is not ours)",
@@ -152,7 +152,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
     for (pid_t tid : process.threads()) {
       auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (remaining.count() <= 0) break;
-      auto stopped = ThreadStopScope::stop(process, tid, std::min(remaining, std::chrono::milliseconds(1000)));
+      auto stopped = ThreadStopScope::stop(process, tid, std::min(call_timeout, std::chrono::milliseconds(1000)));
       if (!stopped) {
         if (stopped.error().kind == ErrorKind::thread_died) {
           if (auto gone = departed()) return *gone;
@@ -185,7 +185,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
         last_refusal = fmt::format("thread {} at pc {:#x}", tid, regs->rip);
         continue;
       }
-      auto loaded = dlopen_in(process, tid, fns, library_path, remaining);
+      auto loaded = dlopen_in(process, tid, fns, library_path, call_timeout);
       kill_point("inject.dlopen_done");
       auto resumed = stopped->resume();
       if (!loaded || !resumed)
