@@ -43,7 +43,8 @@ inline void add_timeout_option(CLI::App* cmd, double& seconds, const char* what)
 constexpr double kDefaultAgentTimeoutSeconds = 10;
 
 inline void add_agent_timeout_option(CLI::App* cmd, double& seconds) {
-  cmd->add_option("--agent-timeout", seconds, "Seconds to wait for the agent at each step: connecting, each answer, and an injection's dlopen")
+  cmd->add_option("--agent-timeout", seconds,
+                  "Seconds to wait for the agent at each step: connecting, each answer, and an injection's dlopen")
       ->default_val(kDefaultAgentTimeoutSeconds)
       ->check(CLI::Validator([](std::string& s) { return check_timeout(s, "--agent-timeout"); }, "SECONDS", "timeout"));
 }
