@@ -58,13 +58,6 @@ int main(void) {
   if (pipe(gate) != 0) return 1;
   private_stack = mmap(NULL, 256 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (private_stack == MAP_FAILED) return 1;
-  char line[64];
-  target_ready();
-  while (fgets(line, sizeof line, stdin)) {
-    enum pt_command done = pt_pair_command(line[0]);
-    if (done == PT_SILENT) continue;
-    if (done == PT_OTHER && line[0] == 'q') break;
-    fflush(stdout);
-  }
+  pt_command_loop(NULL);
   return 0;
 }

@@ -43,6 +43,23 @@ static void* on_signal(void* arg) {
   return NULL;
 }
 
+static enum pt_command exec_command(const char* line) {
+  pthread_t t;
+  switch (line[0]) {
+    case 'g':
+      printf("%d\n", generation);
+      return PT_ANSWERED;
+    case 'e':
+      run_again();
+      return PT_ANSWERED;
+    case 'E':
+      pthread_create(&t, NULL, exec_thread, NULL);
+      pthread_detach(t);
+      return PT_SILENT; /* the new image says "ready" */
+  }
+  return PT_OTHER;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1) generation = atoi(argv[1]);
   ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -55,25 +72,6 @@ int main(int argc, char** argv) {
   pthread_t t;
   if (pthread_create(&t, NULL, on_signal, &usr1) != 0) return 1;
   pthread_detach(t);
-  char line[64];
-  target_ready();
-  while (fgets(line, sizeof line, stdin)) {
-    enum pt_command done = pt_pair_command(line[0]);
-    if (done == PT_SILENT) continue;
-    if (done == PT_OTHER) {
-      if (line[0] == 'g') {
-        printf("%d\n", generation);
-      } else if (line[0] == 'e') {
-        run_again();
-      } else if (line[0] == 'E') {
-        pthread_create(&t, NULL, exec_thread, NULL);
-        pthread_detach(t);
-        continue; /* the new image says "ready" */
-      } else if (line[0] == 'q') {
-        break;
-      }
-    }
-    fflush(stdout);
-  }
+  pt_command_loop(exec_command);
   return 0;
 }

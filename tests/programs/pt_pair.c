@@ -8,26 +8,19 @@
  *   "q"  quit. */
 #include "pt_pair.h"
 
+static enum pt_command start_idle_threads(const char* line) {
+  if (line[0] != 'i') return PT_OTHER;
+  for (int i = 0; i < 4; ++i) {
+    pthread_t t;
+    pthread_create(&t, NULL, idle, NULL);
+    pthread_detach(t);
+  }
+  printf("idle\n");
+  return PT_ANSWERED;
+}
+
 int main(void) {
   if (pipe(gate) != 0 || pipe(never) != 0) return 1;
-  char line[64];
-  target_ready();
-  while (fgets(line, sizeof line, stdin)) {
-    enum pt_command done = pt_pair_command(line[0]);
-    if (done == PT_SILENT) continue;
-    if (done == PT_OTHER) {
-      if (line[0] == 'i') {
-        for (int i = 0; i < 4; ++i) {
-          pthread_t t;
-          pthread_create(&t, NULL, idle, NULL);
-          pthread_detach(t);
-        }
-        printf("idle\n");
-      } else if (line[0] == 'q') {
-        break;
-      }
-    }
-    fflush(stdout);
-  }
+  pt_command_loop(start_idle_threads);
   return 0;
 }

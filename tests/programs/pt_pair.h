@@ -73,4 +73,19 @@ __attribute__((unused)) static enum pt_command pt_pair_command(char cmd) {
   }
   return PT_OTHER;
 }
+
+/* Says "ready", then runs commands from stdin until its end or "q": the pair's own
+ * (pt_pair_command), else the target's [other] (NULL: none), which answers like it (PT_OTHER:
+ * an unknown command, ignored). The answer is flushed unless another thread gives it. */
+__attribute__((unused)) static void pt_command_loop(enum pt_command (*other)(const char* line)) {
+  char line[64];
+  target_ready();
+  while (fgets(line, sizeof line, stdin)) {
+    if (line[0] == 'q') break;
+    enum pt_command done = pt_pair_command(line[0]);
+    if (done == PT_OTHER && other) done = other(line);
+    if (done == PT_SILENT) continue;
+    fflush(stdout);
+  }
+}
 #endif
