@@ -146,12 +146,13 @@ Result<void> inject_library(Process& process, const std::string& library_path,
     if (!process.check_departed()) return std::nullopt;
     return injection_departure_error(process, library_path);
   };
-  for (;;) {
+  // Every thread is tried once however short [timeout] is (a tiny --timeout means "do not wait
+  // for a safe point", not "do not look"); later rounds only until the deadline.
+  for (bool first_round = true;; first_round = false) {
     if (process.threads().empty())
       if (auto gone = departed()) return *gone;
     for (pid_t tid : process.threads()) {
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (remaining.count() <= 0) break;
+      if (!first_round && Clock::now() >= deadline) break;
       auto stopped = ThreadStopScope::stop(process, tid, std::min(call_timeout, std::chrono::milliseconds(1000)));
       if (!stopped) {
         if (stopped.error().kind == ErrorKind::thread_died) {

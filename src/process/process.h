@@ -242,9 +242,9 @@ class ThreadStopScope {
 
 // Loads [library_path] into the target with dlopen(path, RTLD_NOW) called through a thread for
 // which [thread_is_safe] says yes (the caller rejects threads inside the dynamic loader or the
-// allocator). Threads are tried in turn, with backoff, until [timeout]. dlopen's address comes
-// from the target's libc .dynsym. [call_timeout] bounds stopping one thread (at most 1 s) and
-// the dlopen itself, apart from the search. On dlopen failure the target's dlerror() text is returned.
+// allocator). Threads are tried in turn (each at least once), with backoff, until [timeout];
+// [call_timeout] bounds stopping one thread (at most 1 s) and the dlopen itself. dlopen's address
+// comes from the target's libc .dynsym. On dlopen failure the target's dlerror() text is returned.
 // The library must exist and be readable by the target. When the process exits or replaces its
 // program meanwhile, says so at once (injection_departure_error) instead of trying other threads.
 // "process N replaced its program (execve) while LIB was being loaded into it: nothing of it is
