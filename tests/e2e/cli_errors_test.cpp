@@ -244,6 +244,26 @@ TEST(CliErrors, ShortSwitchTimeoutDoesNotBoundTheAgentsAnswers) {
   EXPECT_NE(t.json.value("error", "").find("within 10 ms"), std::string::npos) << t.out;
 }
 
+// The field notes' case: a tiny --timeout to keep a per-thread transition in progress at once,
+// on a process without an agent. It used to fail in the agent's waits ("did not answer 'load'
+// within 1 ms") or in the injection ("could not inject ... within 1 ms": no thread looked at).
+TEST(CliErrors, TinySwitchTimeoutStillInjectsLoadsAndKeepsTheTransition) {
+  Target t(target_path("pt_pair"));
+  ASSERT_EQ(t.ask("b"), "started");  // a thread inside outer(): the switch cannot finish
+  const std::string pid = std::to_string(t.pid());
+  CliRun k = livegraft({"--json", "apply", "--model", "per-thread", "--timeout", "0.001", "--on-timeout", "keep", pid,
+                        patch_path("pt_pair_fix")});
+  EXPECT_EQ(k.exit_code, 5) << k.out << k.err;
+  EXPECT_EQ(k.json.value("kind", ""), "unsafe") << k.out;
+  EXPECT_NE(k.json.value("error", "").find("stays in progress"), std::string::npos) << k.out;
+  CliRun s = livegraft({"--json", "status", "--timeout", "0.001", pid});
+  ASSERT_EQ(s.exit_code, 0) << s.out << s.err;
+  EXPECT_TRUE(s.json["transition"].is_object()) << s.out;
+  CliRun r = livegraft({"--json", "revert", "--model", "per-thread", pid, "pt-pair-fix"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(t.ask("r"), "done 110");
+}
+
 // A reply with fields of unexpected types is an agent error, not an uncaught exception.
 TEST(CliErrors, MalformedAgentReplyIsAnErrorNotACrash) {
   FakeAgent fake(R"({"ok":true,"v":2,"patches":[{"name":7,"state":[]}],"functions":"none","disabled":null})");
