@@ -50,9 +50,16 @@ void attach_cold_children(Object& obj) {
   }
 }
 
-// The static locals that function `f` (and its cold children) references.
-std::vector<Symbol*> static_locals_used(Object& obj, const Symbol& f) {
-  std::vector<Symbol*> out;
+// A static local that a symbol references, and where: the offset of the (first) relocation
+// from the start of the referencing symbol.
+struct StaticUse {
+  Symbol* local;
+  uint64_t at;
+};
+
+// The static locals that function or object `f` (and its cold children) references.
+std::vector<StaticUse> static_locals_used(Object& obj, const Symbol& f) {
+  std::vector<StaticUse> out;
   std::set<size_t> seen;
   auto scan = [&](const Symbol& fn) {
     const Section* sec = obj.section_of(fn);
@@ -62,7 +69,7 @@ std::vector<Symbol*> static_locals_used(Object& obj, const Symbol& f) {
       RelocTarget t = resolve_target(obj, r);
       if (t.kind != TargetKind::symbol || !t.symbol) continue;
       Symbol& s = obj.symbols[t.symbol->index];
-      if (is_static_local(obj, s) && seen.insert(s.index).second) out.push_back(&s);
+      if (is_static_local(obj, s) && seen.insert(s.index).second) out.push_back({&s, r.offset - fn.value});
     }
   };
   scan(f);
@@ -189,20 +196,32 @@ void correlate(Object& orig, Object& patched, Diagnostics& diag) {
 
   correlate_renumbered_lambdas(orig, patched, diag);
 
-  // Function-scope statics, through the functions that use them.
+  // Function-scope statics, through the functions that use them; and the other local objects
+  // named like them, through the correlated data that points at them: a file-scope compound
+  // literal is __compound_literal.N, often referenced only from data (a table, an initcall
+  // record), and a static local may point at another one. In a function the first one of the
+  // name that is free is taken (code moves); in data, the one at the same place in the object
+  // (its bytes must not change anyway). Repeated: a static paired can lead to the next.
   std::map<size_t, std::string> used_by;  // orig static local -> a function that references it
-  for (Symbol& f : orig.symbols) {
-    if (!f.defined() || !f.is_function() || !f.twin || f.parent) continue;
-    auto mine = static_locals_used(orig, f);
-    if (mine.empty()) continue;
-    auto theirs = static_locals_used(patched, *f.twin);
-    for (Symbol* x : mine) {
-      used_by.emplace(x->index, f.name);
-      if (x->twin) continue;
-      for (Symbol* y : theirs) {
-        if (y->twin || canonical_name(y->name) != canonical_name(x->name)) continue;
-        link(*x, *y);
-        break;
+  std::set<size_t> scanned;
+  for (bool linked = true; linked;) {
+    linked = false;
+    for (Symbol& f : orig.symbols) {
+      if (!f.defined() || !(f.is_function() || f.is_object()) || !f.twin || f.parent) continue;
+      if (!scanned.insert(f.index).second) continue;
+      auto mine = static_locals_used(orig, f);
+      if (mine.empty()) continue;
+      auto theirs = static_locals_used(patched, *f.twin);
+      for (const StaticUse& x : mine) {
+        if (f.is_function()) used_by.emplace(x.local->index, f.name);
+        if (x.local->twin) continue;
+        for (const StaticUse& y : theirs) {
+          if (y.local->twin || canonical_name(y.local->name) != canonical_name(x.local->name)) continue;
+          if (f.is_object() && y.at != x.at) continue;
+          link(*x.local, *y.local);
+          linked = true;
+          break;
+        }
       }
     }
   }

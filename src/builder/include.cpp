@@ -2,10 +2,14 @@
 
 #include <elf.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "builder/resolve.h"
 #include "x86/relocations.h"
@@ -59,9 +63,7 @@ class Includer {
   void follow_(const Section& sec, const Relocation& r, Inclusion& out) {
     const Symbol& raw = obj_.symbols[r.symbol];
     if (is_tls_relocation(r.type) || raw.type == STT_TLS) {
-      diag_.refusals.push_back(fmt::format(
-          "{} references thread-local variable {} ({}): patch code cannot access thread-local storage in v1",
-          user_of(sec, r.offset), raw.name, relocation_type_name(r.type)));
+      refuse_tls(user_of(sec, r.offset), raw.name, relocation_type_name(r.type));
       return;
     }
     if (!loader_supports(r.type)) {
@@ -97,13 +99,33 @@ class Includer {
     note_external(original.name, original.type, original.is_local(), user_of(sec, r.offset), out);
   }
 
+  // One refusal per user and thread-local variable, however many relocations (each access of
+  // the variable has its own: haproxy's _do_poll named each of its five variables twice).
+  void refuse_tls(const std::string& user, const std::string& variable, const std::string& type) {
+    auto [it, first] = tls_refusals_.try_emplace({user, variable}, TlsRefusal{diag_.refusals.size(), {}});
+    TlsRefusal& t = it->second;
+    if (std::find(t.types.begin(), t.types.end(), type) != t.types.end()) return;
+    t.types.push_back(type);
+    std::string line = fmt::format("{} references thread-local variable {} ({}): patch code cannot access "
+                                   "thread-local storage in v1",
+                                   user, variable, fmt::join(t.types, ", "));
+    if (first) diag_.refusals.push_back(std::move(line));
+    else diag_.refusals[t.refusal] = std::move(line);
+  }
+
   void note_external(const std::string& name, uint8_t type, bool local, const std::string& user, Inclusion& out) {
     auto [it, inserted] = out.externals.emplace(name, ExternalRef{name, type, local, user});
     if (!inserted && local) it->second.local_in_original = true;
   }
 
+  struct TlsRefusal {
+    size_t refusal;                  // its index in diag_.refusals
+    std::vector<std::string> types;  // the relocation types seen, in order
+  };
+
   Object& obj_;
   Diagnostics& diag_;
+  std::map<std::pair<std::string, std::string>, TlsRefusal> tls_refusals_;  // by user and variable
   std::set<size_t> sections_;
   std::deque<size_t> queue_;
 };

@@ -12,15 +12,18 @@ namespace lg::cli {
 
 void add_force_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto pid = std::make_shared<int>(0);
+  auto agent_timeout = std::make_shared<double>(kDefaultAgentTimeoutSeconds);
   auto* cmd = app.add_subcommand("force", "Switch the pending threads of the transition in progress without checking their stacks");
   add_pid_option(cmd, *pid);
+  add_agent_timeout_option(cmd, *agent_timeout);
   cmd->footer(
       "WARNING (as the kernel's livepatch documentation says of its force): a thread switched while an affected\n"
       "function is on its stack may run a mix of old and new code when it returns into it. Use it only when you\n"
       "know those stacks are safe (look at `livegraft status PID` first); code that a forced transition would\n"
       "unload stays mapped for the life of the process.");
-  cmd->callback([pid, &global, &exit_code] {
+  cmd->callback([pid, agent_timeout, &global, &exit_code] {
     OperationOptions options;
+    options.agent_timeout = to_ms(*agent_timeout);
     options.progress = progress_printer(global);
     std::cerr << "livegraft: warning: forcing the transition: pending threads switch without a stack check; a thread "
                  "that returns into an affected function may mix versions\n";

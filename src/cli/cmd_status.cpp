@@ -10,11 +10,15 @@ namespace lg::cli {
 void add_status_command(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto pid = std::make_shared<int>(0);
   auto timeout = std::make_shared<double>(10);
+  auto agent_timeout = std::make_shared<double>(kDefaultAgentTimeoutSeconds);
   auto* cmd = app.add_subcommand("status", "Show the patches applied to a running process");
   add_pid_option(cmd, *pid);
-  add_timeout_option(cmd, *timeout, "Seconds to wait for the agent's answer");
-  cmd->callback([pid, timeout, &global, &exit_code] {
-    auto result = patch_status(*pid, to_ms(*timeout));
+  // status runs no switch: --timeout is accepted (and checked) like apply's, so that one set of
+  // options serves every command, and bounds nothing (docs/cli.md).
+  add_timeout_option(cmd, *timeout, "Accepted for symmetry with apply/revert; status runs no switch (see --agent-timeout)");
+  add_agent_timeout_option(cmd, *agent_timeout);
+  cmd->callback([pid, agent_timeout, &global, &exit_code] {
+    auto result = patch_status(*pid, to_ms(*agent_timeout));
     if (!result) {
       exit_code = report_error(global, result.error());
       return;

@@ -58,12 +58,14 @@ inline ConsistencyModel to_model(const std::string& m) {
 // The options every command that runs a transition takes (apply, revert), and what they set.
 struct TransitionArgs {
   double timeout = 10;
+  double agent_timeout = kDefaultAgentTimeoutSeconds;
   std::string model, on_timeout;
   bool allow_stack_switching = false;
 };
 
 inline void add_transition_options(CLI::App* cmd, TransitionArgs& t) {
   add_timeout_option(cmd, t.timeout, kSwitchTimeoutHelp);
+  add_agent_timeout_option(cmd, t.agent_timeout);
   add_model_option(cmd, t.model);
   add_on_timeout_option(cmd, t.on_timeout);
   add_stack_switching_option(cmd, t.allow_stack_switching);
@@ -73,6 +75,7 @@ inline void add_transition_options(CLI::App* cmd, TransitionArgs& t) {
 inline OperationOptions transition_options(const TransitionArgs& t, const GlobalOptions& global, std::vector<Blocker>& blockers) {
   OperationOptions options;
   options.timeout = to_ms(t.timeout);
+  options.agent_timeout = to_ms(t.agent_timeout);
   options.model = to_model(t.model);
   options.on_timeout = to_on_timeout(t.on_timeout);
   options.allow_stack_switching = t.allow_stack_switching;

@@ -164,7 +164,7 @@ Result<AgentClient> AgentClient::connect(pid_t pid, std::chrono::milliseconds ti
       return Error(ErrorKind::timeout,
                    fmt::format("the agent of process {} did not accept a connection within {} ms ({})", pid,
                                timeout.count(), path),
-                   e, "the process may be stopped or too busy; raise --timeout to wait longer");
+                   e, "the process may be stopped or too busy; raise --agent-timeout to wait longer");
     if (e == ENOENT || e == ECONNREFUSED)
       return Error(ErrorKind::not_found, fmt::format("no livegraft agent in process {} ({})", pid, path), e);
     if (e == EACCES || e == EPERM)
@@ -255,7 +255,7 @@ Result<nlohmann::json> AgentClient::exchange(const nlohmann::json& req, int fd) 
     fd_.reset();
     return Error(ErrorKind::timeout,
                  fmt::format("the agent of process {} did not answer '{}' within {} ms", pid_, op, timeout_.count()),
-                 0, "the process may be stopped (SIGSTOP) or the agent stuck; raise --timeout to wait longer");
+                 0, "the process may be stopped (SIGSTOP) or the agent stuck; raise --agent-timeout to wait longer");
   };
   for (size_t off = 0; off < line.size();) {
     ssize_t n;

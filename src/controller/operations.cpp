@@ -276,7 +276,7 @@ struct AgentConnection {
 
 Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& options) {
   LG_TRY_VOID(prepare_agent_socket_dir(pid));  // as root, makes a directory if none is usable; else nothing is injected
-  auto client = AgentClient::connect(pid, options.timeout);
+  auto client = AgentClient::connect(pid, options.agent_timeout);
   if (client) return AgentConnection{std::move(*client), false};
   if (client.error().kind != ErrorKind::not_found) return std::move(client).error();
 
@@ -290,7 +290,8 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
     LG_TRY(auto unwinder, Unwinder::create(pid));
     LG_TRY_VOID(inject_library(
         *process, agent_path,
-        [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout));
+        [&](pid_t, const Registers& regs) { return safe_for_dlopen(*unwinder, regs); }, options.timeout,
+        options.agent_timeout));
     process->detach_all();  // thread by thread: the agent's control thread must run freely from now on
     // An execve that began while dlopen ran completes while the threads are detached (its
     // killed threads reaped): the agent went with the old image.
@@ -298,7 +299,7 @@ Result<AgentConnection> connect_or_inject(pid_t pid, const OperationOptions& opt
     stops = process->stop_record();
   }
   kill_step("after_inject");
-  LG_TRY(auto connected, AgentClient::connect_with_retry(pid, options.timeout));
+  LG_TRY(auto connected, AgentClient::connect_with_retry(pid, options.agent_timeout));
   return AgentConnection{std::move(connected), true, stops};
 }
 
@@ -310,7 +311,7 @@ std::vector<MemoryWrite> writes_of(const protocol::Plan& plan) {
 
 Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_path, const OperationOptions& options);
 Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_name, const OperationOptions& options);
-Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout);
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds agent_timeout);
 Result<nlohmann::json> inject_agent_steps(pid_t pid, const OperationOptions& options);
 
 }  // namespace
@@ -372,7 +373,7 @@ Result<nlohmann::json> apply_patch_steps(pid_t pid, const std::string& patch_pat
   std::optional<AgentClient> existing;
   protocol::StatusResponse status;
   LG_TRY_VOID(prepare_agent_socket_dir(pid));  // before the connect: as root, makes a directory if none is usable
-  if (auto c = AgentClient::connect(pid, options.timeout)) {
+  if (auto c = AgentClient::connect(pid, options.agent_timeout)) {
     existing.emplace(std::move(*c));
     LG_TRY(status, existing->status());
     for (const auto& f : status.functions) redirected.emplace_back(f.jump_addr);
@@ -471,7 +472,7 @@ Result<nlohmann::json> revert_patch_steps(pid_t pid, const std::string& patch_na
   if (auto bad = check_name(patch_name))
     return make_error(ErrorKind::invalid_argument, "'{}' cannot be the name of a patch: {}", printable(patch_name), *bad);
   LG_TRY_VOID(check_process(pid));
-  auto client = AgentClient::connect(pid, options.timeout);
+  auto client = AgentClient::connect(pid, options.agent_timeout);
   if (!client) {
     if (client.error().kind == ErrorKind::not_found)
       return make_error(ErrorKind::not_found, "no patch '{}' in process {}: it has no livegraft agent", patch_name, pid);
@@ -526,13 +527,13 @@ void annotate_objects(pid_t pid, nlohmann::json& status) {
 
 }  // namespace
 
-Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout) {
-  return run_steps(pid, "status", [&] { return patch_status_steps(pid, timeout); });
+Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds agent_timeout) {
+  return run_steps(pid, "status", [&] { return patch_status_steps(pid, agent_timeout); });
 }
 
 Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options) {
   LG_TRY_VOID(check_process(pid));
-  auto client = AgentClient::connect(pid, options.timeout);
+  auto client = AgentClient::connect(pid, options.agent_timeout);
   if (!client) {
     if (client.error().kind == ErrorKind::not_found)
       return make_error(ErrorKind::not_found, "process {} has no livegraft agent: no transition to force", pid);
@@ -548,9 +549,9 @@ Result<nlohmann::json> inject_agent(pid_t pid, const OperationOptions& options) 
 
 namespace {
 
-Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds timeout) {
+Result<nlohmann::json> patch_status_steps(pid_t pid, std::chrono::milliseconds agent_timeout) {
   LG_TRY_VOID(check_process(pid));
-  auto client = AgentClient::connect(pid, timeout);
+  auto client = AgentClient::connect(pid, agent_timeout);
   if (!client) {
     if (client.error().kind == ErrorKind::not_found)
       return nlohmann::json{{"pid", pid},         {"agent", false},

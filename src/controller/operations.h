@@ -30,9 +30,12 @@ enum class OnTimeout { reverse, keep };
 struct OperationOptions {
   ConsistencyModel model = ConsistencyModel::per_thread;
   OnTimeout on_timeout = OnTimeout::reverse;
-  // How long the switch may keep retrying; also bounds every wait on the agent (connecting,
-  // each request) and, after an injection, the wait for its socket.
+  // How long the switch may keep retrying (--timeout); for an injection, how long to look for
+  // a thread that may run dlopen. It bounds no wait on the agent: agent_timeout does.
   std::chrono::milliseconds timeout{10000};
+  // Bounds each wait on the agent (--agent-timeout): connecting, each request, and for an
+  // injection stopping a thread and its dlopen, then the wait for the agent's socket.
+  std::chrono::milliseconds agent_timeout{10000};
   std::string agent_path;                       // empty: find it next to the livegraft binary
   std::string symbols_file;                     // apply --symbols: the target's separate debug file
   std::function<void(const std::string&)> progress;  // progress lines for people (may be empty)
@@ -51,8 +54,8 @@ Result<std::string> find_agent_library(const std::string& configured);
 
 Result<nlohmann::json> apply_patch(pid_t pid, const std::string& patch_path, const OperationOptions& options);
 Result<nlohmann::json> revert_patch(pid_t pid, const std::string& patch_name, const OperationOptions& options);
-// [timeout] bounds every wait on the agent (as OperationOptions::timeout does for the others).
-Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds timeout);
+// [agent_timeout] bounds every wait on the agent (as OperationOptions::agent_timeout does for the others).
+Result<nlohmann::json> patch_status(pid_t pid, std::chrono::milliseconds agent_timeout);
 // `livegraft force PID`: switches every pending thread of the per-thread transition in progress
 // whatever its stack holds, then completes it (docs/consistency.md, "Force").
 Result<nlohmann::json> force_transition(pid_t pid, const OperationOptions& options);

@@ -127,7 +127,7 @@ Error injection_departure_error(const Process& process, const std::string& libra
 
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
-                            std::chrono::milliseconds timeout) {
+                            std::chrono::milliseconds timeout, std::chrono::milliseconds call_timeout) {
   const pid_t pid = process.pid();
   if (library_path.empty() || library_path[0] != '/')
     return make_error(ErrorKind::invalid_argument, "library path '{}' must be absolute (the target's cwd is not ours)",
@@ -146,13 +146,14 @@ Result<void> inject_library(Process& process, const std::string& library_path,
     if (!process.check_departed()) return std::nullopt;
     return injection_departure_error(process, library_path);
   };
-  for (;;) {
+  // Every thread is tried once however short [timeout] is (a tiny --timeout means "do not wait
+  // for a safe point", not "do not look"); later rounds only until the deadline.
+  for (bool first_round = true;; first_round = false) {
     if (process.threads().empty())
       if (auto gone = departed()) return *gone;
     for (pid_t tid : process.threads()) {
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (remaining.count() <= 0) break;
-      auto stopped = ThreadStopScope::stop(process, tid, std::min(remaining, std::chrono::milliseconds(1000)));
+      if (!first_round && Clock::now() >= deadline) break;
+      auto stopped = ThreadStopScope::stop(process, tid, std::min(call_timeout, std::chrono::milliseconds(1000)));
       if (!stopped) {
         if (stopped.error().kind == ErrorKind::thread_died) {
           if (auto gone = departed()) return *gone;
@@ -185,7 +186,7 @@ Result<void> inject_library(Process& process, const std::string& library_path,
         last_refusal = fmt::format("thread {} at pc {:#x}", tid, regs->rip);
         continue;
       }
-      auto loaded = dlopen_in(process, tid, fns, library_path, remaining);
+      auto loaded = dlopen_in(process, tid, fns, library_path, call_timeout);
       kill_point("inject.dlopen_done");
       auto resumed = stopped->resume();
       if (!loaded || !resumed)

@@ -252,8 +252,9 @@ class ThreadStopScope {
 
 // Loads [library_path] into the target with dlopen(path, RTLD_NOW) called through a thread for
 // which [thread_is_safe] says yes (the caller rejects threads inside the dynamic loader or the
-// allocator). Threads are tried in turn, with backoff, until [timeout]. dlopen's address comes
-// from the target's libc .dynsym. On dlopen failure the target's dlerror() text is returned.
+// allocator). Threads are tried in turn (each at least once), with backoff, until [timeout];
+// [call_timeout] bounds stopping one thread (at most 1 s) and the dlopen itself. dlopen's address
+// comes from the target's libc .dynsym. On dlopen failure the target's dlerror() text is returned.
 // The library must exist and be readable by the target. When the process exits or replaces its
 // program meanwhile, says so at once (injection_departure_error) instead of trying other threads.
 // "process N replaced its program (execve) while LIB was being loaded into it: nothing of it is
@@ -261,6 +262,7 @@ class ThreadStopScope {
 Error injection_departure_error(const Process& process, const std::string& library_path);
 Result<void> inject_library(Process& process, const std::string& library_path,
                             const std::function<Result<bool>(pid_t tid, const Registers& regs)>& thread_is_safe,
-                            std::chrono::milliseconds timeout);
+                            std::chrono::milliseconds timeout,
+                            std::chrono::milliseconds call_timeout = std::chrono::milliseconds(10000));
 
 }  // namespace lg

@@ -19,8 +19,10 @@
 //                            lines "EXTERNAL name" must be among
 //                            the names left to the loader; "REASON f text": one of the reasons
 //                            given for CHANGED f (the indented "  because it ..." lines) starts
-//                            with text; an empty file = nothing to patch
-//   expected-error.txt       instead: a substring of the refusal
+//                            with text; "WARNING text": some warning contains text;
+//                            "NO-WARNING text": no warning does; an empty file = nothing to patch
+//   expected-error.txt       instead: a substring of the refusal (which never says one thing twice:
+//                            no line of it may repeat)
 // The case is compiled with `-O2 -fPIC -ffunction-sections -fdata-sections -c`; the original
 // objects are linked into a shared library that serves as the target binary (so old_sympos,
 // the name checks and the code verification run too). A non-empty result is emitted, read back
@@ -157,20 +159,32 @@ TEST_P(Golden, DiffMatchesExpectation) {
     ASSERT_FALSE(result.ok()) << "expected a refusal containing '" << want << "', got:\n" << format_text(*result);
     EXPECT_NE(result.error().message.find(want), std::string::npos)
         << "refusal does not contain '" << want << "':\n" << result.error().message;
+    std::vector<std::string> lines;
+    std::istringstream said(result.error().message);
+    for (std::string line; std::getline(said, line);) lines.push_back(line);
+    EXPECT_EQ(std::set<std::string>(lines.begin(), lines.end()).size(), lines.size())
+        << "the refusal repeats a line:\n" << result.error().message;
     return;
   }
   ASSERT_TRUE(result.ok()) << result.error().describe();
   std::set<std::string> got, want, want_externals;
   std::vector<std::pair<std::string, std::string>> want_reasons;
+  std::vector<std::string> warnings, want_warnings, unwanted_warnings;
   std::istringstream text(format_text(*result));
-  for (std::string line; std::getline(text, line);)
-    if (!line.starts_with("warning: ") && !line.starts_with("  because it ")) got.insert(line);
+  for (std::string line; std::getline(text, line);) {
+    if (line.starts_with("warning: ")) warnings.push_back(line);
+    else if (!line.starts_with("  because it ")) got.insert(line);
+  }
   std::istringstream expected(slurp(dir / "expected.txt"));
   for (std::string line; std::getline(expected, line);) {
     line = trim(line);
     if (line.empty() || line.starts_with("#")) continue;
     if (line.starts_with("EXTERNAL ")) {
       want_externals.insert(line.substr(9));
+    } else if (line.starts_with("WARNING ")) {
+      want_warnings.push_back(line.substr(8));
+    } else if (line.starts_with("NO-WARNING ")) {
+      unwanted_warnings.push_back(line.substr(11));
     } else if (line.starts_with("REASON ")) {
       size_t space = line.find(' ', 7);
       want_reasons.emplace_back(line.substr(7, space - 7), space == std::string::npos ? "" : line.substr(space + 1));
@@ -186,6 +200,11 @@ TEST_P(Golden, DiffMatchesExpectation) {
     EXPECT_TRUE(std::any_of(f->reasons.begin(), f->reasons.end(), [&](const std::string& r) { return r.starts_with(reason); }))
         << "no reason of " << name << " starts with '" << reason << "':\n" << format_text(*result);
   }
+  auto warned = [&](const std::string& text) {
+    return std::any_of(warnings.begin(), warnings.end(), [&](const std::string& w) { return w.find(text) != std::string::npos; });
+  };
+  for (const std::string& w : want_warnings) EXPECT_TRUE(warned(w)) << "no warning says '" << w << "':\n" << format_text(*result);
+  for (const std::string& w : unwanted_warnings) EXPECT_FALSE(warned(w)) << "a warning says '" << w << "':\n" << format_text(*result);
   for (const std::string& e : want_externals)
     EXPECT_TRUE(std::count(result->externals.begin(), result->externals.end(), e))
         << e << " should be left to the loader (resolved in the target)";

@@ -3,7 +3,9 @@
 // the key; a damaged entry is detected and ignored; `livegraft build` takes the original from the
 // cache on its second build and not with --no-cache.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -220,9 +222,11 @@ class BuildCacheTest : public ::testing::Test {
     std::string out;
     ASSERT_EQ(run("make -C " + (dir_ / "counter").string(), &out), 0) << out;
   }
-  int build(const std::string& work, std::string* out, const std::string& extra = "") {
+  enum class Cache { own, suites };  // this test's own, or whatever the environment says
+  int build(const std::string& work, std::string* out, const std::string& extra = "", Cache cache = Cache::own) {
     const fs::path p = dir_ / "counter";
-    return run("XDG_CACHE_HOME=" + (dir_ / "cache").string() + " " + kLivegraft.string() + " build --source " + p.string() +
+    const std::string env = cache == Cache::own ? "XDG_CACHE_HOME=" + (dir_ / "cache").string() + " " : "";
+    return run(env + kLivegraft.string() + " build --source " + p.string() +
                    " --diff " + (p / "fix.diff").string() + " --target " + (p / "counter").string() + " -o " +
                    (dir_ / (work + ".o")).string() + " --name fix --work-dir " + (dir_ / work).string() + " " + extra,
                out);
@@ -286,4 +290,34 @@ TEST_F(BuildCacheTest, CompilesLeaveOutVariableTracking) {
     ++n;
   EXPECT_EQ(n, 4u) << log;  // main.c and stats.c, each original and fixed
   EXPECT_NE(out.find("CHANGED stats_average"), std::string::npos) << out;
+}
+
+// ctest runs the builder's, e2e and realworld tests with XDG_CACHE_HOME under the build tree
+// (tests/CMakeLists.txt, LG_TEST_CACHE_ENV): a build there stores its originals in the build
+// tree, never in the user's ~/.cache/livegraft.
+TEST_F(BuildCacheTest, TheSuiteKeepsTheCacheInTheBuildTree) {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  ASSERT_TRUE(xdg && fs::path(xdg).string().starts_with(LG_BINARY_DIR))
+      << "the test's environment does not put the object cache under the build tree (XDG_CACHE_HOME="
+      << (xdg ? xdg : "unset") << "); run it through ctest";
+  // A main.c no build has seen: its cache key is new.
+  std::ofstream(dir_ / "counter" / "main.c", std::ios::app)
+      << "/* " << ::getpid() << "-" << std::chrono::steady_clock::now().time_since_epoch().count() << " */\n";
+  std::string out;
+  ASSERT_EQ(run("make -C " + (dir_ / "counter").string(), &out), 0) << out;
+  ASSERT_EQ(build("w1", &out, "", Cache::suites), 0) << out;
+  std::string key;
+  std::istringstream log(slurp(dir_ / "w1" / "build.log"));
+  for (std::string line; std::getline(log, line);)
+    if (line.starts_with("object cache: key ") && line.find("main.c") != std::string::npos)
+      key = line.substr(18, line.find(' ', 18) - 18);
+  ASSERT_FALSE(key.empty()) << "no cache key of main.c in build.log:\n" << slurp(dir_ / "w1" / "build.log");
+  auto dir = lg::builder::default_object_cache_dir();
+  ASSERT_TRUE(dir);
+  EXPECT_EQ(*dir, fs::path(xdg) / "livegraft" / "objects");
+  EXPECT_TRUE(fs::exists(ObjectCache(*dir, 0).entry_path(key))) << "main.c's original is not in " << *dir << ":\n" << out;
+  if (const char* home = std::getenv("HOME"); home && *home == '/') {
+    const fs::path home_cache = fs::path(home) / ".cache" / "livegraft" / "objects";
+    EXPECT_FALSE(fs::exists(ObjectCache(home_cache, 0).entry_path(key))) << "the build wrote into " << home_cache;
+  }
 }

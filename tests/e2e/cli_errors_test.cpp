@@ -211,16 +211,57 @@ TEST(CliErrors, StoppedTargetIsRefusedWithoutTouchingIt) {
   EXPECT_EQ(t.ask("c 5"), "52");
 }
 
-// Every wait on the agent is bounded by --timeout and the error says so.
-TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersTimeout) {
+// Every wait on the agent is bounded by --agent-timeout and the error says so.
+TEST(CliErrors, AgentThatDoesNotAnswerTimesOutWithinTheUsersAgentTimeout) {
   FakeAgent fake("");
   ASSERT_TRUE(fake.ready());
-  CliRun s = CliProcess({"--json", "status", "--timeout", "0.5", fake.pid()}).finish(std::chrono::seconds(50));
+  CliRun s = CliProcess({"--json", "status", "--agent-timeout", "0.5", fake.pid()}).finish(std::chrono::seconds(50));
   expect_clean_json_error(s, 5, "timeout");
   EXPECT_NE(s.json.value("error", "").find("did not answer 'status' within 500 ms"), std::string::npos) << s.out;
-  CliRun r = CliProcess({"revert", "--timeout", "0.5", fake.pid(), "x"}).finish(std::chrono::seconds(50));
+  EXPECT_NE(s.json.value("hint", "").find("--agent-timeout"), std::string::npos) << s.out;
+  CliRun r = CliProcess({"revert", "--agent-timeout", "0.5", fake.pid(), "x"}).finish(std::chrono::seconds(50));
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("within 500 ms"), std::string::npos) << r.err;
+}
+
+// --timeout bounds the switch only (docs/cli.md): a tiny one, to give up at once on blocked
+// threads, must not cut short an agent that takes a while to answer (it did: "the agent of
+// process N did not answer 'status' within 1 ms" from `status --timeout 0.001`, and from an
+// apply --timeout 0.001 --on-timeout keep on a real agent).
+TEST(CliErrors, ShortSwitchTimeoutDoesNotBoundTheAgentsAnswers) {
+  FakeAgent fake(protocol::encode(protocol::StatusResponse{}).dump(), std::chrono::milliseconds(100));
+  ASSERT_TRUE(fake.ready());
+  CliRun s = CliProcess({"--json", "status", "--timeout", "0.001", fake.pid()}).finish(std::chrono::seconds(50));
+  EXPECT_EQ(s.exit_code, 0) << s.out << s.err;
+  EXPECT_TRUE(s.json.value("agent", false)) << s.out;
+  // revert asks for the status first: the patch is not there, and it says so instead of timing out.
+  CliRun r = CliProcess({"--json", "revert", "--timeout", "0.001", fake.pid(), "x"}).finish(std::chrono::seconds(50));
+  expect_clean_json_error(r, 3, "not_found");
+  EXPECT_NE(r.json.value("error", "").find("no patch 'x'"), std::string::npos) << r.out;
+  // Its own bound still holds.
+  CliRun t = CliProcess({"--json", "status", "--agent-timeout", "0.01", fake.pid()}).finish(std::chrono::seconds(50));
+  expect_clean_json_error(t, 5, "timeout");
+  EXPECT_NE(t.json.value("error", "").find("within 10 ms"), std::string::npos) << t.out;
+}
+
+// The field notes' case: a tiny --timeout to keep a per-thread transition in progress at once,
+// on a process without an agent. It used to fail in the agent's waits ("did not answer 'load'
+// within 1 ms") or in the injection ("could not inject ... within 1 ms": no thread looked at).
+TEST(CliErrors, TinySwitchTimeoutStillInjectsLoadsAndKeepsTheTransition) {
+  Target t(target_path("pt_pair"));
+  ASSERT_EQ(t.ask("b"), "started");  // a thread inside outer(): the switch cannot finish
+  const std::string pid = std::to_string(t.pid());
+  CliRun k = livegraft({"--json", "apply", "--model", "per-thread", "--timeout", "0.001", "--on-timeout", "keep", pid,
+                        patch_path("pt_pair_fix")});
+  EXPECT_EQ(k.exit_code, 5) << k.out << k.err;
+  EXPECT_EQ(k.json.value("kind", ""), "unsafe") << k.out;
+  EXPECT_NE(k.json.value("error", "").find("stays in progress"), std::string::npos) << k.out;
+  CliRun s = livegraft({"--json", "status", "--timeout", "0.001", pid});
+  ASSERT_EQ(s.exit_code, 0) << s.out << s.err;
+  EXPECT_TRUE(s.json["transition"].is_object()) << s.out;
+  CliRun r = livegraft({"--json", "revert", "--model", "per-thread", pid, "pt-pair-fix"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(t.ask("r"), "done 110");
 }
 
 // A reply with fields of unexpected types is an agent error, not an uncaught exception.

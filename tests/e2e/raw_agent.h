@@ -63,12 +63,12 @@ class RawClient {
   bool connected_ = false;
 };
 
-// A process that serves the agent's socket itself: it answers every request line with [reply],
-// or never answers when [reply] is empty (accepted, never read). What the controllers sent is
-// kept for sent(). Killed and its socket removed at the end.
+// A process that serves the agent's socket itself: it answers every request line with [reply]
+// ([delay] after reading it), or never answers when [reply] is empty (accepted, never read).
+// What the controllers sent is kept for sent(). Killed and its socket removed at the end.
 class FakeAgent {
  public:
-  explicit FakeAgent(std::string reply) {
+  explicit FakeAgent(std::string reply, std::chrono::milliseconds delay = {}) : delay_(delay) {
     const std::string dir = protocol::socket_dir(::getuid());
     ::mkdir(dir.c_str(), 0700);
     struct stat st {};
@@ -118,7 +118,10 @@ class FakeAgent {
       while ((n = ::read(c, buf, sizeof buf)) > 0) {
         (void)!::write(log_[1], buf, static_cast<size_t>(n));
         for (ssize_t i = 0; i < n; ++i)
-          if (buf[i] == '\n') (void)!::write(c, line.data(), line.size());
+          if (buf[i] == '\n') {
+            if (delay_.count() > 0) ::poll(nullptr, 0, static_cast<int>(delay_.count()));
+            (void)!::write(c, line.data(), line.size());
+          }
       }
       ::close(c);
     }
@@ -132,6 +135,7 @@ class FakeAgent {
     }
   }
 
+  std::chrono::milliseconds delay_;
   pid_t pid_ = -1;
   int log_[2] = {-1, -1};
   bool private_dir_ = false, listening_ = false;

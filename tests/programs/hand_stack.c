@@ -8,12 +8,10 @@
  *   "r"  release it; it prints "done V"
  *   "c"  print outer(0)
  *   "q"  quit */
-#include <errno.h>
-#include <pthread.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
-#include "target_common.h"
+#define PT_OWN_OUTER
+#include "pt_pair.h"
 
 int gate[2]; /* the patch's outer() reads it too */
 
@@ -56,35 +54,10 @@ __attribute__((noipa)) int outer(int block) {
   return inner() + 100;
 }
 
-static void* blocked(void* arg) {
-  (void)arg;
-  int r = outer(1);
-  printf("done %d\n", r);
-  fflush(stdout);
-  return NULL;
-}
-
 int main(void) {
   if (pipe(gate) != 0) return 1;
   private_stack = mmap(NULL, 256 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (private_stack == MAP_FAILED) return 1;
-  char line[64];
-  target_ready();
-  while (fgets(line, sizeof line, stdin)) {
-    pthread_t t;
-    if (line[0] == 'b') {
-      pthread_create(&t, NULL, blocked, NULL);
-      pthread_detach(t);
-      printf("started\n");
-    } else if (line[0] == 'r') {
-      if (write(gate[1], "x", 1) != 1) return 2;
-      continue; /* the released thread answers */
-    } else if (line[0] == 'c') {
-      printf("%d\n", outer(0));
-    } else if (line[0] == 'q') {
-      break;
-    }
-    fflush(stdout);
-  }
+  pt_command_loop(NULL);
   return 0;
 }

@@ -11,27 +11,12 @@
  * SIGUSR1 makes a thread of its own (waiting in sigwait, every other thread blocks SIGUSR1)
  * execve at once: a trigger that works while livegraft borrows the main thread. The new image
  * keeps stdin/stdout and says "ready" again. */
-#include <errno.h>
-#include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include "target_common.h"
+#include "pt_pair.h"
 
-static int gate[2];
 static int generation;
 static char self_path[4096];
-
-__attribute__((noipa)) int inner(void) { return 10; }
-
-__attribute__((noipa)) int outer(int block) {
-  if (block) {
-    char c;
-    while (read(gate[0], &c, 1) < 0 && errno == EINTR) {
-    }
-  }
-  return inner() + 100;
-}
 
 static void run_again(void) {
   char gen[16];
@@ -41,14 +26,6 @@ static void run_again(void) {
   execv(self_path, argv);
   printf("execv failed: %s\n", strerror(errno));
   fflush(stdout);
-}
-
-static void* blocked(void* arg) {
-  (void)arg;
-  int r = outer(1);
-  printf("done %d\n", r);
-  fflush(stdout);
-  return NULL;
 }
 
 static void* exec_thread(void* arg) {
@@ -66,6 +43,23 @@ static void* on_signal(void* arg) {
   return NULL;
 }
 
+static enum pt_command exec_command(const char* line) {
+  pthread_t t;
+  switch (line[0]) {
+    case 'g':
+      printf("%d\n", generation);
+      return PT_ANSWERED;
+    case 'e':
+      run_again();
+      return PT_ANSWERED;
+    case 'E':
+      pthread_create(&t, NULL, exec_thread, NULL);
+      pthread_detach(t);
+      return PT_SILENT; /* the new image says "ready" */
+  }
+  return PT_OTHER;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1) generation = atoi(argv[1]);
   ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -78,30 +72,6 @@ int main(int argc, char** argv) {
   pthread_t t;
   if (pthread_create(&t, NULL, on_signal, &usr1) != 0) return 1;
   pthread_detach(t);
-  char line[64];
-  target_ready();
-  while (fgets(line, sizeof line, stdin)) {
-    if (line[0] == 'b') {
-      pthread_create(&t, NULL, blocked, NULL);
-      pthread_detach(t);
-      printf("started\n");
-    } else if (line[0] == 'r') {
-      if (write(gate[1], "x", 1) != 1) return 2;
-      continue; /* the released thread answers */
-    } else if (line[0] == 'c') {
-      printf("%d\n", outer(0));
-    } else if (line[0] == 'g') {
-      printf("%d\n", generation);
-    } else if (line[0] == 'e') {
-      run_again();
-    } else if (line[0] == 'E') {
-      pthread_create(&t, NULL, exec_thread, NULL);
-      pthread_detach(t);
-      continue; /* the new image says "ready" */
-    } else if (line[0] == 'q') {
-      break;
-    }
-    fflush(stdout);
-  }
+  pt_command_loop(exec_command);
   return 0;
 }

@@ -16,32 +16,16 @@
  *   "e"    fork a child that execs /bin/true at once; prints "exec child PID STATUS" when reaped;
  *   "i"    start 4 idle threads (blocked in read, outside the patched functions);
  *   "q"    quit. */
-#include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include "target_common.h"
+#include "pt_pair.h"
 
-int gate[2];
 static int handler_gate[2];
 static int child_cmd[2];
-static int never[2];
 static atomic_int blocked_tid;
-
-__attribute__((noipa)) int inner(void) { return 10; }
-
-__attribute__((noipa)) int outer(int block) {
-  if (block) {
-    char c;
-    while (read(gate[0], &c, 1) < 0 && errno == EINTR) {
-    }
-  }
-  return inner() + 100;
-}
 
 static void put_line(const char* what, long v) {
   char buf[64];
@@ -61,19 +45,12 @@ static void on_usr1(int sig) {
   errno = saved;
 }
 
-static void* blocked(void* arg) {
+/* blocked() of pt_pair.h, which also says which thread it is (for "s"). */
+static void* blocked_noting_tid(void* arg) {
   (void)arg;
   atomic_store(&blocked_tid, (int)syscall(SYS_gettid));
   int r = outer(1);
   put_line("done", r);
-  return NULL;
-}
-
-static void* idle(void* arg) {
-  (void)arg;
-  char c;
-  while (read(never[0], &c, 1) < 0 && errno == EINTR) {
-  }
   return NULL;
 }
 
@@ -102,7 +79,7 @@ int main(void) {
     pthread_t t;
     if (line[0] == 'b') {
       atomic_store(&blocked_tid, 0);
-      pthread_create(&t, NULL, blocked, NULL);
+      pthread_create(&t, NULL, blocked_noting_tid, NULL);
       pthread_detach(t);
       while (atomic_load(&blocked_tid) == 0) usleep(100);
       printf("started\n");

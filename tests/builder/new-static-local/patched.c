@@ -1,0 +1,7 @@
+// The fix adds a static local: it is new (no counterpart in the original), and the builder says so.
+int next_id(void) {
+  static int counter;
+  static int calls;
+  ++calls;
+  return ++counter;
+}
