@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <cstring>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
@@ -92,6 +95,34 @@ CliRun CliProcess::finish(std::chrono::milliseconds timeout) {
 }
 
 CliRun livegraft(const std::vector<std::string>& args, int as_uid) { return CliProcess(args, {}, as_uid).finish(); }
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/lg-" + prefix + "-XXXXXX";
+  if (::mkdtemp(tmpl.data())) path_ = tmpl;
+  else ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
+std::string build_program_tree(const std::string& name, const std::string& dir) {
+  const std::string src = dir + "/src";
+  std::error_code ec;
+  std::filesystem::copy(std::filesystem::path(LG_SOURCE_DIR) / "tests/programs" / name, src,
+                        std::filesystem::copy_options::recursive, ec);
+  if (ec) {
+    ADD_FAILURE() << "copying tests/programs/" << name << " to " << src << ": " << ec.message();
+    return "";
+  }
+  std::string out;
+  if (shell("make -s -C " + src, &out) != 0) {
+    ADD_FAILURE() << "make -C " << src << ":\n" << out;
+    return "";
+  }
+  return src;
+}
 
 int shell(const std::string& cmd, std::string* out) {
   std::string text;

@@ -58,6 +58,24 @@ struct CliRun {
 CliRun livegraft(const std::vector<std::string>& args, int as_uid = -1);
 // Runs a shell command; its exit code (-1 when it did not exit), stdout and stderr in *out.
 int shell(const std::string& cmd, std::string* out = nullptr);
+
+// A directory of the test's own, /tmp/lg-PREFIX-XXXXXX, removed with its contents.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Copies the source tree tests/programs/NAME (with its Makefile) to DIR/src and builds it with
+// make, as a project `livegraft build` rebuilds; returns DIR/src ("" and a test failure when
+// the copy or the build fails).
+std::string build_program_tree(const std::string& name, const std::string& dir);
 // Same with extra environment entries "K=V" (LIVEGRAFT_KILL_AT=3, ...).
 CliRun livegraft_env(const std::vector<std::string>& args, const std::vector<std::string>& env);
 

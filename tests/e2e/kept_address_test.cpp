@@ -6,43 +6,39 @@
 // again. Taking the patch's own address, the program would call freed code after the revert
 // (squid CVE-2026-33515 crashed at the first request after one).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
-#include <filesystem>
 
 #include "harness.h"
 
 namespace lg::e2e {
 namespace {
 
-namespace fs = std::filesystem;
-
 class KeptAddress : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/lg-kept-address-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    src_ = dir_ + "/src";
-    fs::copy(fs::path(LG_SOURCE_DIR) / "tests/programs/callback_self", src_, fs::copy_options::recursive);
-    std::string out;
-    ASSERT_EQ(shell("make -s -C " + src_, &out), 0) << out;
+    src_ = build_program_tree("callback_self", dir_.path());
+    ASSERT_FALSE(src_.empty());
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+  // `livegraft build` of tests/e2e/patches/DIFF against the running [t], to dir/fix.o.
+  CliRun build_fix(const Target& t, const std::string& diff, bool json = false) {
+    std::vector<std::string> args{"build", "--source", src_, "--diff",
+                                  std::string(LG_SOURCE_DIR) + "/tests/e2e/patches/" + diff, "--target",
+                                  "/proc/" + std::to_string(t.pid()) + "/exe", "-o", fix()};
+    if (json) args.push_back("--json");
+    return livegraft(args);
   }
-  std::string dir_, src_;
+  std::string fix() const { return dir_.path() + "/fix.o"; }
+
+  TempDir dir_{"kept-address"};
+  std::string src_;
 };
 
 TEST_P(KeptAddress, CallbackRegisteredByTheFixIsTheOriginalAndOutlivesTheRevert) {
   Target t(src_ + "/callback_self");
   EXPECT_EQ(t.ask("x"), "42 original");
-  const std::string fix = dir_ + "/fix.o";
-  CliRun b = livegraft({"build", "--source", src_, "--diff",
-                        std::string(LG_SOURCE_DIR) + "/tests/e2e/patches/callback_self.diff", "--target",
-                        "/proc/" + std::to_string(t.pid()) + "/exe", "-o", fix});
+  const std::string fix = this->fix();
+  CliRun b = build_fix(t, "callback_self.diff");
   ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
   EXPECT_NE((b.out + b.err).find("ORIGINAL handle"), std::string::npos) << b.out << b.err;
   std::string readelf;
@@ -72,10 +68,8 @@ TEST_P(KeptAddress, CallbackRegisteredByTheFixIsTheOriginalAndOutlivesTheRevert)
 TEST_P(KeptAddress, NewFunctionRegisteredByTheFixStaysMappedAfterTheRevert) {
   Target t(src_ + "/callback_self");
   EXPECT_EQ(t.ask("x"), "42 original");
-  const std::string fix = dir_ + "/fix.o";
-  CliRun b = livegraft({"build", "--source", src_, "--diff",
-                        std::string(LG_SOURCE_DIR) + "/tests/e2e/patches/callback_new.diff", "--target",
-                        "/proc/" + std::to_string(t.pid()) + "/exe", "-o", fix, "--json"});
+  const std::string fix = this->fix();
+  CliRun b = build_fix(t, "callback_new.diff", true);
   ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
   ASSERT_TRUE(b.json.is_object()) << b.out;
   EXPECT_EQ(b.json["kept_new"], nlohmann::json::array({"handle_checked"})) << b.out;

@@ -21,18 +21,10 @@ namespace fs = std::filesystem;
 class StaticCopies : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/lg-static-copies-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    src_ = dir_ + "/src";
-    fs::copy(fs::path(LG_SOURCE_DIR) / "tests/programs/static_copies", src_, fs::copy_options::recursive);
-    std::string out;
-    ASSERT_EQ(shell("make -s -C " + src_, &out), 0) << out;
+    dir_ = tmp_.path();
+    src_ = build_program_tree("static_copies", dir_);
+    ASSERT_FALSE(src_.empty());
     exe_ = src_ + "/static_copies";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   // Builds the fix against the running [t], applies it, checks which copies it uses, reverts.
@@ -63,6 +55,7 @@ class StaticCopies : public ::testing::Test {
     EXPECT_EQ(t.ask("x"), "a=5 b=2030");
   }
 
+  TempDir tmp_{"static-copies"};
   std::string dir_, src_, exe_;
 };
 
