@@ -59,6 +59,12 @@ Result<std::unique_ptr<Unwinder>> unwinder_for(pid_t pid, const std::vector<prot
     RemoteAddr eh(p.eh_frame ? p.eh_frame->addr : 0);
     uint64_t eh_size = p.eh_frame ? p.eh_frame->size : 0;
     for (const auto& r : p.code) unwinder->add_code_region(r, eh, eh_size, p.name);
+    // The replacements by the names of the functions they replace (a blocker "inside the patch"
+    // is named like one in the original: "outer+0x1d (patch fix)").
+    for (const auto& f : p.funcs)
+      if (f.new_size)
+        unwinder->add_code_symbol(RemoteRange{RemoteAddr(f.new_addr), RemoteAddr(f.new_addr + f.new_size)},
+                                  f.old_name);
   }
   return unwinder;
 }

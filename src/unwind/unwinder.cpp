@@ -73,6 +73,7 @@ struct Unwinder::Impl {
   std::unique_ptr<CfiObject> vdso;
   RemoteRange vdso_range;
   std::vector<Region> regions;
+  std::vector<std::pair<RemoteRange, std::string>> region_symbols;  // add_code_symbol
   std::set<uint64_t> outermost_returns;  // add_outermost_return()
 
   Result<void> load_maps() {
@@ -369,6 +370,10 @@ void Unwinder::add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t e
 
 void Unwinder::add_outermost_return(RemoteAddr ret) { impl_->outermost_returns.insert(ret.value); }
 
+void Unwinder::add_code_symbol(RemoteRange range, std::string name) {
+  impl_->region_symbols.emplace_back(range, std::move(name));
+}
+
 void Unwinder::remove_code_region(RemoteAddr code_lo) {
   std::erase_if(impl_->regions, [&](const Impl::Region& r) { return r.code.lo == code_lo; });
 }
@@ -386,8 +391,12 @@ std::optional<Mapping> Unwinder::mapping_of(RemoteAddr addr) {
 }
 
 std::string Unwinder::symbolize(RemoteAddr pc) {
-  for (const Impl::Region& r : impl_->regions)
-    if (r.code.contains(pc)) return fmt::format("{}+{:#x}", r.name, pc - r.code.lo);
+  for (const Impl::Region& r : impl_->regions) {
+    if (!r.code.contains(pc)) continue;
+    for (const auto& [range, name] : impl_->region_symbols)
+      if (range.contains(pc)) return fmt::format("{}+{:#x} (patch {})", name, pc - range.lo, r.name);
+    return fmt::format("{}+{:#x}", r.name, pc - r.code.lo);
+  }
   Impl::Module* mod = impl_->find_module(pc.value);
   if (!mod) return fmt::format("{:#x} (no symbol)", pc.value);
   if (!mod->resolved && mod->map.exec) impl_->resolve(*mod);

@@ -63,6 +63,9 @@ class Unwinder {
   // walk reaching it stops (complete == false) with that reason. Regions take precedence over
   // /proc/PID/maps; registering the same [code.lo] again replaces the region.
   void add_code_region(RemoteRange code, RemoteAddr eh_frame, uint64_t eh_frame_size, std::string name);
+  // A function inside a region (a patch's replacement): symbolize() names a pc in [range] after
+  // it, "name+0x1d (patch P)", where it would say "region+0x1dd2".
+  void add_code_symbol(RemoteRange range, std::string name);
   // A return address that ends a stack although its code has no CFI: the trampoline glibc's
   // makecontext(3) puts under a coroutine's entry function (__start_context, a local symbol
   // of libc without an FDE), which the agent finds (src/controller/stack_switching.cpp).

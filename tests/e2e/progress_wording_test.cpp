@@ -24,6 +24,26 @@ TEST(ProgressWording, StopTheWorldWaitingLineNamesTheBlockingThread) {
   EXPECT_EQ(t.read_line(), "done 110");
 }
 
+// A revert waits for a thread inside the replacement: the waiting line names the function it
+// replaces, in the patch ("outer+0x.. (patch pt-pair-fix)"), where it said "pt-pair-fix+0x1dd2"
+// (seen on memcached), an offset into the patch nobody can read.
+TEST(ProgressWording, BlockerInsideAReplacementIsNamedByTheFunctionItReplaces) {
+  Target t(target_path("pt_pair"));
+  const std::string pid = std::to_string(t.pid());
+  CliRun a = livegraft({"apply", "--model", "stop-the-world", pid, patch_path("pt_pair_fix")});
+  ASSERT_EQ(a.exit_code, 0) << a.err << a.out;
+  ASSERT_EQ(t.ask("b"), "started");  // a thread stays inside the new outer()
+  CliRun r = livegraft({"revert", "--model", "stop-the-world", "--timeout", "0.5", pid, "pt-pair-fix"});
+  ASSERT_EQ(r.exit_code, 5) << r.err << r.out;
+  const size_t line = r.err.find("waiting: 1 thread(s)");
+  ASSERT_NE(line, std::string::npos) << r.err;
+  const std::string text = r.err.substr(line, r.err.find('\n', line) - line);
+  EXPECT_NE(text.find("outer+"), std::string::npos) << text;
+  EXPECT_NE(text.find("(patch pt-pair-fix) is on its stack"), std::string::npos) << text;
+  t.send("r");
+  EXPECT_EQ(t.read_line(), "done 220");  // still the new version: the revert was not done
+}
+
 // The thread's start function itself is patched (memcached's lru_maintainer_thread): the thread
 // never leaves it, so "raise --timeout" would be wrong advice; the hint says what can be done.
 // A thread that is merely inside a patched function (outer(), called by its start function)
