@@ -36,6 +36,15 @@ if [ $# -eq 0 ]; then
 fi
 
 now() { date +%s.%N; }
+# What dh_auto_configure (debhelper 13, Debian 12) passes to an autotools ./configure, for cases
+# that build the way debian/rules does: ./configure $(dh_configure_args) ...
+dh_configure_args() {
+  local arch
+  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+  printf '%s\n' --build="$arch" --prefix=/usr --includedir=/usr/include --mandir=/usr/share/man \
+    --infodir=/usr/share/info --sysconfdir=/etc --localstatedir=/var --disable-option-checking \
+    --disable-silent-rules --libdir="/usr/lib/$arch" --runstatedir=/run --disable-maintainer-mode
+}
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 oneline() { tr '\n' ' ' | sed -e 's/|/\\|/g' -e 's/  */ /g' | cut -c1-"${2:-220}"; }
 

@@ -29,11 +29,10 @@ LIVEGRAFT_BUILD_ARGS=(--build-command "make -j2 memcached")
 # stack of its own.
 LIVEGRAFT_APPLY_ARGS=(--allow-stack-switching)
 build_vulnerable() {
-  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+  local dh
+  mapfile -t dh < <(dh_configure_args)
   autoreconf -fi &&
-    ./configure --build="$arch" --prefix=/usr --includedir=/usr/include --mandir=/usr/share/man \
-      --infodir=/usr/share/info --sysconfdir=/etc --localstatedir=/var --disable-option-checking \
-      --disable-silent-rules --libdir="/usr/lib/$arch" --runstatedir=/run --disable-maintainer-mode \
+    ./configure "${dh[@]}" \
       CFLAGS="$CFLAGS" CPPFLAGS="$CPPFLAGS" LDFLAGS="$LDFLAGS" \
       --enable-sasl --enable-tls "${MEMCACHED_CONFIGURE[@]}" &&
     memcached_make

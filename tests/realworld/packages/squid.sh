@@ -19,11 +19,10 @@ CXXFLAGS="$CXXFLAGS -Wno-error=deprecated-declarations"
 squid_make() { make -j2 -C compat && make -j2 -C lib && make -j2 -C src; }
 LIVEGRAFT_BUILD_ARGS=(--build-command "make -j2 -C compat && make -j2 -C lib && make -j2 -C src")
 build_vulnerable() {
-  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+  local dh
+  mapfile -t dh < <(dh_configure_args)
   autoreconf -fi &&
-    ./configure --build="$arch" --prefix=/usr --includedir=/usr/include --mandir=/usr/share/man \
-      --infodir=/usr/share/info --sysconfdir=/etc --localstatedir=/var --disable-option-checking \
-      --disable-silent-rules --libdir="/usr/lib/$arch" --runstatedir=/run --disable-maintainer-mode \
+    ./configure "${dh[@]}" \
       CFLAGS="$CFLAGS" CXXFLAGS="$CXXFLAGS" CPPFLAGS="$CPPFLAGS" LDFLAGS="$LDFLAGS" \
       BUILDCXXFLAGS="$CXXFLAGS $CPPFLAGS $LDFLAGS" BUILDCXX=g++ \
       --with-build-environment=default --enable-build-info="Debian linux" \
