@@ -21,7 +21,6 @@
 #include "controller/immediate.h"
 #include "controller/per_thread_ops.h"
 #include "controller/reclaim.h"
-#include "controller/signal_mask.h"
 #include "controller/stack_switching.h"
 #include "elf/elf_file.h"
 #include "process/process.h"
@@ -350,7 +349,6 @@ Result<nlohmann::json> run_transition_command(pid_t pid, const char* what, const
     Result<OperationOptions> checked = options;  // (a process that is not there is reported by the steps)
     if (check_process(pid).ok()) checked = with_stack_switching_check(pid, options);
     if (!checked) return std::move(checked).error();
-    if (check_process(pid).ok()) LG_TRY_VOID(check_sigtrap_not_blocked(pid, options, what));  // signal_mask.h
     return steps(*checked);
   });
 }

@@ -85,24 +85,6 @@ std::string describe_threads(const std::vector<BlockingThread>& threads) {
   return fmt::format("{}{}", fmt::join(names, ", "), threads.size() > 4 ? fmt::format(" and {} more", threads.size() - 4) : "");
 }
 
-Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op) {
-  // Stop-the-world writes no int3; per-thread unblocks SIGTRAP in such threads for as long as
-  // its int3s may be in the code (SigtrapUnblock). Immediate holds no thread while it writes.
-  if (options.model != ConsistencyModel::immediate) return {};
-  std::vector<BlockingThread> blocking = threads_blocking_sigtrap(pid);
-  if (blocking.empty()) return {};
-  const char* model = "immediate";
-  return Error(ErrorKind::unsafe,
-               fmt::format("{} thread(s) of process {} block SIGTRAP ({}): the {} model writes each entry jump with an "
-                           "int3 while the threads run, and a thread that executes it with SIGTRAP blocked is killed by the kernel "
-                           "(the whole process dumps core) instead of reaching the agent's handler; nothing was changed",
-                           blocking.size(), pid, describe_threads(blocking), model),
-               0,
-               fmt::format("{} with --model per-thread (it unblocks SIGTRAP in those threads while its int3s are in place) or "
-                           "--model stop-the-world (it writes while every thread is stopped, with no int3; docs/consistency.md)",
-                           op));
-}
-
 Result<void> SigtrapUnblock::begin(const std::vector<BlockingThread>& threads, std::chrono::milliseconds timeout) {
   constexpr uint64_t trap = uint64_t{1} << (SIGTRAP - 1);
   for (const BlockingThread& b : threads) {

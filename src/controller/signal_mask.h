@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "common/result.h"
-#include "controller/operations.h"
 
 namespace lg {
 
@@ -36,12 +35,7 @@ std::vector<BlockingThread> threads_blocking_sigtrap(pid_t pid);
 // "123 (name), 124 (name) and 3 more".
 std::string describe_threads(const std::vector<BlockingThread>& threads);
 
-// For `op` ("apply", "revert") with the immediate model, which writes its int3s before it holds
-// any thread: refused (unsafe) when a thread blocks SIGTRAP, with the threads named and a hint
-// for the other models. Best effort: a thread may block it later. Other models: nothing.
-Result<void> check_sigtrap_not_blocked(pid_t pid, const OperationOptions& options, const char* op);
-
-// The per-thread model's way through: while its int3s are in place, the threads that block
+// The per-thread and immediate models' way through: while their int3s are in place, the threads that block
 // SIGTRAP have it unblocked (each stopped alone for it, PTRACE_SETSIGMASK), so a thread that
 // meets one reaches the agent's handler. restore() blocks it again, in each thread whose mask
 // is still the one set here (a thread that set its own since keeps it), once no int3 is left,
