@@ -62,16 +62,20 @@ TEST(RegisterHazard, StacksUnwindThroughTheEntryThunk) {
   EXPECT_EQ(blocked.exit_code, 5) << blocked.err << blocked.out;
   ASSERT_TRUE(blocked.json.contains("blockers")) << blocked.out;
   ASSERT_FALSE(blocked.json["blockers"].empty()) << blocked.out;
-  // fgets <- the replacement <- the thunk (both patch code, named after the patch) <- main.
+  // fgets <- the replacement (named by the function it replaces, in the patch) <- the thunk
+  // (patch code, named after the patch) <- main.
   const auto& frames = blocked.json["blockers"][0]["stack"];
   std::vector<std::string> patch_frames;
   bool main_below = false;
   for (const auto& f : frames) {
     std::string s = f.get<std::string>();
-    if (s.rfind("ipa-ra-blocking+", 0) == 0) patch_frames.push_back(s);
+    if (s.rfind("ipa-ra-blocking+", 0) == 0 || s.find(" (patch ipa-ra-blocking)") != std::string::npos)
+      patch_frames.push_back(s);
     if (s.rfind("main+", 0) == 0) main_below = !patch_frames.empty();
   }
-  EXPECT_EQ(patch_frames.size(), 2u) << frames.dump();
+  ASSERT_EQ(patch_frames.size(), 2u) << frames.dump();
+  EXPECT_EQ(patch_frames[0].rfind("check+", 0), 0u) << frames.dump();
+  EXPECT_EQ(patch_frames[1].rfind("ipa-ra-blocking+", 0), 0u) << frames.dump();
   EXPECT_TRUE(main_below) << frames.dump();
   t.send("go");
   EXPECT_EQ(t.read_line(), "mallory 3 denied");
