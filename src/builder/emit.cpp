@@ -346,8 +346,7 @@ Result<void> emit_patch_object(const std::vector<const DiffResult*>& parts, cons
     if (const Symbol* f = kept_address_of(obj, from, r, parts[pi]->inclusion.replaced))
       return bound_symbol(out_name(*f), sympos_of(pi, *f));
     const Symbol& raw = obj.symbols[r.symbol];
-    const int64_t at = r.addend + (is_pc_relative(r.type) && r.addend == -4 ? 4 : 0);
-    if (raw.defined() || at != 0 || is_branch_relocation(from, r)) return std::nullopt;
+    if (raw.defined() || offset_in_target(r.type, r.addend) != 0 || is_branch_relocation(from, r)) return std::nullopt;
     auto g = replaced_globals.find(raw.name);
     if (g == replaced_globals.end()) return std::nullopt;
     return bound_symbol(g->second.first, g->second.second);

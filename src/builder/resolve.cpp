@@ -119,6 +119,10 @@ RelocTarget resolve_target(const Object& obj, const Relocation& rel) {
   return t;
 }
 
+int64_t offset_in_target(uint32_t type, int64_t addend) {
+  return addend + (is_pc_relative(type) && addend == -4 ? 4 : 0);
+}
+
 bool is_branch_relocation(const Section& sec, const Relocation& r) {
   if (r.type == R_X86_64_PLT32) return true;
   if (!sec.is_text() || r.type != R_X86_64_PC32 || r.offset < 2 || r.offset > sec.data.size()) return false;
@@ -131,8 +135,7 @@ const Symbol* kept_address_of(const Object& patched, const Section& sec, const R
   if (functions.empty() || is_branch_relocation(sec, r)) return nullptr;
   RelocTarget t = resolve_target(patched, r);
   if (t.kind != TargetKind::symbol || !t.symbol || !t.symbol->defined()) return nullptr;
-  const int64_t at = t.addend + (is_pc_relative(r.type) && t.addend == -4 ? 4 : 0);
-  if (at != 0) return nullptr;
+  if (offset_in_target(r.type, t.addend) != 0) return nullptr;
   for (const Symbol* f : functions)
     if (f == t.symbol || (t.symbol->shndx == f->shndx && t.symbol->value == f->value &&
                           (t.symbol->type == STT_FUNC || t.symbol->type == STT_NOTYPE)))

@@ -36,6 +36,10 @@ RelocTarget resolve_target(const Object& obj, const Relocation& rel);
 // patched object, the symbol's own name otherwise.
 std::string compare_name(const Symbol& sym);
 
+// Where in its target a relocation with [addend] points: PC-relative types (the "-4" of the
+// displacement) at addend + 4 when the addend is exactly -4, else at the addend. 0: the entry.
+int64_t offset_in_target(uint32_t type, int64_t addend);
+
 // True when `r` is the rel32 of a call, jmp or jcc, or a PLT32: the code goes to the target
 // rather than keeping its address.
 bool is_branch_relocation(const Section& sec, const Relocation& r);
